@@ -1,0 +1,214 @@
+package inventory
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// maxAliasExpansions bounds YAML alias use so a hostile file cannot make the
+// decoder walk an exponential tree ("billion laughs").
+const maxAliasExpansions = 1000
+
+// decoder turns a YAML node tree into Go values strictly: unknown fields,
+// duplicate keys and wrong types are problems with a file, line and field
+// path, and every one of them is reported, not only the first.
+type decoder struct {
+	file    string
+	lines   map[string]int // field path → line of its value
+	probs   Problems
+	aliases int
+}
+
+func (d *decoder) problem(line int, path, format string, args ...any) {
+	d.probs = append(d.probs, Problem{File: d.file, Line: line, Field: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+// secretKey matches field names that would hold a secret.
+var secretKey = regexp.MustCompile(`(?i)^(token|tokensecret|secret|password|passwd|privatekey|apikey|jointoken|pm_api_token_secret)$`)
+
+// secretValue matches values that are secrets whatever field they are in.
+var secretValue = regexp.MustCompile(`PVEAPIToken=|SWMTKN-1-|-----BEGIN [A-Z ]*PRIVATE KEY-----|![A-Za-z0-9_.-]+=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-`)
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode {
+		d.aliases++
+		if d.aliases > maxAliasExpansions {
+			if d.aliases == maxAliasExpansions+1 {
+				d.problem(n.Line, path, "too many YAML alias expansions (more than %d)", maxAliasExpansions)
+			}
+			return
+		}
+		d.decode(n.Alias, v, path)
+		return
+	}
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) > 0 {
+			d.decode(n.Content[0], v, path)
+		}
+		return
+	}
+	if path != "" {
+		d.lines[path] = n.Line
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // absent value: the default applies
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+	case reflect.Map:
+		d.decodeMap(n, v, path)
+	case reflect.Slice:
+		d.decodeSlice(n, v, path)
+	default:
+		d.decodeScalar(n, v, path)
+	}
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "something else"
+}
+
+func (d *decoder) expect(n *yaml.Node, kind yaml.Kind, path, want string) bool {
+	if n.Kind != kind {
+		d.problem(n.Line, path, "must be %s, not %s", want, kindName(n))
+		return false
+	}
+	return true
+}
+
+// mapping walks the key/value pairs of a mapping node, reporting duplicate
+// keys and secrets, and calls fn for each remaining pair.
+func (d *decoder) mapping(n *yaml.Node, path string, fn func(key string, kn, vn *yaml.Node)) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		key := kn.Value
+		if first, dup := seen[key]; dup {
+			d.problem(kn.Line, join(path, key), "duplicate key (first at line %d)", first)
+			continue
+		}
+		seen[key] = kn.Line
+		if secretKey.MatchString(key) {
+			d.problem(kn.Line, join(path, key), "secrets must not be written in the inventory: set them in the environment (see `provision --help`)")
+			continue
+		}
+		fn(key, kn, vn)
+	}
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if !d.expect(n, yaml.MappingNode, path, "a mapping") {
+		return
+	}
+	fields := map[string]int{}
+	var names []string
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = i
+		names = append(names, tag)
+	}
+	sort.Strings(names)
+	d.mapping(n, path, func(key string, kn, vn *yaml.Node) {
+		i, ok := fields[key]
+		if !ok {
+			d.problem(kn.Line, join(path, key), "unknown field (known here: %s)", strings.Join(names, ", "))
+			return
+		}
+		d.decode(vn, v.Field(i), join(path, key))
+	})
+}
+
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
+	if !d.expect(n, yaml.MappingNode, path, "a mapping") {
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
+	}
+	d.mapping(n, path, func(key string, kn, vn *yaml.Node) {
+		ev := reflect.New(v.Type().Elem()).Elem()
+		d.decode(vn, ev, join(path, key))
+		v.SetMapIndex(reflect.ValueOf(key), ev)
+	})
+}
+
+func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
+	if !d.expect(n, yaml.SequenceNode, path, "a list") {
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, en := range n.Content {
+		d.decode(en, s.Index(i), index(path, i))
+	}
+	v.Set(s)
+}
+
+func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
+	switch v.Kind() {
+	case reflect.String:
+		if !d.expect(n, yaml.ScalarNode, path, "a string") {
+			return
+		}
+		if secretValue.MatchString(n.Value) {
+			d.problem(n.Line, path, "this value looks like a secret (token or private key): secrets must come from the environment, never the inventory")
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Int:
+		if !d.expect(n, yaml.ScalarNode, path, "a whole number") {
+			return
+		}
+		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+		if n.Tag != "!!int" || err != nil || i < -1<<31 || i > 1<<31-1 {
+			d.problem(n.Line, path, "must be a whole number, not %q", n.Value)
+			return
+		}
+		v.SetInt(i)
+	case reflect.Bool:
+		if !d.expect(n, yaml.ScalarNode, path, "true or false") {
+			return
+		}
+		if n.Tag != "!!bool" {
+			d.problem(n.Line, path, "must be true or false, not %q", n.Value)
+			return
+		}
+		v.SetBool(n.Value == "true" || n.Value == "True" || n.Value == "TRUE")
+	default:
+		panic(fmt.Sprintf("inventory: no decoder for %s at %s", v.Type(), path))
+	}
+}
