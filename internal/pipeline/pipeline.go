@@ -1,0 +1,181 @@
+// Package pipeline runs provision's stages in order, like a runbook: each
+// stage has a stable name, a title, a plan (what it would change, per node)
+// and a run. Facts learnt on the way are saved in the state file after every
+// stage, so a stage can be re-run alone.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/state"
+)
+
+// Env is what every stage gets: the inventory, the facts, where to write and
+// how to report. Stages take everything they need from here, nothing global.
+type Env struct {
+	Inventory   *inventory.Inventory
+	State       *state.State
+	StateDir    string
+	OutDir      string // where rendered files go
+	Concurrency int
+	Log         *slog.Logger
+	Out         io.Writer // program output (tables, summaries)
+	Status      *Status   // progress lines
+	Now         func() time.Time
+}
+
+// Stage is one step of the runbook.
+type Stage interface {
+	// Name is the stable id used by --only and in logs ("render", "swarm").
+	Name() string
+	// Title says what the stage does, for progress lines and plans.
+	Title() string
+	// Plan reports what Run would change, per node, without changing anything.
+	Plan(ctx context.Context, env *Env) (Plan, error)
+	// Run makes the changes. It must be safe to run again: a re-run changes
+	// nothing that is already right.
+	Run(ctx context.Context, env *Env) error
+}
+
+// Skipper is implemented by stages that do not apply to every lab (no
+// Proxmox section, no netbooted racks, ...).
+type Skipper interface {
+	Skip(env *Env) (skip bool, reason string)
+}
+
+// ErrNotBuilt marks a stage whose implementation does not exist yet.
+var ErrNotBuilt = errors.New("not built yet")
+
+// Action is what a plan will do to one node.
+type Action string
+
+// Actions, in the order plans list them.
+const (
+	Create  Action = "create"
+	Update  Action = "update"
+	Replace Action = "replace"
+	Destroy Action = "destroy"
+	Keep    Action = "unchanged"
+)
+
+// Change is one node's line in a plan.
+type Change struct {
+	Node   string
+	Action Action
+	Detail string
+}
+
+// Plan is a stage's plan.
+type Plan struct {
+	Stage    string
+	Title    string
+	Changes  []Change
+	Skipped  string // why the stage does not apply, if it does not
+	NotBuilt string // what is missing, if the stage is not built yet
+	Notes    []string
+}
+
+// Counts tallies a plan's changes by action.
+func (p Plan) Counts() map[Action]int {
+	c := map[Action]int{}
+	for _, ch := range p.Changes {
+		c[ch.Action]++
+	}
+	return c
+}
+
+// Pipeline is an ordered list of stages, kept as data.
+type Pipeline struct {
+	Stages []Stage
+}
+
+// Select returns the stages named in only (all when only is empty), in
+// pipeline order, or an error naming an unknown stage.
+func (p Pipeline) Select(only []string) (Pipeline, error) {
+	if len(only) == 0 {
+		return p, nil
+	}
+	want := map[string]bool{}
+	for _, name := range only {
+		want[name] = true
+	}
+	var out Pipeline
+	for _, s := range p.Stages {
+		if want[s.Name()] {
+			out.Stages = append(out.Stages, s)
+			delete(want, s.Name())
+		}
+	}
+	for name := range want {
+		return Pipeline{}, fmt.Errorf("no stage named %q (stages: %s)", name, strings.Join(p.Names(), ", "))
+	}
+	return out, nil
+}
+
+// Names lists the stage names in order.
+func (p Pipeline) Names() []string {
+	out := make([]string, len(p.Stages))
+	for i, s := range p.Stages {
+		out[i] = s.Name()
+	}
+	return out
+}
+
+// Plan asks every stage for its plan. Stages that are skipped or not built
+// say so in their plan instead of failing the whole plan.
+func (p Pipeline) Plan(ctx context.Context, env *Env) ([]Plan, error) {
+	var plans []Plan
+	for _, s := range p.Stages {
+		if err := ctx.Err(); err != nil {
+			return plans, fmt.Errorf("plan %s: %w", s.Name(), err)
+		}
+		if sk, ok := s.(Skipper); ok {
+			if skip, why := sk.Skip(env); skip {
+				plans = append(plans, Plan{Stage: s.Name(), Title: s.Title(), Skipped: why})
+				continue
+			}
+		}
+		pl, err := s.Plan(ctx, env)
+		if err != nil {
+			return plans, fmt.Errorf("plan %s: %w", s.Name(), err)
+		}
+		pl.Stage, pl.Title = s.Name(), s.Title()
+		plans = append(plans, pl)
+	}
+	return plans, nil
+}
+
+// Run runs the stages in order, saving the state after each one. It stops at
+// the first failure, and before any stage once ctx is cancelled.
+func (p Pipeline) Run(ctx context.Context, env *Env) error {
+	for _, s := range p.Stages {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("stopped before stage %s: %w", s.Name(), err)
+		}
+		if sk, ok := s.(Skipper); ok {
+			if skip, why := sk.Skip(env); skip {
+				env.Status.Skip(s.Title(), why)
+				continue
+			}
+		}
+		done := env.Status.Start(s.Title())
+		start := env.Now()
+		err := s.Run(ctx, env)
+		if serr := env.State.Save(env.StateDir, env.Now()); serr != nil && err == nil {
+			err = serr
+		}
+		done(err)
+		env.Log.Debug("stage finished", "stage", s.Name(), "took", env.Now().Sub(start).Round(time.Millisecond), "ok", err == nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
+		}
+	}
+	return nil
+}

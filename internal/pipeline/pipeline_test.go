@@ -1,0 +1,153 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/state"
+)
+
+// recorder is a stage that records what the pipeline asked of it.
+type recorder struct {
+	name    string
+	calls   *[]string
+	fail    error
+	skip    string
+	cancel  context.CancelFunc
+	changes []pipeline.Change
+}
+
+func (r recorder) Name() string  { return r.name }
+func (r recorder) Title() string { return "stage " + r.name }
+func (r recorder) Plan(context.Context, *pipeline.Env) (pipeline.Plan, error) {
+	*r.calls = append(*r.calls, "plan "+r.name)
+	return pipeline.Plan{Changes: r.changes}, nil
+}
+func (r recorder) Run(_ context.Context, env *pipeline.Env) error {
+	*r.calls = append(*r.calls, "run "+r.name)
+	env.State.Node("n1").IP = "192.0.2.1"
+	if r.cancel != nil {
+		r.cancel()
+	}
+	return r.fail
+}
+func (r recorder) Skip(*pipeline.Env) (bool, string) { return r.skip != "", r.skip }
+
+func newEnv(t *testing.T, status io.Writer) *pipeline.Env {
+	return &pipeline.Env{
+		State: state.New("lab"), StateDir: t.TempDir(), Concurrency: 4,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard,
+		Status: pipeline.NewStatus(status, time.Now), Now: time.Now,
+	}
+}
+
+func TestRunOrderSkipFailureAndState(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name    string
+		stages  func(calls *[]string) []pipeline.Stage
+		want    []string
+		wantErr string
+	}{
+		{
+			name: "all run in order",
+			stages: func(c *[]string) []pipeline.Stage {
+				return []pipeline.Stage{recorder{name: "a", calls: c}, recorder{name: "b", calls: c}}
+			},
+			want: []string{"run a", "run b"},
+		},
+		{
+			name: "skipped stage does not run",
+			stages: func(c *[]string) []pipeline.Stage {
+				return []pipeline.Stage{recorder{name: "a", calls: c, skip: "no Pis"}, recorder{name: "b", calls: c}}
+			},
+			want: []string{"run b"},
+		},
+		{
+			name: "failure stops the runbook and names the stage",
+			stages: func(c *[]string) []pipeline.Stage {
+				return []pipeline.Stage{recorder{name: "a", calls: c, fail: boom}, recorder{name: "b", calls: c}}
+			},
+			want:    []string{"run a"},
+			wantErr: "a: boom",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls []string
+			var status bytes.Buffer
+			env := newEnv(t, &status)
+			err := pipeline.Pipeline{Stages: tt.stages(&calls)}.Run(context.Background(), env)
+			if (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
+				t.Fatalf("Run = %v, want error %q", err, tt.wantErr)
+			}
+			if strings.Join(calls, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("calls %v, want %v", calls, tt.want)
+			}
+			// Facts are saved after every stage, also the failing one.
+			s, lerr := state.Load(env.StateDir, "lab")
+			if lerr != nil || s.Nodes["n1"] == nil {
+				t.Errorf("state not saved after the stage: %v", lerr)
+			}
+			if _, err := os.Stat(filepath.Join(env.StateDir, state.FileName)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestRunStopsWhenCancelled(t *testing.T) {
+	var calls []string
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := pipeline.Pipeline{Stages: []pipeline.Stage{
+		recorder{name: "a", calls: &calls, cancel: cancel},
+		recorder{name: "b", calls: &calls},
+	}}
+	err := p.Run(ctx, newEnv(t, nil))
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "before stage b") {
+		t.Fatalf("Run = %v, want cancellation before stage b", err)
+	}
+	if len(calls) != 1 {
+		t.Errorf("calls %v: stage b ran after cancellation", calls)
+	}
+}
+
+func TestSelectAndPlan(t *testing.T) {
+	var calls []string
+	p := pipeline.Pipeline{Stages: []pipeline.Stage{
+		recorder{name: "a", calls: &calls, changes: []pipeline.Change{{Node: "n1", Action: pipeline.Create}}},
+		recorder{name: "b", calls: &calls, skip: "no Proxmox section"},
+		recorder{name: "c", calls: &calls, changes: []pipeline.Change{{Node: "n1", Action: pipeline.Replace}}},
+	}}
+	if _, err := p.Select([]string{"nope"}); err == nil || !strings.Contains(err.Error(), "stages: a, b, c") {
+		t.Errorf("Select(nope) = %v, want an error listing the stages", err)
+	}
+	sel, err := p.Select([]string{"c", "a"})
+	if err != nil || strings.Join(sel.Names(), ",") != "a,c" {
+		t.Fatalf("Select = %v %v, want a,c in pipeline order", sel.Names(), err)
+	}
+	plans, err := p.Plan(context.Background(), newEnv(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	pipeline.WritePlan(&out, plans, false)
+	for _, want := range []string{"a — stage a", "create       1  n1", "skipped: no Proxmox section", "replace      1  n1  <-- !!"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Join(calls, ",") != "plan a,plan c" {
+		t.Errorf("calls %v: a skipped stage must not be asked for a plan", calls)
+	}
+}
