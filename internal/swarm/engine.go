@@ -1,0 +1,60 @@
+// Package swarm forms one Docker Swarm out of many engines, talking to each
+// through the Docker Engine API (the official Go client) over whatever
+// connection the caller dials, SSH in practice. It gathers facts first and
+// acts only on the difference, so a re-run on a formed swarm makes no
+// mutating API call at all.
+package swarm
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/docker/docker/client"
+)
+
+// DialFunc opens a connection to one node's Docker socket.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Counter counts the Engine API calls that change something (every method
+// but GET and HEAD), across all nodes.
+type Counter struct{ n atomic.Int64 }
+
+// Mutations returns how many mutating calls were made.
+func (c *Counter) Mutations() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.n.Load()
+}
+
+type countingTransport struct {
+	next    http.RoundTripper
+	counter *Counter
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.counter != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		t.counter.n.Add(1)
+	}
+	return t.next.RoundTrip(r)
+}
+
+// NewEngine returns a Docker client for one node whose connections come
+// from dial (the socket path is the dial function's business). The API
+// version is negotiated with the engine. Mutating calls are counted in c
+// when c is not nil.
+func NewEngine(dial DialFunc, c *Counter) (*client.Client, error) {
+	tr := &http.Transport{
+		DialContext:         dial,
+		MaxIdleConnsPerHost: 2,
+		DisableCompression:  true,
+	}
+	hc := &http.Client{Transport: countingTransport{next: tr, counter: c}}
+	return client.NewClientWithOpts(
+		client.WithHost("http://docker.sock"),
+		client.WithHTTPClient(hc),
+		client.WithAPIVersionNegotiation(),
+	)
+}

@@ -1,0 +1,147 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+)
+
+// reconcile brings every member's node object to what the inventory says
+// (labels, role, manager availability), removes stale Down entries left by
+// re-created nodes, and waits until every member is Ready. Each update is a
+// versioned NodeUpdate made only when something differs.
+func (f *former) reconcile(ctx context.Context) error {
+	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+	}
+	byID := map[string]swarm.Node{}
+	for _, n := range nodes {
+		byID[n.ID] = n
+	}
+	wanted := map[string]*Member{}
+	for _, m := range f.members {
+		if n, ok := byID[m.facts.nodeID]; ok && m.facts.err == nil {
+			wanted[n.ID] = m
+			if err := f.update(ctx, m, n); err != nil {
+				f.fail(m, "update", err)
+			}
+		}
+	}
+	// Stale entries: same hostname as a member, not its current node, Down.
+	names := map[string]bool{}
+	for _, m := range f.members {
+		names[m.Name] = true
+	}
+	for _, n := range nodes {
+		if wanted[n.ID] != nil || !names[n.Description.Hostname] || n.Status.State != swarm.NodeStateDown {
+			continue
+		}
+		if err := f.removeStale(ctx, n); err != nil {
+			f.errs = append(f.errs, fmt.Errorf("remove stale entry %s of %s: %w", short(n.ID), n.Description.Hostname, err))
+		}
+	}
+	return f.waitReady(ctx, wanted)
+}
+
+// update applies labels (merged: labels set by hand are kept), the role and,
+// when configured, drains managers.
+func (f *former) update(ctx context.Context, m *Member, n swarm.Node) error {
+	spec := n.Spec
+	labels := maps.Clone(spec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	var why []string
+	for k, v := range m.Labels {
+		if old, ok := labels[k]; !ok || old != v {
+			labels[k] = v
+			why = append(why, "label "+k)
+		}
+	}
+	role := swarm.NodeRoleWorker
+	if m.Role == Manager {
+		role = swarm.NodeRoleManager
+	}
+	switch {
+	case spec.Role == role:
+	case role == swarm.NodeRoleManager:
+		spec.Role = role
+		why = append(why, "promote to manager")
+	default:
+		f.errs = append(f.errs, fmt.Errorf("update %s: it is a manager but the inventory says worker; demote it by hand (docker node demote %s) once quorum allows", m.Name, m.Name))
+	}
+	if m.Role == Manager && f.opts.DrainManagers && spec.Availability != swarm.NodeAvailabilityDrain {
+		spec.Availability = swarm.NodeAvailabilityDrain
+		why = append(why, "drain")
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	spec.Labels = labels
+	sort.Strings(why)
+	f.opts.Log.Info("updating node", "node", m.Name, "changes", strings.Join(why, ", "))
+	if err := f.leader.Engine.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
+		return err
+	}
+	f.res.Updated = append(f.res.Updated, m.Name)
+	return nil
+}
+
+// removeStale removes a Down node entry; a Down manager is demoted first so
+// it no longer counts towards the quorum.
+func (f *former) removeStale(ctx context.Context, n swarm.Node) error {
+	if n.Spec.Role == swarm.NodeRoleManager {
+		spec := n.Spec
+		spec.Role = swarm.NodeRoleWorker
+		if err := f.leader.Engine.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
+			return fmt.Errorf("demote: %w", err)
+		}
+	}
+	if err := f.leader.Engine.NodeRemove(ctx, n.ID, swarm.NodeRemoveOptions{}); err != nil {
+		return err
+	}
+	f.res.Removed = append(f.res.Removed, n.Description.Hostname+" ("+short(n.ID)+")")
+	return nil
+}
+
+// waitReady polls the node list until every wanted node is Ready (and every
+// manager reachable), then records the table rows.
+func (f *former) waitReady(ctx context.Context, wanted map[string]*Member) error {
+	deadline := time.Now().Add(f.opts.ReadyTimeout)
+	for {
+		nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
+		if err != nil {
+			return fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+		}
+		var waiting []string
+		for _, n := range nodes {
+			if wanted[n.ID] != nil && !ready(n) {
+				waiting = append(waiting, n.Description.Hostname)
+			}
+		}
+		if len(waiting) == 0 || time.Now().After(deadline) {
+			f.res.Rows = rows(nodes, wanted)
+			if len(waiting) > 0 {
+				sort.Strings(waiting)
+				return fmt.Errorf("not Ready after %s: %s", f.opts.ReadyTimeout, strings.Join(waiting, ", "))
+			}
+			return nil
+		}
+		if err := sleep(ctx, f.opts.PollInterval); err != nil {
+			return err
+		}
+	}
+}
+
+func ready(n swarm.Node) bool {
+	if n.Status.State != swarm.NodeStateReady {
+		return false
+	}
+	return n.ManagerStatus == nil || n.ManagerStatus.Reachability == swarm.ReachabilityReachable
+}
