@@ -65,9 +65,6 @@ type RetryPolicy struct {
 	AttemptTimeout time.Duration // TCP connect + handshake + auth; 0: DefaultAttemptTimeout
 }
 
-// NoRetry makes a single attempt.
-var NoRetry = RetryPolicy{MaxAttempts: 1}
-
 func (p RetryPolicy) delay(attempt int) time.Duration {
 	initial, maxDelay := p.InitialDelay, p.MaxDelay
 	if initial <= 0 {
