@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"path/filepath"
+
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/remote"
+	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/stages"
+	"github.com/fhlab/provision/internal/state"
+	"github.com/fhlab/provision/templates"
+)
+
+// env builds the pipeline environment for an inventory: state loaded from
+// the state directory, output directory, logger and progress lines.
+func (a *app) env(inv *inventory.Inventory, outDir string) (*pipeline.Env, error) {
+	dir := a.stateDir(inv)
+	st, err := state.Load(dir, inv.Lab.Metadata.Name)
+	if err != nil {
+		return nil, err
+	}
+	if outDir == "" {
+		outDir = filepath.Join(dir, "cloud-init")
+	}
+	return &pipeline.Env{
+		Inventory: inv, State: st, StateDir: dir, OutDir: outDir,
+		Concurrency: a.settings.Concurrency, Log: a.log, Out: a.streams.Out,
+		Status: pipeline.NewStatus(a.streams.Err, a.now), Now: a.now,
+	}, nil
+}
+
+// deps builds the stages' dependencies once.
+func (a *app) deps() (stages.Deps, error) {
+	r, err := render.New(templates.FS)
+	if err != nil {
+		return stages.Deps{}, err
+	}
+	return stages.Deps{
+		Renderer: r,
+		SSH: stages.NewConnector(stages.SSH{
+			KeyPath:      a.settings.SSHKey,
+			DockerSocket: a.settings.DockerSocket,
+			Redactor:     remote.NewRedactor(),
+		}),
+	}, nil
+}

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/stages"
+)
+
+func (a *app) swarmCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "swarm -i FILE",
+		Short: "Join every node of the inventory into one Docker Swarm",
+		Long: `Connect to every node over SSH (host keys trusted on first use into
+<state-dir>/known_hosts; a changed key is refused) and talk to its Docker
+Engine API through that connection. Then:
+
+  1. gather every engine's swarm state, concurrently;
+  2. pick the swarm: an existing one wins; nodes in another swarm are
+     reported and left alone unless --force;
+  3. init on the first manager if there is no swarm, with an explicit
+     advertise address and the inventory's address pool and mask length;
+  4. join managers one at a time (quorum-safe), workers in waves of
+     --concurrency;
+  5. apply labels (merged with labels set by hand), promote managers, drain
+     managers if swarm.drainManagers; remove stale Down entries of
+     re-created nodes; wait until every node is Ready; print the table.
+
+A re-run on a formed swarm makes no change at all and says so; nodes added
+to the inventory are the only ones joined. Join tokens are never printed or
+logged. A node that fails is named with the cause; the others are still
+formed, and the exit status is non-zero.`,
+		Example: "  provision swarm -i inventory/local.yaml\n  provision swarm -i lab.yaml --concurrency 64",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inv, err := a.loadInventory()
+			if err != nil {
+				return err
+			}
+			env, err := a.env(inv, "")
+			if err != nil {
+				return err
+			}
+			d, err := a.deps()
+			if err != nil {
+				return err
+			}
+			defer d.SSH.Close()
+			s := stages.Swarm{SSH: d.SSH, Force: force}
+			return pipeline.Pipeline{Stages: []pipeline.Stage{s}}.Run(cmd.Context(), env)
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "make nodes that are in another swarm leave it and join this one")
+	return cmd
+}

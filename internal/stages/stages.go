@@ -1,0 +1,30 @@
+// Package stages adapts the domain packages to the pipeline: one file per
+// stage, in the order of the runbook.
+package stages
+
+import (
+	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/render"
+)
+
+// Deps are the dependencies the stages need, built once by the CLI.
+type Deps struct {
+	Renderer   *render.Renderer
+	SSH        *Connector
+	ForceSwarm bool
+}
+
+// Apply is the runbook `provision apply` follows, kept as data:
+//
+//	validate → render → vms → pi-image → pi-boot → discover → swarm
+func Apply(d Deps) pipeline.Pipeline {
+	return pipeline.Pipeline{Stages: []pipeline.Stage{
+		Validate{},
+		Render{Renderer: d.Renderer},
+		VMs{},
+		PiImage{},
+		PiBoot{},
+		Discover{SSH: d.SSH},
+		Swarm{SSH: d.SSH, Force: d.ForceSwarm},
+	}}
+}
