@@ -54,6 +54,10 @@ type app struct {
 	now      func() time.Time
 }
 
+func newApp(streams Streams) *app {
+	return &app{streams: streams, v: viper.New(), now: time.Now}
+}
+
 // exitError carries an exit code other than 1.
 type exitError struct {
 	code int
@@ -65,8 +69,7 @@ func (e exitError) Unwrap() error { return e.err }
 
 // Run runs provision with args and returns the process exit code.
 func Run(ctx context.Context, args []string, streams Streams) int {
-	a := &app{streams: streams, v: viper.New(), now: time.Now}
-	root := a.rootCommand()
+	root := newApp(streams).rootCommand()
 	root.SetArgs(args)
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
