@@ -292,11 +292,18 @@ func readRackCSV(fsys FS, file string, count int) (map[int]slotInfo, Problems) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := rd.FieldPos(0)
 		if err != nil {
+			// FieldPos would panic here: a record that fails to parse may
+			// have no fields. The parse error knows its line.
+			var line int
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				line = pe.Line
+			}
 			probs = append(probs, Problem{File: file, Line: line, Msg: "not valid CSV: " + err.Error()})
 			break
 		}
+		line, _ := rd.FieldPos(0)
 		if header {
 			header = false
 			want := []string{"slot", "serial", "mac"}
