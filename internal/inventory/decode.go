@@ -11,9 +11,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// maxAliasExpansions bounds YAML alias use so a hostile file cannot make the
-// decoder walk an exponential tree ("billion laughs").
-const maxAliasExpansions = 1000
+// maxAliasExpansions bounds the YAML nodes decoded through aliases (the
+// aliases and everything under them) so a hostile file cannot make the
+// decoder walk an exponential tree ("billion laughs") or one small anchored
+// subtree a thousand times over.
+const maxAliasExpansions = 10000
 
 // decoder turns a YAML node tree into Go values strictly: unknown fields,
 // duplicate keys and wrong types are problems with a file, line and field
@@ -22,7 +24,8 @@ type decoder struct {
 	file    string
 	lines   map[string]int // field path → line of its value
 	probs   Problems
-	aliases int
+	aliases int // nodes decoded through aliases so far
+	inAlias int // depth of alias expansion
 }
 
 func (d *decoder) problem(line int, path, format string, args ...any) {
@@ -45,15 +48,19 @@ var secretKey = regexp.MustCompile(`(?i)^(token|tokensecret|secret|password|pass
 var secretValue = regexp.MustCompile(`PVEAPIToken=|SWMTKN-1-|-----BEGIN [A-Z ]*PRIVATE KEY-----|![A-Za-z0-9_.-]+=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-`)
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.AliasNode {
+	if n.Kind == yaml.AliasNode || d.inAlias > 0 {
 		d.aliases++
 		if d.aliases > maxAliasExpansions {
 			if d.aliases == maxAliasExpansions+1 {
-				d.problem(n.Line, path, "too many YAML alias expansions (more than %d)", maxAliasExpansions)
+				d.problem(n.Line, path, "too many YAML alias expansions (aliases stand for more than %d nodes)", maxAliasExpansions)
 			}
 			return
 		}
+	}
+	if n.Kind == yaml.AliasNode {
+		d.inAlias++
 		d.decode(n.Alias, v, path)
+		d.inAlias--
 		return
 	}
 	if n.Kind == yaml.DocumentNode {
