@@ -17,6 +17,11 @@ import (
 // subtree a thousand times over.
 const maxAliasExpansions = 10000
 
+// maxListLen bounds every list in the file. The longest real ones (VM
+// groups, racks, keys) have tens of entries; validation compares some lists
+// pairwise, so a list of 100,000 pools must stop here.
+const maxListLen = 1000
+
 // decoder turns a YAML node tree into Go values strictly: unknown fields,
 // duplicate keys and wrong types are problems with a file, line and field
 // path, and every one of them is reported, not only the first.
@@ -176,6 +181,10 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 
 func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 	if !d.expect(n, yaml.SequenceNode, path, "a list") {
+		return
+	}
+	if len(n.Content) > maxListLen {
+		d.problem(n.Line, path, "has %d entries, more than the %d an inventory list may have", len(n.Content), maxListLen)
 		return
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))

@@ -164,6 +164,7 @@ func (v *validator) swarmPools() {
 	mask := sw.DefaultAddrPoolMaskLength
 	var pools []netip.Prefix
 	var paths []string
+	bridge := v.bridgePools()
 	for i, s := range sw.DefaultAddrPool {
 		path := index("swarm.defaultAddrPool", i)
 		p, err := netip.ParsePrefix(s)
@@ -180,11 +181,13 @@ func (v *validator) swarmPools() {
 		for j, q := range pools {
 			if p.Overlaps(q) {
 				v.add(path, "pool %s overlaps pool %s (%s)", p, q, paths[j])
+				break // one problem per pool, not one per pair
 			}
 		}
-		for _, s := range v.bridgePools() {
+		for _, s := range bridge {
 			if p.Overlaps(s) {
 				v.add(path, "pool %s overlaps Docker's bridge pool %s (docker0, docker_gwbridge and compose networks come from there)", p, s)
+				break
 			}
 		}
 		pools = append(pools, p)
