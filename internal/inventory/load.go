@@ -57,6 +57,22 @@ func Load(path string) (*Inventory, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// yamlParserErrors are the problems yaml.v3's parser, unlike its scanner,
+// reports with a 0-based line number.
+var yamlParserErrors = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found undefined tag handle":             true,
+	"found duplicate %YAML directive":        true,
+	"found duplicate %TAG directive":         true,
+	"found incompatible YAML document":       true,
+}
+
 // Parse is Load on bytes already read. Files the inventory names (rack CSVs)
 // are read through fsys, relative to the directory of path.
 func Parse(path string, data []byte, fsys FS) (*Inventory, error) {
@@ -69,6 +85,9 @@ func Parse(path string, data []byte, fsys FS) (*Inventory, error) {
 		p := Problem{File: path, Msg: "not valid YAML: " + err.Error()}
 		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 			p.Line, _ = strconv.Atoi(m[1])
+			if yamlParserErrors[m[2]] {
+				p.Line++
+			}
 			p.Msg = "not valid YAML: " + m[2]
 		}
 		if err.Error() == "EOF" {
