@@ -24,7 +24,22 @@ var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 var intVerb = regexp.MustCompile(`%0?[1-9]?d`)
 
 func (inv *Inventory) problem(path, format string, args ...any) Problem {
-	return Problem{File: inv.File, Line: inv.lines[path], Field: path, Msg: fmt.Sprintf(format, args...)}
+	return Problem{File: inv.File, Line: inv.lineNear(path), Field: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// lineNear is the line of a field path or, when that field is not written
+// (its default applies), of the nearest enclosing field that is.
+func (inv *Inventory) lineNear(path string) int {
+	for {
+		if line := inv.lines[path]; line > 0 {
+			return line
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return 0
+		}
+		path = path[:i]
+	}
 }
 
 // expand turns VM groups and Pi racks into nodes.
@@ -228,8 +243,12 @@ func (inv *Inventory) expandRack(ri int, r *Rack, fsys FS, dir string) Problems 
 	csvFile := ""
 	if r.Nodes != "" {
 		csvFile = ResolvePath(dir, r.Nodes)
+		data, err := fsys.ReadFile(csvFile)
+		if err != nil {
+			return Problems{inv.problem(path+".nodes", "cannot read rack CSV %s: %v", csvFile, errors.Unwrap(err))}
+		}
 		var ps Problems
-		slots, ps = readRackCSV(fsys, csvFile, r.Count)
+		slots, ps = readRackCSV(csvFile, data, r.Count)
 		if len(ps) > 0 {
 			return ps
 		}
@@ -272,11 +291,7 @@ func (inv *Inventory) expandRack(ri int, r *Rack, fsys FS, dir string) Problems 
 var serialPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
 
 // readRackCSV reads "slot,serial,mac" rows (a header line is required).
-func readRackCSV(fsys FS, file string, count int) (map[int]slotInfo, Problems) {
-	data, err := fsys.ReadFile(file)
-	if err != nil {
-		return nil, Problems{{File: file, Msg: fmt.Sprintf("cannot read rack CSV: %v", errors.Unwrap(err))}}
-	}
+func readRackCSV(file string, data []byte, count int) (map[int]slotInfo, Problems) {
 	if len(data) > maxFileSize {
 		return nil, Problems{{File: file, Msg: "rack CSV is too large"}}
 	}
