@@ -405,22 +405,30 @@ func (v *validator) unique(s seen, what, value string, n *Node, field string) {
 	}
 	if first, dup := s[value]; dup {
 		v.probs = append(v.probs, Problem{
-			File: n.Source.File, Line: v.lineOf(n, field), Field: v.fieldOf(n, field),
-			Msg: fmt.Sprintf("%s %s of %s is also the %s of %s (%s:%d)", what, value, n.Name, what, first.Name, first.Source.File, v.lineOf(first, field)),
+			File: v.fileOf(n, field), Line: v.lineOf(n, field), Field: v.fieldOf(n, field),
+			Msg: fmt.Sprintf("%s %s of %s is also the %s of %s (%s:%d)", what, value, n.Name, what, first.Name, v.fileOf(first, field), v.lineOf(first, field)),
 		})
 		return
 	}
 	s[value] = n
 }
 
-// lineOf and fieldOf name where a node's fact came from: the CSV row for Pi
-// serials and MACs, the group or rack field otherwise.
-func (v *validator) lineOf(n *Node, field string) int {
-	if n.Source.File != v.inv.File {
-		return n.Source.Line
+// fileOf, lineOf and fieldOf name where a node's fact came from: the group's
+// or rack's ipStart for addresses, the CSV row for a Pi's name, serial and
+// MAC, the group or rack field otherwise.
+func (v *validator) fileOf(n *Node, field string) string {
+	if field == "ip" {
+		return v.inv.File
 	}
+	return n.Source.File
+}
+
+func (v *validator) lineOf(n *Node, field string) int {
 	if field == "ip" {
 		return v.inv.lines[n.ipField]
+	}
+	if n.Source.File != v.inv.File {
+		return n.Source.Line
 	}
 	if field == "vmid" {
 		if l := v.inv.lines[n.field+".vmidStart"]; l > 0 {
@@ -431,11 +439,11 @@ func (v *validator) lineOf(n *Node, field string) int {
 }
 
 func (v *validator) fieldOf(n *Node, field string) string {
-	if n.Source.File != v.inv.File {
-		return field
-	}
 	if field == "ip" {
 		return n.ipField
+	}
+	if n.Source.File != v.inv.File {
+		return field
 	}
 	return n.field + "." + map[string]string{"name": "name", "vmid": "vmidStart"}[field]
 }
