@@ -1,0 +1,154 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// dockerdArgs are a node's dockerd flags. Everything dockerd keeps is in
+// the node's directory; the flags that matter for the emulation:
+//   - its own --config-file (an empty daemon.json: the host's
+//     /etc/docker/daemon.json is not read), --data-root, --exec-root (containerd, runc state, netns
+//     files), --pidfile and socket, so daemons never share state;
+//   - --group: the socket is usable by the lab's SSH group;
+//   - --iptables stays on: docker's embedded DNS (127.0.0.11, name
+//     resolution on overlays) and docker_gwbridge rely on iptables rules,
+//     which live in the node's own network namespace;
+//   - --cgroup-parent "<prefix>-<node>" (relative: nested in the cgroup
+//     dockerd runs in) so Down can find and kill every container;
+//   - --userland-proxy=false: no docker-proxy process per published port;
+//   - --swarm-default-advertise-addr: the node's IP, so a bare `docker
+//     swarm init` works;
+//   - log rotation, so thousands of smoke containers stay small.
+func (l *Lab) dockerdArgs(n Node) []string {
+	return []string{
+		"--config-file", filepath.Join(n.Dir, "daemon.json"),
+		"--data-root", filepath.Join(n.Dir, "data"),
+		"--exec-root", filepath.Join(n.Dir, "exec"),
+		"--pidfile", filepath.Join(n.Dir, "dockerd.pid"),
+		"--host", "unix://" + n.DockerSocket,
+		"--group", l.group,
+		"--exec-opt", "native.cgroupdriver=cgroupfs",
+		"--cgroup-parent", cgroupName(l.cfg.Prefix, n.Name),
+		"--userland-proxy=false",
+		"--swarm-default-advertise-addr", n.IP.String(),
+		"--log-level", "warn",
+		"--log-opt", "max-size=1m",
+		"--log-opt", "max-file=2",
+	}
+}
+
+// started is a daemon the lab launched: exited delivers its end.
+type started struct {
+	pid    int
+	exited <-chan error
+}
+
+// spawn starts a daemon inside the node's network and UTS namespaces with
+// `nsenter --net=/run/netns/X --uts=FILE` (not `ip netns exec`, which
+// remounts /sys and hides the cgroup mounts dockerd needs). The daemon
+// gets its own session so a Ctrl-C at the terminal does not reach it, and
+// outlives Up: it is not tied to ctx. Its output goes to logPath.
+func (l *Lab) spawn(n Node, logPath string, argv ...string) (started, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return started{}, err
+	}
+	defer logf.Close()
+	args := append([]string{"--net=" + n.NetnsPath(), "--uts=" + n.UTS, "--"}, argv...)
+	cmd := exec.Command(l.tools.nsenter, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{cmdPath}
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return started{}, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // reaps the daemon whenever it ends
+	return started{pid: cmd.Process.Pid, exited: exited}, nil
+}
+
+// ensureDockerd starts the node's dockerd unless one is running, and
+// waits until it answers /_ping.
+func (l *Lab) ensureDockerd(ctx context.Context, n Node) error {
+	var exited <-chan error
+	if _, ok := pidFromFile(filepath.Join(n.Dir, "dockerd.pid"), n.Dir+"/"); !ok {
+		_ = os.Remove(n.DockerSocket) // a stale socket from a killed daemon
+		s, err := l.spawn(n, filepath.Join(n.Dir, "dockerd.log"), append([]string{l.tools.dockerd}, l.dockerdArgs(n)...)...)
+		if err != nil {
+			return fmt.Errorf("start dockerd: %w", err)
+		}
+		exited = s.exited
+		l.log.Debug("started dockerd", "node", n.Name, "pid", s.pid)
+	}
+	return waitReady(ctx, l.cfg.ReadyTimeout, exited, filepath.Join(n.Dir, "dockerd.log"), "dockerd", func(ctx context.Context) error {
+		return pingDocker(ctx, n.DockerSocket)
+	})
+}
+
+// waitReady polls check until it succeeds, the daemon exits (exited may
+// be nil for one started earlier), ctx ends or timeout passes.
+func waitReady(parent context.Context, timeout time.Duration, exited <-chan error, logPath, what string, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		err := check(cctx)
+		ccancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-exited:
+			return fmt.Errorf("%s exited (%v); its log %s ends:\n%s", what, werr, logPath, logTail(logPath, 10))
+		case <-ctx.Done():
+			if perr := parent.Err(); perr != nil {
+				return perr
+			}
+			return fmt.Errorf("%s not ready after %s (last check: %v); its log is %s", what, timeout, err, logPath)
+		case <-tick.C:
+		}
+	}
+}
+
+// logTail returns the last n lines of a log file.
+func logTail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// NewEngine returns an Engine API client for a node's socket. The API
+// version is negotiated, so a Debian 12 dockerd (20.10, API 1.41) works.
+func NewEngine(socket string) (*client.Client, error) {
+	return client.NewClientWithOpts(client.WithHost("unix://"+socket), client.WithAPIVersionNegotiation())
+}
+
+// pingDocker asks the Engine API on socket for GET /_ping.
+func pingDocker(ctx context.Context, socket string) error {
+	c, err := NewEngine(socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Ping(ctx)
+	return err
+}

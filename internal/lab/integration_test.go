@@ -1,0 +1,376 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// TestIntegrationUpDown brings up four nodes of inventory/local.yaml and
+// checks each the way the swarm stage will use it, then that a second Up
+// changes nothing and that Down leaves nothing.
+func TestIntegrationUpDown(t *testing.T) {
+	tl := newTestLab(t, 4)
+	ctx := context.Background()
+	start := time.Now()
+	nodes, err := tl.Up(ctx, tl.specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("up %d nodes in %s", len(nodes), time.Since(start).Round(time.Millisecond))
+
+	for _, n := range nodes {
+		c, err := NewEngine(n.DockerSocket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Ping(ctx); err != nil {
+			t.Errorf("%s: ping: %v", n.Name, err)
+		}
+		info, err := c.Info(ctx)
+		c.Close()
+		if err != nil {
+			t.Fatalf("%s: info: %v", n.Name, err)
+		}
+		if info.Name != n.Name {
+			t.Errorf("%s: dockerd reports hostname %q", n.Name, info.Name)
+		}
+		if route := sh(t, "ip", "-n", n.Netns, "route", "show", "default"); strings.TrimSpace(route) != "" {
+			t.Errorf("%s has a default route: %s", n.Name, route)
+		}
+	}
+
+	// A key login as the inventory's user, host key checked; inside the
+	// session the docker CLI talks to that node's daemon.
+	_, cliErr := exec.LookPath("docker")
+	for _, n := range nodes {
+		out := sshRun(t, tl, n, "hostname; echo DOCKER_HOST=$DOCKER_HOST")
+		if !strings.Contains(out, n.Name+"\n") || !strings.Contains(out, "DOCKER_HOST="+n.DockerHost()) {
+			t.Errorf("%s: session says %q", n.Name, out)
+		}
+		if cliErr != nil {
+			continue
+		}
+		out = sshRun(t, tl, n, "docker info --format '{{.Name}} {{.Swarm.LocalNodeState}}'")
+		if strings.TrimSpace(out) != n.Name+" inactive" {
+			t.Errorf("%s: docker info in a session says %q", n.Name, out)
+		}
+	}
+	if cliErr != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("docker CLI missing (install docker.io): %v", cliErr)
+		}
+		t.Logf("docker CLI missing, session check skipped: %v", cliErr)
+	}
+
+	st, err := tl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if !s.Up() || s.Swarm != "inactive" || s.Hostname != s.Name {
+			t.Errorf("status %+v", s)
+		}
+	}
+
+	// Up again: same processes, same manifest.
+	before, _ := os.ReadFile(tl.ManifestPath())
+	pids := daemonPids(t, nodes)
+	start = time.Now()
+	again, err := tl.Up(ctx, tl.specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("second up in %s", time.Since(start).Round(time.Millisecond))
+	after, _ := os.ReadFile(tl.ManifestPath())
+	if !bytes.Equal(before, after) || len(again) != len(nodes) {
+		t.Errorf("second Up changed the manifest")
+	}
+	if got := daemonPids(t, nodes); strings.Join(got, ",") != strings.Join(pids, ",") {
+		t.Errorf("second Up restarted daemons: %v -> %v", pids, got)
+	}
+
+	start = time.Now()
+	if err := tl.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("down in %s", time.Since(start).Round(time.Millisecond))
+	assertNothingLeft(t, tl.Lab, tl.user, true)
+	if err := tl.Down(ctx); err != nil {
+		t.Errorf("second Down: %v", err)
+	}
+}
+
+// daemonPids reads every node's dockerd and sshd pid files.
+func daemonPids(t *testing.T, nodes []Node) []string {
+	t.Helper()
+	var pids []string
+	for _, n := range nodes {
+		for _, f := range []string{"dockerd.pid", "sshd.pid"} {
+			b, err := os.ReadFile(filepath.Join(n.Dir, f))
+			if err != nil {
+				t.Fatalf("%s: %v", n.Name, err)
+			}
+			pids = append(pids, strings.TrimSpace(string(b)))
+		}
+	}
+	return pids
+}
+
+// TestIntegrationSwarmAcrossNamespaces forms a two-node swarm by hand
+// through the Engine API, the way the swarm stage will: init on A with
+// its address and the inventory's pool, join B, create an overlay, and
+// check that the subnet comes from the pool and that a task on B reaches a
+// task on A over it (VXLAN between namespaces).
+func TestIntegrationSwarmAcrossNamespaces(t *testing.T) {
+	tl := newTestLab(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	nodes, err := tl.Up(ctx, tl.specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := engine(t, nodes[0]), engine(t, nodes[1])
+	pool := netip.MustParsePrefix("10.128.0.0/12")
+
+	_, err = a.SwarmInit(ctx, swarm.InitRequest{
+		ListenAddr:      nodes[0].IP.String() + ":2377",
+		AdvertiseAddr:   nodes[0].IP.String(),
+		DefaultAddrPool: []string{pool.String()},
+		SubnetSize:      20,
+	})
+	if err != nil {
+		t.Fatalf("swarm init on %s: %v", nodes[0].Name, err)
+	}
+	sw, err := a.SwarmInspect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.SwarmJoin(ctx, swarm.JoinRequest{
+		ListenAddr:    nodes[1].IP.String() + ":2377",
+		AdvertiseAddr: nodes[1].IP.String(),
+		RemoteAddrs:   []string{nodes[0].IP.String() + ":2377"},
+		JoinToken:     sw.JoinTokens.Worker,
+	})
+	if err != nil {
+		t.Fatalf("swarm join %s: %v", nodes[1].Name, err)
+	}
+	list, err := a.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("node list: %v %v", list, err)
+	}
+	names := map[string]bool{}
+	for _, n := range list {
+		names[n.Description.Hostname] = true
+	}
+	if !names[nodes[0].Name] || !names[nodes[1].Name] {
+		t.Errorf("swarm nodes %v", names)
+	}
+
+	created, err := a.NetworkCreate(ctx, "smoke", network.CreateOptions{Driver: "overlay", Attachable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The manager allocates the subnet just after answering the create.
+	var nw network.Inspect
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		nw, err = a.NetworkInspect(ctx, created.ID, network.InspectOptions{})
+		if err == nil && len(nw.IPAM.Config) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inspect overlay: %v %+v", err, nw.IPAM)
+		}
+	}
+	subnet := netip.MustParsePrefix(nw.IPAM.Config[0].Subnet)
+	if !pool.Contains(subnet.Addr()) || subnet.Bits() != 20 {
+		t.Errorf("overlay subnet %s is not a /20 from %s", subnet, pool)
+	}
+
+	if st, _ := tl.Status(ctx); len(st) != 2 || st[0].Swarm != "active" || st[1].Swarm != "active" {
+		t.Errorf("status after join: %+v", st)
+	}
+
+	// A task on B reaches a task on A by its overlay address.
+	img := busyboxImage(t)
+	for _, n := range nodes {
+		if err := LoadImage(ctx, n.DockerSocket, bytes.NewReader(img)); err != nil {
+			t.Fatalf("%s: %v", n.Name, err)
+		}
+	}
+	srv := startContainer(t, a, "srv", "smoke", "while true; do echo hello-over-vxlan | nc -l -p 7000; done")
+	inspect, err := a.ContainerInspect(ctx, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := inspect.NetworkSettings.Networks["smoke"].IPAddress
+	if !subnet.Contains(netip.MustParseAddr(ip)) {
+		t.Errorf("task address %s outside %s", ip, subnet)
+	}
+	out := runContainer(t, b, "cli", "smoke", "nc -w 5 "+ip+" 7000 </dev/null")
+	if !strings.Contains(out, "hello-over-vxlan") {
+		t.Errorf("task on %s could not reach %s on %s: %q", nodes[1].Name, ip, nodes[0].Name, out)
+	}
+}
+
+// TestIntegrationBusyboxImage loads the generated image into a node and
+// runs a container on it: hostname and nc must work.
+func TestIntegrationBusyboxImage(t *testing.T) {
+	tl := newTestLab(t, 1)
+	ctx := context.Background()
+	nodes, err := tl.Up(ctx, tl.specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.LoadImage(ctx, busyboxImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	c := engine(t, nodes[0])
+	out := runContainer(t, c, "smoke", "", "hostname; (echo hello-nc | nc -l -p 7000 &); sleep 1; nc -w 2 127.0.0.1 7000 </dev/null")
+	if !strings.Contains(out, "smoke\n") || !strings.Contains(out, "hello-nc") {
+		t.Errorf("container said %q", out)
+	}
+	// A running container is stopped and cleaned up by Down (the cleanup
+	// checks it).
+	startContainer(t, c, "sleeper", "", "sleep 1000")
+}
+
+// TestIntegrationDownAfterCrash kills a lab's daemons and loses its
+// manifest, as a crash and an rm would; Down must still find and remove
+// everything by the prefix.
+func TestIntegrationDownAfterCrash(t *testing.T) {
+	tl := newTestLab(t, 2)
+	ctx := context.Background()
+	nodes, err := tl.Up(ctx, tl.specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.LoadImage(ctx, busyboxImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	startContainer(t, engine(t, nodes[0]), "orphan", "", "sleep 1000")
+	for _, n := range nodes {
+		pid, ok := pidFromFile(filepath.Join(n.Dir, "dockerd.pid"), n.Dir+"/")
+		if !ok {
+			t.Fatalf("%s: no dockerd", n.Name)
+		}
+		if err := signal(pid, 9); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(tl.ManifestPath()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, tl.Lab, tl.user, true)
+}
+
+// TestIntegrationUpCancelled cancels an Up midway: it must return promptly
+// with the context's error, and Down must remove the partial lab.
+func TestIntegrationUpCancelled(t *testing.T) {
+	tl := newTestLab(t, 6)
+	tl.cfg.Concurrency = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := tl.Up(ctx, tl.specs)
+	if err == nil {
+		t.Skip("Up finished before the deadline: nothing to cancel")
+	}
+	if !strings.Contains(err.Error(), "context deadline exceeded") {
+		t.Errorf("cancelled Up: %v", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("cancelled Up took %s", d)
+	}
+}
+
+func engine(t *testing.T, n Node) *client.Client {
+	t.Helper()
+	c, err := NewEngine(n.DockerSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func busyboxImage(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := WriteBusyboxImage(&buf, ImageOptions{}); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return buf.Bytes()
+}
+
+func containerConfig(name, script string) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	return &container.Config{Image: BusyboxImageTag, Hostname: name, Cmd: []string{"sh", "-c", script}},
+		&container.HostConfig{}, &network.NetworkingConfig{}
+}
+
+// startContainer creates and starts a container (attached to net if not
+// empty) and returns its ID.
+func startContainer(t *testing.T, c *client.Client, name, net, script string) string {
+	t.Helper()
+	ctx := context.Background()
+	cfg, host, nc := containerConfig(name, script)
+	if net != "" {
+		host.NetworkMode = container.NetworkMode(net)
+	}
+	created, err := c.ContainerCreate(ctx, cfg, host, nc, nil, name)
+	if err != nil {
+		t.Fatalf("create container %s: %v", name, err)
+	}
+	if err := c.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start container %s: %v", name, err)
+	}
+	return created.ID
+}
+
+// runContainer runs a container to its end (create, start, wait, logs,
+// remove) and returns what it printed.
+func runContainer(t *testing.T, c *client.Client, name, net, script string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id := startContainer(t, c, name, net, script)
+	defer c.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true})
+	waitC, errC := c.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case w := <-waitC:
+		if w.StatusCode != 0 {
+			t.Errorf("container %s exited %d", name, w.StatusCode)
+		}
+	case err := <-errC:
+		t.Fatalf("wait for container %s: %v", name, err)
+	}
+	logs, err := c.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, logs); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return out.String()
+}

@@ -1,0 +1,45 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/fhlab/provision/internal/inventory"
+)
+
+// ConfigFromInventory fills the lab settings an inventory gives: the
+// network, the gateway (the host's address on the bridge), the SSH user and
+// keys. The prefix defaults to PrefixFor(metadata.name); logger,
+// concurrency and timeouts are the caller's to set.
+func ConfigFromInventory(inv *inventory.Inventory) (Config, error) {
+	lab := inv.Lab
+	cidr, err := netip.ParsePrefix(lab.Network.CIDR)
+	if err != nil {
+		return Config{}, fmt.Errorf("inventory network.cidr %q: %w", lab.Network.CIDR, err)
+	}
+	gw, err := netip.ParseAddr(lab.Network.Gateway)
+	if err != nil {
+		return Config{}, fmt.Errorf("inventory network.gateway %q: %w", lab.Network.Gateway, err)
+	}
+	return Config{
+		Prefix:         PrefixFor(lab.Metadata.Name),
+		Network:        cidr,
+		Gateway:        gw,
+		SSHUser:        lab.SSH.User,
+		AuthorizedKeys: append([]string(nil), lab.SSH.AuthorizedKeys...),
+	}, nil
+}
+
+// SpecsFromInventory turns the inventory's nodes (VMs and Pis alike) into
+// lab nodes: each becomes a namespace with the node's name and address.
+func SpecsFromInventory(nodes []inventory.Node) ([]NodeSpec, error) {
+	specs := make([]NodeSpec, 0, len(nodes))
+	for _, n := range nodes {
+		ip, err := netip.ParseAddr(n.IP)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: address %q: %w", n.Name, n.IP, err)
+		}
+		specs = append(specs, NodeSpec{Name: n.Name, IP: ip})
+	}
+	return specs, nil
+}
