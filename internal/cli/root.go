@@ -151,6 +151,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.renderCommand(),
 		a.planCommand(),
 		a.swarmCommand(),
+		a.labCommand(),
 		a.versionCommand(),
 	)
 	return root

@@ -28,7 +28,7 @@ func (f *former) reconcile(ctx context.Context) error {
 	for _, m := range f.members {
 		if n, ok := byID[m.facts.nodeID]; ok && m.facts.err == nil {
 			wanted[n.ID] = m
-			if err := f.update(ctx, m, n); err != nil {
+			if err := f.updateRetrying(ctx, m, n); err != nil {
 				f.fail(m, "update", err)
 			}
 		}
@@ -47,6 +47,20 @@ func (f *former) reconcile(ctx context.Context) error {
 		}
 	}
 	return f.waitReady(ctx, wanted)
+}
+
+// updateRetrying updates a node, reading it again when its version moved
+// under us (a node that just joined reports its status several times).
+func (f *former) updateRetrying(ctx context.Context, m *Member, n swarm.Node) error {
+	for attempt := 1; ; attempt++ {
+		err := f.update(ctx, m, n)
+		if err == nil || !strings.Contains(err.Error(), "update out of sequence") || attempt == 10 {
+			return err
+		}
+		if n, _, err = f.leader.Engine.NodeInspectWithRaw(ctx, n.ID); err != nil {
+			return err
+		}
+	}
 }
 
 // update applies labels (merged: labels set by hand are kept), the role and,
