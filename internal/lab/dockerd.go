@@ -16,7 +16,8 @@ import (
 // dockerdArgs are a node's dockerd flags. Everything dockerd keeps is in
 // the node's directory; the flags that matter for the emulation:
 //   - its own --config-file (an empty daemon.json: the host's
-//     /etc/docker/daemon.json is not read), --data-root, --exec-root (containerd, runc state, netns
+//     /etc/docker/daemon.json is not read), --data-root (on disk, in
+//     the lab's data dir), --exec-root (containerd, runc state, netns
 //     files), --pidfile and socket, so daemons never share state;
 //   - --group: the socket is usable by the lab's SSH group;
 //   - --iptables stays on: docker's embedded DNS (127.0.0.11, name
@@ -31,7 +32,7 @@ import (
 func (l *Lab) dockerdArgs(n Node) []string {
 	return []string{
 		"--config-file", filepath.Join(n.Dir, "daemon.json"),
-		"--data-root", filepath.Join(n.Dir, "data"),
+		"--data-root", n.DataRoot,
 		"--exec-root", filepath.Join(n.Dir, "exec"),
 		"--pidfile", filepath.Join(n.Dir, "dockerd.pid"),
 		"--host", "unix://" + n.DockerSocket,

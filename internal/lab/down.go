@@ -50,7 +50,8 @@ func (l *Lab) Down(ctx context.Context) error {
 
 	cgs, _ := labCgroups(l.cfg.Prefix)
 	lbDirs := l.loadBalancerDirs(ctx, nodes)
-	_ = par.Each(ctx, l.cfg.Concurrency, len(nodes), func(ctx context.Context, i int) error {
+	// Stopping is mostly waiting: every node at once.
+	_ = par.Each(ctx, len(nodes), len(nodes), func(ctx context.Context, i int) error {
 		l.stopNode(ctx, nodes[i], cgs)
 		return nil
 	})
@@ -81,7 +82,7 @@ func (l *Lab) Down(ctx context.Context) error {
 	}
 	add(l.removeUser(ctx, userName, created, others))
 	add(l.removeGroup(ctx))
-	add(removeTree(l.cfg.StateDir))
+	add(l.removeDirs(ctx))
 	base := filepath.Dir(l.cfg.StateDir)
 	if len(others) == 0 && exists(base) {
 		add(removeHostPaths(base, l.hostPathInUse()))
@@ -112,9 +113,11 @@ func (l *Lab) knownNodes(m *Manifest) []Node {
 	for _, ns := range namedNetns(l.cfg.Prefix) {
 		names = append(names, strings.TrimPrefix(ns, l.cfg.Prefix+"-"))
 	}
-	ents, _ := os.ReadDir(filepath.Join(l.cfg.StateDir, "nodes"))
-	for _, e := range ents {
-		names = append(names, e.Name())
+	for _, dir := range []string{filepath.Join(l.cfg.StateDir, "nodes"), l.cfg.DataDir} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
 	}
 	for _, name := range names {
 		if !seen[name] {
@@ -294,6 +297,33 @@ func (l *Lab) removeNetwork(ctx context.Context, nodes []Node) error {
 	if err := l.removeForward(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
+}
+
+// removeDirs removes the lab's state and data directories (after
+// unmounting what is mounted below them), each node's in parallel:
+// deleting thousands of small files is slow on some disks.
+func (l *Lab) removeDirs(ctx context.Context) error {
+	var dirs []string
+	for _, base := range []string{filepath.Join(l.cfg.StateDir, "nodes"), l.cfg.DataDir} {
+		ents, _ := os.ReadDir(base)
+		for _, e := range ents {
+			dirs = append(dirs, filepath.Join(base, e.Name()))
+		}
+	}
+	err := par.Each(ctx, 16, len(dirs), func(ctx context.Context, i int) error {
+		return removeTree(dirs[i])
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range []string{l.cfg.DataDir, l.cfg.StateDir} {
+		if err := removeTree(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	_ = syscall.Rmdir(filepath.Dir(l.cfg.DataDir)) // when no other lab is in it
 	return errors.Join(errs...)
 }
 

@@ -180,7 +180,7 @@ func assertNothingLeft(t *testing.T, l *Lab, userName string, userExisted bool) 
 	}
 	mounts, _ := os.ReadFile("/proc/mounts")
 	for _, line := range strings.Split(string(mounts), "\n") {
-		if strings.Contains(line, dir) || strings.Contains(line, "/run/netns/"+prefix+"-") {
+		if strings.Contains(line, dir) || strings.Contains(line, l.DataDir()) || strings.Contains(line, "/run/netns/"+prefix+"-") {
 			t.Errorf("mount left: %s", line)
 		}
 	}
@@ -193,8 +193,10 @@ func assertNothingLeft(t *testing.T, l *Lab, userName string, userExisted bool) 
 	if out, err := exec.Command("getent", "passwd", userName).CombinedOutput(); err == nil && !userExisted && len(l.otherManifests()) == 0 {
 		t.Errorf("user %s left: %s", userName, out)
 	}
-	if _, err := os.Stat(dir); err == nil {
-		t.Errorf("state dir %s left", dir)
+	for _, d := range []string{dir, l.DataDir()} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("lab directory %s left", d)
+		}
 	}
 }
 

@@ -24,8 +24,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultBaseDir holds the state directories of all labs.
+// DefaultBaseDir holds the state directories of all labs (runtime files:
+// sockets, pid files, keys, logs, the manifest).
 const DefaultBaseDir = "/run/provision-lab"
+
+// DefaultDataBaseDir holds the docker data roots of all labs' nodes:
+// images and containers belong on disk, and /run is often a small tmpfs.
+const DefaultDataBaseDir = "/var/lib/provision-lab"
 
 // Defaults for Config's zero values.
 const (
@@ -41,6 +46,9 @@ type Config struct {
 	// StateDir holds the manifest, the nodes' files and the SSH user's
 	// home. Default: DefaultBaseDir/<Prefix>.
 	StateDir string
+	// DataDir holds every node's docker data root (images, containers,
+	// swarm state). Default: DefaultDataBaseDir/<Prefix>.
+	DataDir string
 	// Network is the nodes' subnet; Gateway (inside it) is the host's
 	// address on the lab bridge.
 	Network netip.Prefix
@@ -99,10 +107,18 @@ func New(cfg Config) (*Lab, error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = filepath.Join(DefaultBaseDir, cfg.Prefix)
 	}
-	if !filepath.IsAbs(cfg.StateDir) {
-		return nil, fmt.Errorf("lab state dir %q: want an absolute path", cfg.StateDir)
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join(DefaultDataBaseDir, cfg.Prefix)
 	}
-	cfg.StateDir = filepath.Clean(cfg.StateDir)
+	for _, d := range []*string{&cfg.StateDir, &cfg.DataDir} {
+		if !filepath.IsAbs(*d) {
+			return nil, fmt.Errorf("lab directory %q: want an absolute path", *d)
+		}
+		*d = filepath.Clean(*d)
+	}
+	if cfg.StateDir == cfg.DataDir {
+		return nil, fmt.Errorf("lab state and data directories are both %s: give them their own", cfg.StateDir)
+	}
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = DefaultConcurrency
 	}
@@ -126,6 +142,9 @@ func (l *Lab) Prefix() string { return l.cfg.Prefix }
 
 // StateDir is the lab's state directory.
 func (l *Lab) StateDir() string { return l.cfg.StateDir }
+
+// DataDir is where the nodes' docker data roots are.
+func (l *Lab) DataDir() string { return l.cfg.DataDir }
 
 // ManifestPath is the lab's manifest (JSON, mode 0600).
 func (l *Lab) ManifestPath() string { return l.manifestPath() }
@@ -156,6 +175,7 @@ func (l *Lab) newNode(spec NodeSpec, taken map[string]bool) Node {
 		Netns:        netnsName(l.cfg.Prefix, spec.Name),
 		Veth:         vethName(l.cfg.Prefix, spec.Name, taken),
 		Dir:          dir,
+		DataRoot:     filepath.Join(l.cfg.DataDir, spec.Name),
 		UTS:          filepath.Join(dir, "uts"),
 		DockerSocket: filepath.Join(dir, "docker.sock"),
 		SSHAddr:      netip.AddrPortFrom(spec.IP, 22).String(),

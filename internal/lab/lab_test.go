@@ -65,7 +65,7 @@ func testConfig() Config {
 }
 
 func TestNewChecksConfig(t *testing.T) {
-	if l, err := New(testConfig()); err != nil || l.StateDir() != "/run/provision-lab/pltest1" || l.Bridge() != "pltest1-br" {
+	if l, err := New(testConfig()); err != nil || l.StateDir() != "/run/provision-lab/pltest1" || l.DataDir() != "/var/lib/provision-lab/pltest1" || l.Bridge() != "pltest1-br" {
 		t.Fatalf("New: %v %+v", err, l)
 	}
 	for name, mut := range map[string]func(*Config){
@@ -75,6 +75,7 @@ func TestNewChecksConfig(t *testing.T) {
 		"root user": func(c *Config) { c.SSHUser = "root" },
 		"no keys":   func(c *Config) { c.AuthorizedKeys = nil },
 		"state dir": func(c *Config) { c.StateDir = "relative" },
+		"same dirs": func(c *Config) { c.StateDir, c.DataDir = "/x", "/x" },
 	} {
 		c := testConfig()
 		mut(&c)

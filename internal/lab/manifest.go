@@ -23,6 +23,7 @@ type Manifest struct {
 	Version  int    `json:"version"`
 	Prefix   string `json:"prefix"`
 	StateDir string `json:"stateDir"`
+	DataDir  string `json:"dataDir"`
 	Bridge   string `json:"bridge"`
 	Network  string `json:"network"`
 	Gateway  string `json:"gateway"`
@@ -48,8 +49,10 @@ type Node struct {
 	Netns string `json:"netns"`
 	// Veth is the host side of the node's veth pair, on the lab bridge.
 	Veth string `json:"veth"`
-	// Dir holds the node's sockets, keys, logs and docker data.
+	// Dir holds the node's sockets, keys, logs and dockerd's exec root.
 	Dir string `json:"dir"`
+	// DataRoot is the node's docker --data-root.
+	DataRoot string `json:"dataRoot"`
 	// UTS is the bind mount keeping the node's UTS namespace (hostname).
 	UTS string `json:"uts"`
 	// DockerSocket is the node's Engine API socket on this machine; inside

@@ -41,7 +41,7 @@ func (l *Lab) Up(ctx context.Context, specs []NodeSpec) ([]Node, error) {
 		return nil, fmt.Errorf("lab up: %w (run `provision lab down` to start over)", err)
 	}
 	if m == nil {
-		m = &Manifest{Version: manifestVersion, Prefix: l.cfg.Prefix, StateDir: l.cfg.StateDir, Bridge: l.bridge,
+		m = &Manifest{Version: manifestVersion, Prefix: l.cfg.Prefix, StateDir: l.cfg.StateDir, DataDir: l.cfg.DataDir, Bridge: l.bridge,
 			Network: l.cfg.Network.String(), Gateway: l.cfg.Gateway.String(), SSHUser: l.cfg.SSHUser, SSHGroup: l.group}
 	} else if err := l.sameLab(m); err != nil {
 		return nil, err
@@ -75,6 +75,9 @@ func (l *Lab) Up(ctx context.Context, specs []NodeSpec) ([]Node, error) {
 
 // sameLab refuses an Up whose settings differ from the lab already up.
 func (l *Lab) sameLab(m *Manifest) error {
+	if m.DataDir != l.cfg.DataDir {
+		return fmt.Errorf("lab %s is up with its data in %s, not %s: run `provision lab down` first", l.cfg.Prefix, m.DataDir, l.cfg.DataDir)
+	}
 	if m.Network != l.cfg.Network.String() || m.Gateway != l.cfg.Gateway.String() || m.SSHUser != l.cfg.SSHUser {
 		return fmt.Errorf("lab %s is up with network %s, gateway %s, user %s; this Up asks for %s, %s, %s: run `provision lab down` first",
 			l.cfg.Prefix, m.Network, m.Gateway, m.SSHUser, l.cfg.Network, l.cfg.Gateway, l.cfg.SSHUser)
@@ -104,6 +107,9 @@ func (l *Lab) plan(m *Manifest, specs []NodeSpec) ([]Node, error) {
 			taken[n.Veth] = true
 		}
 		if err := os.MkdirAll(n.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("lab up %s: %w", n.Name, err)
+		}
+		if err := os.MkdirAll(n.DataRoot, 0o710); err != nil {
 			return nil, fmt.Errorf("lab up %s: %w", n.Name, err)
 		}
 		var err error
