@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -100,6 +101,17 @@ reaches every node's own engine over SSH.`,
 			if serr := env.State.Save(env.StateDir, a.now()); serr != nil && err == nil {
 				err = serr
 			}
+			if err != nil {
+				return err
+			}
+			// Nothing can be pulled here: the smoke-test image is built from
+			// this machine's busybox and loaded into every node.
+			done = env.Status.Start("load " + lab.BusyboxImageTag + " into every node")
+			var img bytes.Buffer
+			if _, err = lab.WriteBusyboxImage(&img, lab.ImageOptions{}); err == nil {
+				err = l.LoadImage(cmd.Context(), img.Bytes())
+			}
+			done(err)
 			if err != nil {
 				return err
 			}

@@ -151,6 +151,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.renderCommand(),
 		a.planCommand(),
 		a.swarmCommand(),
+		a.verifyCommand(),
 		a.labCommand(),
 		a.versionCommand(),
 	)

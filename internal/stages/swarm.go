@@ -46,29 +46,8 @@ func (Swarm) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error) {
 
 func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	inv := env.Inventory
-	members := make([]*swarm.Member, len(inv.Nodes))
-	// Connect to every node; nodes that cannot be reached are named and
-	// left out, the rest are still formed.
-	connErr := par.Each(ctx, env.Concurrency, len(inv.Nodes), func(ctx context.Context, i int) error {
-		n := &inv.Nodes[i]
-		cl, err := s.SSH.Connect(ctx, env, n)
-		if err != nil {
-			return fmt.Errorf("reach %s: %w", n.Name, err)
-		}
-		engine, err := swarm.NewEngine(cl.UnixSocketDialer(s.SSH.DockerSocket(env, n.Name)), s.Counter)
-		if err != nil {
-			return fmt.Errorf("docker client for %s: %w", n.Name, err)
-		}
-		members[i] = &swarm.Member{Name: n.Name, Addr: n.IP, Role: n.Role, Labels: n.Labels, Engine: engine}
-		return nil
-	})
-	var reachable []*swarm.Member
-	for _, m := range members {
-		if m != nil {
-			reachable = append(reachable, m)
-			defer m.Engine.Close()
-		}
-	}
+	reachable, connErr := engines(ctx, env, s.SSH, s.Counter)
+	defer closeEngines(reachable)
 	if len(reachable) == 0 {
 		return connErr
 	}
@@ -92,6 +71,40 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 		env.Status.Progress("the swarm already matches the inventory: nothing changed")
 	}
 	return joinErrs(connErr, formErr)
+}
+
+// engines connects to every node over SSH and opens a Docker client to its
+// engine through that connection. Nodes that cannot be reached are named in
+// the error and left out; the others are returned in inventory order.
+func engines(ctx context.Context, env *pipeline.Env, ssh *Connector, counter *swarm.Counter) ([]*swarm.Member, error) {
+	inv := env.Inventory
+	members := make([]*swarm.Member, len(inv.Nodes))
+	err := par.Each(ctx, env.Concurrency, len(inv.Nodes), func(ctx context.Context, i int) error {
+		n := &inv.Nodes[i]
+		cl, err := ssh.Connect(ctx, env, n)
+		if err != nil {
+			return fmt.Errorf("reach %s: %w", n.Name, err)
+		}
+		engine, err := swarm.NewEngine(cl.UnixSocketDialer(ssh.DockerSocket(env, n.Name)), counter)
+		if err != nil {
+			return fmt.Errorf("docker client for %s: %w", n.Name, err)
+		}
+		members[i] = &swarm.Member{Name: n.Name, Addr: n.IP, Role: n.Role, Labels: n.Labels, Engine: engine}
+		return nil
+	})
+	var out []*swarm.Member
+	for _, m := range members {
+		if m != nil {
+			out = append(out, m)
+		}
+	}
+	return out, err
+}
+
+func closeEngines(ms []*swarm.Member) {
+	for _, m := range ms {
+		m.Engine.Close()
+	}
 }
 
 // record keeps the swarm's facts (never its tokens) in the state.
