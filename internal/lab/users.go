@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -30,15 +31,17 @@ func (l *Lab) ensureGroup(ctx context.Context) error {
 
 // ensureUser makes sure the inventory's SSH user exists (sshd only
 // accepts users of this machine) and is in the lab group. A missing user
-// is created as a system user with shell /bin/sh, home under the lab
-// directory and the password field "*" (sshd without PAM refuses the
+// is created as a system user with shell /bin/sh, home in the labs' base
+// directory (<base>/home/<user>: it outlives this lab when another lab
+// still uses the user, and an SSH session never starts in a missing home)
+// and the password field "*" (sshd without PAM refuses the
 // locked "!" that useradd puts there by default); m records it so Down
 // removes it.
 func (l *Lab) ensureUser(ctx context.Context, m *Manifest) error {
 	name := l.cfg.SSHUser
 	u, err := user.Lookup(name)
 	if err != nil {
-		home := filepath.Join(l.cfg.StateDir, "home", name)
+		home := filepath.Join(filepath.Dir(l.cfg.StateDir), "home", name)
 		if err := os.MkdirAll(filepath.Dir(home), 0o755); err != nil {
 			return fmt.Errorf("create user %s: %w", name, err)
 		}
@@ -64,12 +67,37 @@ func (l *Lab) ensureUser(ctx context.Context, m *Manifest) error {
 		}
 		u, _ = user.Lookup(name)
 	}
+	if u != nil && strings.HasPrefix(u.Name, userComment+" ") && !exists(u.HomeDir) {
+		// A lab's user whose home went with an older lab: give it the
+		// shared one, or every session starts with a chdir complaint.
+		if err := l.moveHome(ctx, u); err != nil {
+			return err
+		}
+	}
 	if u != nil && lockedPassword(name) {
 		l.log.Warn("the SSH user's password field is locked (!); sshd without PAM refuses key logins for it: run usermod -p '*' "+name, "user", name)
 	}
 	if _, err := run(ctx, l.tools.usermod, "--append", "--groups", l.group, name); err != nil {
 		return fmt.Errorf("add user %s to group %s: %w", name, l.group, err)
 	}
+	return nil
+}
+
+// moveHome gives a lab-made user the shared home <base>/home/<user>.
+func (l *Lab) moveHome(ctx context.Context, u *user.User) error {
+	home := filepath.Join(filepath.Dir(l.cfg.StateDir), "home", u.Username)
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return fmt.Errorf("make home of user %s: %w", u.Username, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(home, uid, gid); err != nil {
+		return fmt.Errorf("make home of user %s: %w", u.Username, err)
+	}
+	if _, err := run(ctx, l.tools.usermod, "--home", home, u.Username); err != nil {
+		return fmt.Errorf("make home of user %s: %w", u.Username, err)
+	}
+	l.log.Info("gave the SSH user a new home (its old one is gone)", "user", u.Username, "home", home)
 	return nil
 }
 
@@ -108,9 +136,11 @@ func (l *Lab) removeUser(ctx context.Context, name string, createdHere bool, oth
 	if _, err := run(ctx, l.tools.userdel, name); err != nil {
 		return fmt.Errorf("remove user %s: %w", name, err)
 	}
-	// userdel leaves the home; it is under a lab directory.
-	if strings.HasPrefix(u.HomeDir, filepath.Dir(l.cfg.StateDir)+"/") {
+	// userdel leaves the home; the labs' one goes with the user.
+	base := filepath.Dir(l.cfg.StateDir)
+	if strings.HasPrefix(u.HomeDir, base+"/home/") {
 		_ = os.RemoveAll(u.HomeDir)
+		_ = os.Remove(filepath.Join(base, "home"))
 	}
 	return nil
 }
