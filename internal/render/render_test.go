@@ -561,10 +561,10 @@ func forEach(inv *inventory.Inventory, limit int, fn func(i int, n *inventory.No
 // TestCloudInitSchema checks every user-data of the example with Debian's
 // `cloud-init schema` (about a minute on two cores: cloud-init is Python).
 func TestCloudInitSchema(t *testing.T) {
-	cloudInit := tool(t, "cloud-init", "cloud-init")
 	if testing.Short() {
 		t.Skip("runs cloud-init 159 times; skipped with -short")
 	}
+	cloudInit := tool(t, "cloud-init", "cloud-init")
 	inv := example(t)
 	dir := t.TempDir()
 	if _, err := WriteAll(context.Background(), renderer(t), inv, dir, 0); err != nil {
@@ -628,6 +628,9 @@ func TestNetworkConfigNetplan(t *testing.T) {
 		}
 	}
 
+	if testing.Short() {
+		t.Skip("runs netplan 159 times; skipped with -short")
+	}
 	netplan := tool(t, "netplan", "netplan.io")
 	root := t.TempDir()
 	forEach(inv, 2*runtime.GOMAXPROCS(0), func(i int, n *inventory.Node) {

@@ -25,7 +25,7 @@ const FileMode fs.FileMode = 0o644
 type Summary struct {
 	Written   int // nodes with at least one file created or changed
 	Unchanged int // nodes whose three files were already up to date
-	Files     int // files created or changed
+	Files     int // files created or changed (also those of a node that then failed)
 }
 
 // WriteAll renders every node of inv into dir/<node>/{user-data,meta-data,
@@ -60,6 +60,7 @@ func WriteAll(parent context.Context, r *Renderer, inv *inventory.Inventory, dir
 				}
 				written, err := writeNode(r, inv, n, dir)
 				mu.Lock()
+				sum.Files += written
 				switch {
 				case err != nil:
 					if firstErr == nil {
@@ -68,7 +69,6 @@ func WriteAll(parent context.Context, r *Renderer, inv *inventory.Inventory, dir
 					cancel()
 				case written > 0:
 					sum.Written++
-					sum.Files += written
 				default:
 					sum.Unchanged++
 				}
