@@ -9,6 +9,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"regexp"
+	"sync"
 	"sync/atomic"
 
 	"github.com/docker/docker/client"
@@ -18,8 +20,36 @@ import (
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Counter counts the Engine API calls that change something (every method
-// but GET and HEAD), across all nodes.
-type Counter struct{ n atomic.Int64 }
+// but GET and HEAD), across all nodes, in all and per call.
+type Counter struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+// apiVersion strips the /v1.41 prefix from a request path.
+var apiVersion = regexp.MustCompile(`^/v[0-9.]+`)
+
+func (c *Counter) add(r *http.Request) {
+	c.n.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[r.Method+" "+apiVersion.ReplaceAllString(r.URL.Path, "")]++
+}
+
+// Calls returns the mutating calls made, by "METHOD /path".
+func (c *Counter) Calls() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.calls))
+	for k, v := range c.calls {
+		out[k] = v
+	}
+	return out
+}
 
 // Mutations returns how many mutating calls were made.
 func (c *Counter) Mutations() int64 {
@@ -36,7 +66,7 @@ type countingTransport struct {
 
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if t.counter != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
-		t.counter.n.Add(1)
+		t.counter.add(r)
 	}
 	return t.next.RoundTrip(r)
 }

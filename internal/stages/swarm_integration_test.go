@@ -1,0 +1,255 @@
+package stages_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/lab"
+	"github.com/fhlab/provision/internal/labtest"
+	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/stages"
+	"github.com/fhlab/provision/internal/swarm"
+)
+
+const (
+	managersYAML = "    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n" +
+		"    - {name: vm-%d, count: 6, ipStart: {{ADDR 21}}, labels: {tier: compute}}"
+	racksYAML = "    - {name: p1, count: 6, ipStart: {{ADDR 101}}}"
+	extraRack = "\n    - {name: p9, count: 4, ipStart: {{ADDR 201}}, labels: {storage: ssd}}"
+)
+
+// lockedBuffer is a status writer tests can read while a stage writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	on  func(line string)
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.on != nil {
+		b.on(string(p))
+	}
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func runSwarm(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, status io.Writer) (*swarm.Counter, string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	env := f.Env(t, inv, &out, status)
+	counter := &swarm.Counter{}
+	conn := stages.NewConnector(stages.SSH{KeyPath: f.KeyPath})
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	err := pipeline.Pipeline{Stages: []pipeline.Stage{stages.Swarm{SSH: conn, Counter: counter}}}.Run(ctx, env)
+	return counter, out.String(), err
+}
+
+// TestIntegrationSwarm forms a real swarm of 3 managers and 12 workers, one
+// dockerd and sshd per network namespace, through `provision swarm`'s
+// stage: roles, labels and the address pool; a re-run makes zero mutating
+// API calls; 4 nodes added to the inventory are the only ones that join.
+func TestIntegrationSwarm(t *testing.T) {
+	f := labtest.New(t, t.TempDir(), testWriter{t})
+	inv := f.Inventory(t, "lab.yaml", managersYAML, racksYAML)
+	if len(inv.Nodes) != 15 {
+		t.Fatalf("test inventory has %d nodes, want 15", len(inv.Nodes))
+	}
+	ctx := context.Background()
+	f.Up(t, ctx, inv.Nodes)
+
+	status := &lockedBuffer{}
+	first, out, err := runSwarm(t, f, inv, status)
+	if err != nil {
+		t.Fatalf("first provision swarm: %v\n%s%s", err, status, out)
+	}
+	if c := first.Calls(); c["POST /swarm/init"] != 1 || c["POST /swarm/join"] != 14 {
+		t.Errorf("first run calls %v, want 1 init and 14 joins", c)
+	}
+	nodes := nodeList(t, f, "mgr-1")
+	checkNodes(t, inv, nodes)
+
+	// Overlay networks take their subnet from the inventory's pool.
+	conn := stages.NewConnector(stages.SSH{KeyPath: f.KeyPath})
+	defer conn.Close()
+	verifyEnv := f.Env(t, inv, io.Discard, io.Discard)
+	vout := &bytes.Buffer{}
+	verifyEnv.Out = vout
+	if err := (stages.Verify{SSH: conn, Image: lab.BusyboxImageTag}).Run(ctx, verifyEnv); err == nil || !strings.Contains(vout.String(), "is missing on") {
+		// The busybox image is not loaded yet: verify must say so, not hang.
+		t.Errorf("verify without the image: %v\n%s", err, vout)
+	}
+	loadBusybox(t, f)
+	vout.Reset()
+	if err := (stages.Verify{SSH: conn, Image: lab.BusyboxImageTag}).Run(ctx, verifyEnv); err != nil {
+		t.Fatalf("verify: %v\n%s", err, vout)
+	}
+	if !regexp.MustCompile(`got 10\.1(2[89]|3\d|4[0-3])\.\d+\.0/20, inside 10\.128\.0\.0/12`).MatchString(vout.String()) {
+		t.Errorf("overlay subnet not from the pool:\n%s", vout)
+	}
+
+	// A re-run changes nothing: zero mutating Engine API calls, counted.
+	again, out, err := runSwarm(t, f, inv, status)
+	if err != nil {
+		t.Fatalf("second provision swarm: %v\n%s", err, out)
+	}
+	if n := again.Mutations(); n != 0 {
+		t.Errorf("re-run made %d mutating API calls (%v), want 0", n, again.Calls())
+	}
+	if !strings.Contains(status.String(), "nothing changed") {
+		t.Errorf("re-run does not say it changed nothing:\n%s", status)
+	}
+
+	// Four nodes more in the inventory: only they join.
+	grown := f.Inventory(t, "lab.yaml", managersYAML, racksYAML+extraRack)
+	f.Up(t, ctx, grown.Nodes[15:])
+	before := ids(nodes)
+	third, out, err := runSwarm(t, f, grown, status)
+	if err != nil {
+		t.Fatalf("provision swarm after adding 4 nodes: %v\n%s", err, out)
+	}
+	c := third.Calls()
+	if c["POST /swarm/join"] != 4 || c["POST /swarm/init"] != 0 {
+		t.Errorf("after adding 4 nodes: calls %v, want exactly 4 joins", c)
+	}
+	after := nodeList(t, f, "mgr-1")
+	checkNodes(t, grown, after)
+	for name, id := range before {
+		if ids(after)[name] != id {
+			t.Errorf("%s changed node ID from %s to %s: it was re-joined", name, id, ids(after)[name])
+		}
+	}
+}
+
+// TestIntegrationSwarmFault stops one worker's dockerd while the workers
+// join: the run names that node and the cause and fails; after the daemon
+// is back, a re-run converges.
+func TestIntegrationSwarmFault(t *testing.T) {
+	f := labtest.New(t, t.TempDir(), testWriter{t})
+	inv := f.Inventory(t, "fault.yaml", "    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n    - {name: vm-%d, count: 3, ipStart: {{ADDR 21}}}", "    - {name: p1, count: 1, ipStart: {{ADDR 101}}}")
+	ctx := context.Background()
+	f.Up(t, ctx, inv.Nodes)
+
+	stopped := false
+	status := &lockedBuffer{}
+	status.on = func(line string) {
+		// The progress line comes before the first worker joins.
+		if !stopped && strings.Contains(line, "joining 4 workers") {
+			stopped = true
+			f.StopDockerd(t, "vm-2")
+		}
+	}
+	_, out, err := runSwarm(t, f, inv, status)
+	if !stopped {
+		t.Fatalf("the join wave never started:\n%s", status)
+	}
+	if err == nil {
+		t.Fatalf("swarm with vm-2's dockerd stopped succeeded:\n%s", out)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "join vm-2:") || !regexp.MustCompile(`connect|refused|no such file|EOF|dial`).MatchString(msg) {
+		t.Errorf("error does not name vm-2 and the cause: %v", err)
+	}
+	if strings.Contains(err.Error(), "SWMTKN") {
+		t.Errorf("error shows a join token: %v", err)
+	}
+
+	f.Up(t, ctx, inv.Nodes) // restarts the stopped dockerd
+	if _, out, err := runSwarm(t, f, inv, status); err != nil {
+		t.Fatalf("re-run after restarting vm-2: %v\n%s", err, out)
+	}
+	checkNodes(t, inv, nodeList(t, f, "mgr-1"))
+}
+
+func loadBusybox(t *testing.T, f *labtest.Fixture) {
+	t.Helper()
+	var img bytes.Buffer
+	if _, err := lab.WriteBusyboxImage(&img, lab.ImageOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Lab.LoadImage(context.Background(), img.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nodeList(t *testing.T, f *labtest.Fixture, manager string) []dswarm.Node {
+	t.Helper()
+	n, ok := f.Node(manager)
+	if !ok {
+		t.Fatalf("%s is not up", manager)
+	}
+	c, err := lab.NewEngine(n.DockerSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	nodes, err := c.NodeList(context.Background(), dswarm.NodeListOptions{})
+	if err != nil {
+		t.Fatalf("node list on %s: %v", manager, err)
+	}
+	return nodes
+}
+
+func ids(nodes []dswarm.Node) map[string]string {
+	out := map[string]string{}
+	for _, n := range nodes {
+		out[n.Description.Hostname] = n.ID
+	}
+	return out
+}
+
+// checkNodes asserts every inventory node is a Ready swarm node with its
+// role and labels, and nothing else is in the swarm.
+func checkNodes(t *testing.T, inv *inventory.Inventory, nodes []dswarm.Node) {
+	t.Helper()
+	byName := map[string]dswarm.Node{}
+	for _, n := range nodes {
+		byName[n.Description.Hostname] = n
+	}
+	if len(nodes) != len(inv.Nodes) {
+		t.Errorf("swarm has %d nodes, inventory %d", len(nodes), len(inv.Nodes))
+	}
+	for _, want := range inv.Nodes {
+		n, ok := byName[want.Name]
+		switch {
+		case !ok:
+			t.Errorf("%s is not in the swarm", want.Name)
+			continue
+		case n.Status.State != dswarm.NodeStateReady:
+			t.Errorf("%s is %s, not ready", want.Name, n.Status.State)
+		case string(n.Spec.Role) != want.Role:
+			t.Errorf("%s is a %s, want %s", want.Name, n.Spec.Role, want.Role)
+		case n.Status.Addr != want.IP:
+			t.Errorf("%s advertises %s, want %s", want.Name, n.Status.Addr, want.IP)
+		}
+		for k, v := range want.Labels {
+			if n.Spec.Labels[k] != v {
+				t.Errorf("%s label %s=%q, want %q", want.Name, k, n.Spec.Labels[k], v)
+			}
+		}
+	}
+}
+
+// testWriter sends a lab's log lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
