@@ -72,7 +72,7 @@ func (r *Result) Changed() bool {
 
 // former holds one run of Form.
 type former struct {
-	mu      sync.Mutex // guards res.Joined during concurrent joins
+	mu      sync.Mutex // guards res and errs during concurrent work
 	opts    Options
 	members []*Member
 	leader  *Member
@@ -90,7 +90,13 @@ func (f *former) joined(name string) {
 
 // fail records a per-node failure; the run goes on for the other nodes.
 func (f *former) fail(m *Member, what string, err error) {
-	f.errs = append(f.errs, fmt.Errorf("%s %s: %w", what, m.Name, redact(err, f.tokens)))
+	f.addErr(fmt.Errorf("%s %s: %w", what, m.Name, redact(err, f.tokens)))
+}
+
+func (f *former) addErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, err)
 }
 
 // Form makes the members one swarm: it gathers every engine's facts, picks
@@ -140,7 +146,7 @@ func (f *former) run(ctx context.Context) error {
 			continue // already a member of this swarm
 		case m.inSwarm() && !f.opts.Force:
 			f.res.LeftAlone = append(f.res.LeftAlone, m.Name)
-			f.errs = append(f.errs, fmt.Errorf("join %s: it is %s in another swarm (node %s); left alone: run with --force to make it leave and join this one", m.Name, m.facts.state, short(m.facts.nodeID)))
+			f.addErr(fmt.Errorf("join %s: it is %s in another swarm (node %s); left alone: run with --force to make it leave and join this one", m.Name, m.facts.state, short(m.facts.nodeID)))
 			continue
 		case m.Role == Manager:
 			managers = append(managers, m)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/fhlab/provision/internal/par"
 )
 
 // reconcile brings every member's node object to what the inventory says
@@ -20,33 +22,49 @@ func (f *former) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
 	}
-	byID := map[string]swarm.Node{}
-	for _, n := range nodes {
-		byID[n.ID] = n
-	}
 	wanted := map[string]*Member{}
-	for _, m := range f.members {
-		if n, ok := byID[m.facts.nodeID]; ok && m.facts.err == nil {
-			wanted[n.ID] = m
-			if err := f.updateRetrying(ctx, m, n); err != nil {
-				f.fail(m, "update", err)
-			}
-		}
-	}
-	// Stale entries: same hostname as a member, not its current node, Down.
 	names := map[string]bool{}
 	for _, m := range f.members {
 		names[m.Name] = true
+		if m.facts.err == nil && m.facts.nodeID != "" {
+			wanted[m.facts.nodeID] = m
+		}
 	}
+	// Stale entries: same hostname as a member, not its current node, Down.
 	for _, n := range nodes {
 		if wanted[n.ID] != nil || !names[n.Description.Hostname] || n.Status.State != swarm.NodeStateDown {
 			continue
 		}
 		if err := f.removeStale(ctx, n); err != nil {
-			f.errs = append(f.errs, fmt.Errorf("remove stale entry %s of %s: %w", short(n.ID), n.Description.Hostname, err))
+			f.addErr(fmt.Errorf("remove stale entry %s of %s: %w", short(n.ID), n.Description.Hostname, err))
 		}
 	}
-	return f.waitReady(ctx, wanted)
+	// Wait for Ready before updating: a node that just joined reports its
+	// status a few times, and each report moves its version.
+	nodes, waitErr := f.waitReady(ctx, wanted)
+	if waitErr != nil && nodes == nil {
+		return waitErr
+	}
+	var todo []swarm.Node
+	for _, n := range nodes {
+		if wanted[n.ID] != nil {
+			todo = append(todo, n)
+		}
+	}
+	par.Each(ctx, f.opts.Concurrency, len(todo), func(ctx context.Context, i int) error {
+		m := wanted[todo[i].ID]
+		if err := f.updateRetrying(ctx, m, todo[i]); err != nil {
+			f.fail(m, "update", err)
+		}
+		return nil
+	})
+	if len(f.res.Updated) > 0 {
+		if nodes, err = f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{}); err != nil {
+			return fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+		}
+	}
+	f.res.Rows = rows(nodes, wanted)
+	return waitErr
 }
 
 // updateRetrying updates a node, reading it again when its version moved
@@ -88,7 +106,7 @@ func (f *former) update(ctx context.Context, m *Member, n swarm.Node) error {
 		spec.Role = role
 		why = append(why, "promote to manager")
 	default:
-		f.errs = append(f.errs, fmt.Errorf("update %s: it is a manager but the inventory says worker; demote it by hand (docker node demote %s) once quorum allows", m.Name, m.Name))
+		f.addErr(fmt.Errorf("update %s: it is a manager but the inventory says worker; demote it by hand (docker node demote %s) once quorum allows", m.Name, m.Name))
 	}
 	if m.Role == Manager && f.opts.DrainManagers && spec.Availability != swarm.NodeAvailabilityDrain {
 		spec.Availability = swarm.NodeAvailabilityDrain
@@ -103,7 +121,9 @@ func (f *former) update(ctx context.Context, m *Member, n swarm.Node) error {
 	if err := f.leader.Engine.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
 		return err
 	}
+	f.mu.Lock()
 	f.res.Updated = append(f.res.Updated, m.Name)
+	f.mu.Unlock()
 	return nil
 }
 
@@ -120,18 +140,20 @@ func (f *former) removeStale(ctx context.Context, n swarm.Node) error {
 	if err := f.leader.Engine.NodeRemove(ctx, n.ID, swarm.NodeRemoveOptions{}); err != nil {
 		return err
 	}
+	f.mu.Lock()
 	f.res.Removed = append(f.res.Removed, n.Description.Hostname+" ("+short(n.ID)+")")
+	f.mu.Unlock()
 	return nil
 }
 
 // waitReady polls the node list until every wanted node is Ready (and every
-// manager reachable), then records the table rows.
-func (f *former) waitReady(ctx context.Context, wanted map[string]*Member) error {
+// manager reachable), and returns the last list.
+func (f *former) waitReady(ctx context.Context, wanted map[string]*Member) ([]swarm.Node, error) {
 	deadline := time.Now().Add(f.opts.ReadyTimeout)
 	for {
 		nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
 		if err != nil {
-			return fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+			return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
 		}
 		var waiting []string
 		for _, n := range nodes {
@@ -139,16 +161,15 @@ func (f *former) waitReady(ctx context.Context, wanted map[string]*Member) error
 				waiting = append(waiting, n.Description.Hostname)
 			}
 		}
-		if len(waiting) == 0 || time.Now().After(deadline) {
-			f.res.Rows = rows(nodes, wanted)
-			if len(waiting) > 0 {
-				sort.Strings(waiting)
-				return fmt.Errorf("not Ready after %s: %s", f.opts.ReadyTimeout, strings.Join(waiting, ", "))
-			}
-			return nil
+		if len(waiting) == 0 {
+			return nodes, nil
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(waiting)
+			return nodes, fmt.Errorf("not Ready after %s: %s", f.opts.ReadyTimeout, strings.Join(waiting, ", "))
 		}
 		if err := sleep(ctx, f.opts.PollInterval); err != nil {
-			return err
+			return nil, err
 		}
 	}
 }
