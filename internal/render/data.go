@@ -28,8 +28,8 @@ type Data struct {
 	// DockerDaemon is /etc/docker/daemon.json, printed with toJSON.
 	DockerDaemon DaemonConfig
 
-	// InstanceID is only set for meta-data: "<name>-<hash of user-data and
-	// network-config>", so that changed seeds are a new cloud-init instance.
+	// InstanceID is only set for meta-data: "<lab>-<node>", stable across
+	// re-renders (see instanceID).
 	InstanceID string
 }
 

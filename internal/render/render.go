@@ -9,8 +9,6 @@ package render
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"path"
@@ -116,7 +114,7 @@ func (r *Renderer) Node(inv *inventory.Inventory, n *inventory.Node) (Files, err
 }
 
 // Render executes the templates on d: user-data and network-config first,
-// then meta-data with d.InstanceID set from their hash. d.InstanceID is
+// then meta-data with d.InstanceID set to "<lab>-<node>". d.InstanceID is
 // overwritten.
 func (r *Renderer) Render(d *Data) (Files, error) {
 	var f Files
@@ -127,7 +125,7 @@ func (r *Renderer) Render(d *Data) (Files, error) {
 	if f.NetworkConfig, err = r.execute(NetworkConfig, d); err != nil {
 		return Files{}, err
 	}
-	f.InstanceID = instanceID(d.Node.Name, f.UserData, f.NetworkConfig)
+	f.InstanceID = instanceID(d.Lab.Metadata.Name, d.Node.Name)
 	d.InstanceID = f.InstanceID
 	if f.MetaData, err = r.execute(MetaData, d); err != nil {
 		return Files{}, err
@@ -145,11 +143,9 @@ func (r *Renderer) execute(name string, d *Data) ([]byte, error) {
 	return bytes.Clone(b.Bytes()), nil
 }
 
-// instanceID is "<name>-<first 12 hex digits of sha256(user-data, network-config)>".
-func instanceID(name string, userData, networkConfig []byte) string {
-	h := sha256.New()
-	h.Write(userData)
-	h.Write([]byte{0})
-	h.Write(networkConfig)
-	return name + "-" + hex.EncodeToString(h.Sum(nil)[:6])
-}
+// instanceID is "<lab>-<node>": stable, so a seed rendered again with other
+// content is not a new cloud-init instance. A new instance would regenerate
+// the node's SSH host keys (which provision refuses as changed keys) and
+// re-run runcmd on a live swarm node. New machines (a VM cloned again, a Pi
+// flashed again) have no cloud-init state and run the seed anyway.
+func instanceID(lab, node string) string { return lab + "-" + node }

@@ -332,13 +332,14 @@ func TestMetaDataInstanceID(t *testing.T) {
 	if err := yaml.Unmarshal(a.MetaData, &md); err != nil {
 		t.Fatal(err)
 	}
-	if md["instance-id"] != a.InstanceID || !strings.HasPrefix(a.InstanceID, "pi-r1-07-") || len(a.InstanceID) != len("pi-r1-07-")+12 {
+	if md["instance-id"] != a.InstanceID || a.InstanceID != "fh-lab-pi-r1-07" {
 		t.Errorf("instance-id %q, Files.InstanceID %q", md["instance-id"], a.InstanceID)
 	}
 	if md["local-hostname"] != "pi-r1-07" {
 		t.Errorf("local-hostname %q", md["local-hostname"])
 	}
-	// Same content, same id; changed content, new id.
+	// The id is stable, also when the content changes: a new id would
+	// regenerate the node's host keys.
 	b, _ := r.Node(inv, n)
 	if b.InstanceID != a.InstanceID {
 		t.Errorf("instance-id not stable: %s, %s", a.InstanceID, b.InstanceID)
@@ -349,8 +350,8 @@ func TestMetaDataInstanceID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.InstanceID == a.InstanceID {
-		t.Errorf("instance-id %s did not change with the user-data", c.InstanceID)
+	if c.InstanceID != a.InstanceID || bytes.Equal(c.UserData, a.UserData) {
+		t.Errorf("changed user-data: instance-id %s (want %s), user-data changed: %v", c.InstanceID, a.InstanceID, !bytes.Equal(c.UserData, a.UserData))
 	}
 }
 
