@@ -22,8 +22,9 @@ import (
 // Down removes everything the lab made: its daemons and everything they
 // started (containers, shims, SSH sessions), their mounts, the
 // namespaces, veths and bridge, cgroups, the firewall rule, the group, the
-// SSH user if the lab created it, the state directory, and the host
-// directories labs made once the last lab is gone. It reads the manifest
+// SSH user if a lab created it and no other lab uses it, the state and
+// data directories, and the host paths labs made once the last lab is
+// gone. It reads the manifest
 // and also looks for leftovers by the lab's prefix, so it works after a
 // crash or a partial Up. A lab that is not up is no error.
 //
@@ -49,9 +50,10 @@ func (l *Lab) Down(ctx context.Context) error {
 	nodes := l.knownNodes(m)
 
 	cgs, _ := labCgroups(l.cfg.Prefix)
-	lbDirs := l.loadBalancerDirs(ctx, nodes)
+	lbDirs := make([][]string, len(nodes))
 	// Stopping is mostly waiting: every node at once.
 	_ = par.Each(ctx, len(nodes), len(nodes), func(ctx context.Context, i int) error {
+		lbDirs[i] = loadBalancerDirs(ctx, nodes[i])
 		l.stopNode(ctx, nodes[i], cgs)
 		return nil
 	})
@@ -66,8 +68,10 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 	}
 	add(l.killLeftovers(ctx, nodes))
-	for _, d := range lbDirs {
-		add(os.RemoveAll(d))
+	for _, dirs := range lbDirs {
+		for _, d := range dirs {
+			add(os.RemoveAll(d))
+		}
 	}
 	add(l.removeNetwork(ctx, nodes))
 	if cgs, err := labCgroups(l.cfg.Prefix); err == nil {
@@ -130,34 +134,28 @@ func (l *Lab) knownNodes(m *Manifest) []Node {
 	return nodes
 }
 
-// loadBalancerDirs asks each running dockerd for its overlay networks: a
-// swarm load balancer keeps files in /var/lib/docker/network/files/lb_<id>
-// whatever --data-root says, and they are the lab's to remove.
-func (l *Lab) loadBalancerDirs(ctx context.Context, nodes []Node) []string {
+// loadBalancerDirs asks a node's dockerd, if it runs, for its overlay
+// networks: a swarm load balancer keeps files in
+// /var/lib/docker/network/files/lb_<network id> whatever --data-root says,
+// and they are the lab's to remove.
+func loadBalancerDirs(ctx context.Context, n Node) []string {
+	if _, ok := pidFromFile(filepath.Join(n.Dir, "dockerd.pid"), n.Dir+"/"); !ok {
+		return nil
+	}
+	c, err := NewEngine(n.DockerSocket)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	nets, err := c.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", "overlay"))})
+	if err != nil {
+		return nil
+	}
 	var dirs []string
-	seen := map[string]bool{}
-	for _, n := range nodes {
-		if _, ok := pidFromFile(filepath.Join(n.Dir, "dockerd.pid"), n.Dir+"/"); !ok {
-			continue
-		}
-		c, err := NewEngine(n.DockerSocket)
-		if err != nil {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		nets, err := c.NetworkList(cctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", "overlay"))})
-		cancel()
-		c.Close()
-		if err != nil {
-			continue
-		}
-		for _, nw := range nets {
-			d := filepath.Join("/var/lib/docker/network/files", "lb_"+nw.ID)
-			if !seen[d] {
-				seen[d] = true
-				dirs = append(dirs, d)
-			}
-		}
+	for _, nw := range nets {
+		dirs = append(dirs, filepath.Join("/var/lib/docker/network/files", "lb_"+nw.ID))
 	}
 	return dirs
 }

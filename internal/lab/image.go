@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -244,8 +243,11 @@ func loadImage(ctx context.Context, c *client.Client, image io.Reader) error {
 		} else if err != nil {
 			return fmt.Errorf("load image: read answer: %w", err)
 		}
-		if msg.Error != "" || msg.ErrorDetail.Message != "" {
-			return fmt.Errorf("load image: %s", strings.TrimSpace(msg.Error+" "+msg.ErrorDetail.Message))
+		if msg.ErrorDetail.Message != "" {
+			return fmt.Errorf("load image: %s", msg.ErrorDetail.Message)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("load image: %s", msg.Error)
 		}
 	}
 }

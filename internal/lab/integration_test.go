@@ -238,6 +238,11 @@ func TestIntegrationBusyboxImage(t *testing.T) {
 	if err := tl.LoadImage(ctx, busyboxImage(t)); err != nil {
 		t.Fatal(err)
 	}
+	if err := LoadImage(ctx, nodes[0].DockerSocket, strings.NewReader("not an image")); err == nil {
+		t.Error("loading garbage succeeded")
+	} else {
+		t.Logf("loading garbage: %v", err)
+	}
 	c := engine(t, nodes[0])
 	out := runContainer(t, c, "smoke", "", "hostname; (echo hello-nc | nc -l -p 7000 &); sleep 1; nc -w 2 127.0.0.1 7000 </dev/null")
 	if !strings.Contains(out, "smoke\n") || !strings.Contains(out, "hello-nc") {

@@ -179,6 +179,16 @@ func TestHostKeyStable(t *testing.T) {
 	}
 }
 
+func TestMissingError(t *testing.T) {
+	err := &MissingError{Missing: []string{"dockerd", "containerd", "sshd"}, Pkgs: []string{"docker.io", "openssh-server"}}
+	if got := err.Error(); !strings.Contains(got, "install docker.io, openssh-server") || !strings.Contains(got, "apt-get install -y docker.io openssh-server") {
+		t.Errorf("MissingError: %s", got)
+	}
+	if !strings.Contains(ErrNotRoot.Error(), "lab up needs root") {
+		t.Errorf("ErrNotRoot: %v", ErrNotRoot)
+	}
+}
+
 func TestShimSocket(t *testing.T) {
 	got := shimSocket("/usr/bin/containerd-shim-runc-v2 -namespace moby -id abc -address /run/x/containerd.sock")
 	if !strings.HasPrefix(got, "/run/containerd/s/") || len(got) != len("/run/containerd/s/")+64 {
