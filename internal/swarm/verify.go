@@ -1,20 +1,24 @@
 package swarm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // VerifyOptions say what a healthy swarm looks like.
@@ -219,7 +223,9 @@ func verifyService(ctx context.Context, manager *client.Client, name, netID stri
 			}
 		}
 	}
-	script := "for ip in " + strings.Join(addrs, " ") + `; do out=$(nc -w 5 $ip 8080 </dev/null); [ -n "$out" ] || { echo "no answer from $ip"; exit 1; }; echo "$ip answered: $out"; done`
+	// Overlay peers learn about new tasks by gossip, so a first connection
+	// may fail for a moment: each address gets ten tries, a second apart.
+	script := "for ip in " + strings.Join(addrs, " ") + `; do n=0; until out=$(nc -w 3 $ip 8080 </dev/null) && [ -n "$out" ]; do n=$((n+1)); [ $n -ge 10 ] && { echo "no answer from $ip"; exit 1; }; sleep 1; done; echo "$ip answered: $out"; done`
 	constraints := make([]string, 0, len(serverNodes))
 	for _, id := range serverNodes {
 		constraints = append(constraints, "node.id!="+id)
@@ -249,9 +255,23 @@ func verifyService(ctx context.Context, manager *client.Client, name, netID stri
 	c.OK = state == swarm.TaskStateComplete
 	c.Detail = fmt.Sprintf("%d replicas on different nodes; a probe on another node reached %d of them over the overlay", len(tasks), len(addrs))
 	if !c.OK {
-		c.Detail = fmt.Sprintf("probe task %s: %s", state, msg)
+		c.Detail = fmt.Sprintf("probe task %s: %s; it said: %s", state, msg, serviceLogs(ctx, manager, name+"-probe"))
 	}
 	return c
+}
+
+// serviceLogs returns the last lines a service printed, for error messages.
+func serviceLogs(ctx context.Context, manager *client.Client, service string) string {
+	rc, err := manager.ServiceLogs(ctx, service, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "5"})
+	if err != nil {
+		return "(no logs: " + err.Error() + ")"
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 64<<10)); err != nil && out.Len() == 0 {
+		return "(no logs: " + err.Error() + ")"
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(out.String(), "\n", " | ")), " ")
 }
 
 func runningTasks(ctx context.Context, manager *client.Client, service string, want int) ([]swarm.Task, error) {
