@@ -379,3 +379,50 @@ func runContainer(t *testing.T, c *client.Client, name, net, script string) stri
 	}
 	return out.String()
 }
+
+// TestIntegrationForwardRule checks the rule that lets the bridge forward
+// on a host whose FORWARD policy drops (any host running Docker itself).
+// It works on a scratch namespace's firewall, never the host's.
+func TestIntegrationForwardRule(t *testing.T) {
+	requireLab(t)
+	l, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "pltfw" + strings.ReplaceAll(time.Now().Format("150405.000"), ".", "")
+	hadNetnsDir := exists(netnsDir)
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "delete", ns).Run()
+		if !hadNetnsDir {
+			removeHostPath(netnsDir) // `ip netns add` made it (a mount)
+		}
+	})
+	sh(t, "ip", "netns", "add", ns)
+	wrapper := filepath.Join(t.TempDir(), "iptables")
+	script := "#!/bin/sh\nexec nsenter --net=/run/netns/" + ns + " " + l.tools.iptables + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l.tools.iptables = wrapper
+	ctx := context.Background()
+	rules := func() string { return sh(t, wrapper, "-w", "-S", "FORWARD") }
+
+	if added, err := l.ensureForward(ctx); err != nil || added {
+		t.Fatalf("policy ACCEPT: added=%v err=%v\n%s", added, err, rules())
+	}
+	sh(t, wrapper, "-w", "-P", "FORWARD", "DROP")
+	for i := 0; i < 2; i++ {
+		if added, err := l.ensureForward(ctx); err != nil || !added {
+			t.Fatalf("policy DROP, round %d: added=%v err=%v", i, added, err)
+		}
+	}
+	if got := strings.Count(rules(), "provision-lab "+l.Prefix()); got != 1 {
+		t.Errorf("want the rule once, got %d:\n%s", got, rules())
+	}
+	if err := l.removeForward(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(rules(), "provision-lab") {
+		t.Errorf("rule left:\n%s", rules())
+	}
+}
