@@ -7,6 +7,9 @@ import (
 	"github.com/fhlab/provision/internal/par"
 )
 
+// statusTimeout bounds each of a node's checks in Status.
+const statusTimeout = 10 * time.Second
+
 // NodeStatus is what Status found about one node.
 type NodeStatus struct {
 	Name string
@@ -49,7 +52,8 @@ func nodeStatus(ctx context.Context, n Node) NodeStatus {
 	if !s.Netns {
 		return s
 	}
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// Generous: a busy machine with many nodes answers slowly.
+	cctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	if c, err := NewEngine(n.DockerSocket); err == nil {
 		if info, err := c.Info(cctx); err == nil {
@@ -59,6 +63,8 @@ func nodeStatus(ctx context.Context, n Node) NodeStatus {
 		}
 		c.Close()
 	}
-	s.SSH = sshBanner(cctx, n.SSHAddr) == nil
+	sctx, scancel := context.WithTimeout(ctx, statusTimeout)
+	defer scancel()
+	s.SSH = sshBanner(sctx, n.SSHAddr) == nil
 	return s
 }
