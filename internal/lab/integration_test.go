@@ -224,6 +224,19 @@ func TestIntegrationSwarmAcrossNamespaces(t *testing.T) {
 	if !strings.Contains(out, "hello-over-vxlan") {
 		t.Errorf("task on %s could not reach %s on %s: %q", nodes[1].Name, ip, nodes[0].Name, out)
 	}
+
+	// The overlay's load balancer keeps files in the default data root,
+	// outside the lab: Down removes them too.
+	lb := filepath.Join("/var/lib/docker/network/files", "lb_"+created.ID)
+	if _, err := os.Stat(lb); err != nil {
+		t.Logf("no load-balancer files at %s (%v)", lb, err)
+	}
+	if err := tl.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lb); err == nil {
+		t.Errorf("%s left after Down", lb)
+	}
 }
 
 // TestIntegrationBusyboxImage loads the generated image into a node and

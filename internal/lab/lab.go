@@ -36,7 +36,7 @@ const DefaultDataBaseDir = "/var/lib/provision-lab"
 const (
 	DefaultConcurrency  = 8
 	DefaultReadyTimeout = 2 * time.Minute
-	DefaultStopTimeout  = 20 * time.Second
+	DefaultStopTimeout  = 5 * time.Second
 )
 
 // Config configures a Lab.
