@@ -161,9 +161,10 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 			return &DialError{Target: target, Attempts: attempt, Elapsed: time.Since(start), Err: err, Ctx: ctxErr}
 		}
 		if ctx.Err() != nil {
-			// The attempt failed because the context ended; report what
-			// kept the host from answering before that, if anything.
-			if isContextErr(err) && last != nil {
+			// The attempt failed because the context ended (the dialer may
+			// call that an i/o timeout); report what kept the host from
+			// answering before that, if anything.
+			if last != nil {
 				err = last
 			}
 			return nil, fail(ctx.Err())
