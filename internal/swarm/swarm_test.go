@@ -1,0 +1,85 @@
+package swarm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/swarm"
+)
+
+func TestRedact(t *testing.T) {
+	tok := swarm.JoinTokens{Worker: "SWMTKN-1-abcdef0123456789abcdef-worker", Manager: "secret-manager-token"}
+	base := errors.New("join failed with SWMTKN-1-abcdef0123456789abcdef-worker and secret-manager-token and SWMTKN-1-other-one")
+	err := redact(base, tok)
+	if strings.Contains(err.Error(), "SWMTKN") || strings.Contains(err.Error(), "secret-manager-token") {
+		t.Errorf("token left in %q", err)
+	}
+	if !errors.Is(err, base) {
+		t.Error("redacted error lost its chain")
+	}
+	if redact(nil, tok) != nil {
+		t.Error("redact(nil) != nil")
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	var b bytes.Buffer
+	WriteTable(&b, []Row{
+		{Name: "mgr-1", ID: "abcdefghijklmnop", Role: "manager", State: "ready", Availability: "drain", Manager: "leader", Addr: "192.0.2.1", Labels: map[string]string{"rack": "r1", "arch": "arm64"}, Inventory: true},
+		{Name: "old", ID: "x", Role: "worker", State: "down", Addr: "192.0.2.9"},
+	})
+	out := b.String()
+	for _, want := range []string{"mgr-1", "leader", "abcdefghijkl ", "arch=arm64,rack=r1", "old (not in inventory)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestCounterCountsOnlyMutations talks to a stand-in engine over HTTP (the
+// process boundary) and checks which calls count.
+func TestCounterCountsOnlyMutations(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/_ping"):
+			w.Write([]byte("OK"))
+		case strings.HasSuffix(r.URL.Path, "/info"):
+			w.Write([]byte(`{"Name":"n1","Swarm":{"LocalNodeState":"inactive"}}`))
+		case strings.HasSuffix(r.URL.Path, "/swarm/leave"):
+			w.WriteHeader(http.StatusOK)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var c Counter
+	engine, err := NewEngine(func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer engine.Close()
+	ctx := context.Background()
+	if _, err := engine.Info(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Mutations() != 0 {
+		t.Errorf("GET /info counted as a mutation")
+	}
+	if err := engine.SwarmLeave(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if c.Mutations() != 1 || c.Calls()["POST /swarm/leave"] != 1 {
+		t.Errorf("mutations %d, calls %v; want one POST /swarm/leave", c.Mutations(), c.Calls())
+	}
+}
