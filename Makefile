@@ -30,8 +30,11 @@ fuzz:
 demo: build
 	scripts/demo.sh
 
+# Each benchmark prints provision's figure beside an anchor's, as a ratio.
+# bench/swarm emulates 159 nodes and needs root.
 bench: build
 	$(GO) run ./bench/render
+	$(GO) run ./bench/swarm
 
 lint:
 	@test -z "$$(gofmt -l cmd internal templates bench)" || { gofmt -l cmd internal templates bench; echo "gofmt: files above need formatting"; exit 1; }
