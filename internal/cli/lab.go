@@ -13,6 +13,7 @@ import (
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/lab"
+	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/remote"
 )
 
@@ -60,6 +61,20 @@ func (a *app) labFor(cmd *cobra.Command) (*inventory.Inventory, *lab.Lab, error)
 	return inv, l, err
 }
 
+// labSession is labFor for commands that change the machine: it checks
+// root and tools first and loads the lab's state.
+func (a *app) labSession(cmd *cobra.Command) (*inventory.Inventory, *lab.Lab, *pipeline.Env, error) {
+	if err := lab.Preflight(); err != nil {
+		return nil, nil, nil, err
+	}
+	inv, l, err := a.labFor(cmd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	env, err := a.env(inv, "")
+	return inv, l, env, err
+}
+
 func (a *app) labUpCommand() *cobra.Command {
 	var limit []string
 	cmd := &cobra.Command{
@@ -72,10 +87,7 @@ reaches every node's own engine over SSH.`,
 		Example: "  provision lab up -i inventory/local.yaml\n  provision lab up -i inventory/local.yaml --limit mgr-1,mgr-2,mgr-3",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lab.Preflight(); err != nil {
-				return err
-			}
-			inv, l, err := a.labFor(cmd)
+			inv, l, env, err := a.labSession(cmd)
 			if err != nil {
 				return err
 			}
@@ -84,10 +96,6 @@ reaches every node's own engine over SSH.`,
 				return exitError{2, err}
 			}
 			specs, err := lab.SpecsFromInventory(nodes)
-			if err != nil {
-				return err
-			}
-			env, err := a.env(inv, "")
 			if err != nil {
 				return err
 			}
@@ -154,14 +162,7 @@ up is no error. The swarm facts of the lab are dropped from the state file.`,
 		Example: "  provision lab down -i inventory/local.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lab.Preflight(); err != nil {
-				return err
-			}
-			inv, l, err := a.labFor(cmd)
-			if err != nil {
-				return err
-			}
-			env, err := a.env(inv, "")
+			_, l, env, err := a.labSession(cmd)
 			if err != nil {
 				return err
 			}

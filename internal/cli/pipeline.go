@@ -30,6 +30,22 @@ func (a *app) env(inv *inventory.Inventory, outDir string) (*pipeline.Env, error
 	}, nil
 }
 
+// session loads the inventory and builds what running stages on it needs:
+// the pipeline environment and the stages' dependencies. The caller closes
+// d.SSH.
+func (a *app) session(outDir string) (*pipeline.Env, stages.Deps, error) {
+	inv, err := a.loadInventory()
+	if err != nil {
+		return nil, stages.Deps{}, err
+	}
+	env, err := a.env(inv, outDir)
+	if err != nil {
+		return nil, stages.Deps{}, err
+	}
+	d, err := a.deps()
+	return env, d, err
+}
+
 // deps builds the stages' dependencies once.
 func (a *app) deps() (stages.Deps, error) {
 	r, err := render.New(templates.FS)

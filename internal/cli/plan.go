@@ -24,18 +24,11 @@ stages that are not built yet say so plainly. Nothing is changed.`,
 		Example: "  provision plan -i inventory/example.yaml\n  provision plan -i inventory/example.yaml --only render --detail",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := a.loadInventory()
+			env, d, err := a.session(outDir)
 			if err != nil {
 				return err
 			}
-			env, err := a.env(inv, outDir)
-			if err != nil {
-				return err
-			}
-			d, err := a.deps()
-			if err != nil {
-				return err
-			}
+			defer d.SSH.Close()
 			p, err := stages.Apply(d).Select(only)
 			if err != nil {
 				return exitError{2, err}

@@ -23,18 +23,11 @@ second run reports every node unchanged.`,
 		Example: "  provision render -i inventory/example.yaml -o out/seeds",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := a.loadInventory()
+			env, d, err := a.session(outDir)
 			if err != nil {
 				return err
 			}
-			env, err := a.env(inv, outDir)
-			if err != nil {
-				return err
-			}
-			d, err := a.deps()
-			if err != nil {
-				return err
-			}
+			defer d.SSH.Close()
 			return pipeline.Pipeline{Stages: []pipeline.Stage{stages.Render{Renderer: d.Renderer}}}.Run(cmd.Context(), env)
 		},
 	}

@@ -34,15 +34,7 @@ formed, and the exit status is non-zero.`,
 		Example: "  provision swarm -i inventory/local.yaml\n  provision swarm -i lab.yaml --concurrency 64",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := a.loadInventory()
-			if err != nil {
-				return err
-			}
-			env, err := a.env(inv, "")
-			if err != nil {
-				return err
-			}
-			d, err := a.deps()
+			env, d, err := a.session("")
 			if err != nil {
 				return err
 			}

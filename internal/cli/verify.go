@@ -29,15 +29,7 @@ with busybox sh and nc that is present on the nodes (the emulated lab loads
 		Example: "  provision verify -i inventory/local.yaml\n  provision verify -i lab.yaml --image busybox:1.36",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := a.loadInventory()
-			if err != nil {
-				return err
-			}
-			env, err := a.env(inv, "")
-			if err != nil {
-				return err
-			}
-			d, err := a.deps()
+			env, d, err := a.session("")
 			if err != nil {
 				return err
 			}
