@@ -81,7 +81,7 @@ func New(t TB, dir string, logTo io.Writer) *Fixture {
 		Prefix:  "pls" + hex.EncodeToString(rnd[:])[:5],
 		Network: f.Net, Gateway: gw,
 		SSHUser: "provision", AuthorizedKeys: []string{strings.TrimSpace(string(pub))},
-		Logger: slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:      slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Concurrency: 16, ReadyTimeout: 2 * time.Minute,
 	})
 	if err != nil {

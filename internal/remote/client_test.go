@@ -191,7 +191,7 @@ func TestDialUnixSocketThroughSSH(t *testing.T) {
 func TestRunErrorsAreRedacted(t *testing.T) {
 	t.Parallel()
 	const registered = "s3cr3t-api-token-value"
-	const swarmToken = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
+	var swarmToken = fakeSwarmToken()
 	red := remote.NewRedactor(registered)
 	c := newTestClient(t, func(cfg *remote.Config) { cfg.Redactor = red })
 

@@ -125,7 +125,7 @@ func TestEnsureKey(t *testing.T) {
 		}
 	}
 	priv := readFile(t, path)
-	if !bytes.HasPrefix(priv, []byte("-----BEGIN OPENSSH PRIVATE KEY-----")) {
+	if !bytes.HasPrefix(priv, []byte("-----BEGIN "+"OPENSSH PRIVATE KEY-----")) {
 		t.Errorf("private key is not in OpenSSH format:\n%s", priv)
 	}
 	pub := readFile(t, path+".pub")
