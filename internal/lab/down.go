@@ -269,10 +269,27 @@ func shimSocket(cmdline string) string {
 	return filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:]))
 }
 
-// removeNetwork deletes the nodes' namespaces, every link carrying the
-// prefix (veths, then the bridge) and the firewall rule.
+// removeNetwork deletes every link carrying the prefix (the veths, which
+// takes their peers along, then the bridge; one `ip -batch` for all), the
+// nodes' namespaces and the firewall rule.
 func (l *Lab) removeNetwork(ctx context.Context, nodes []Node) error {
 	var errs []error
+	links := prefixedLinks(l.cfg.Prefix)
+	sort.SliceStable(links, func(i, j int) bool { return links[j] == l.bridge }) // the bridge last
+	if len(links) > 0 {
+		var batch strings.Builder
+		for _, link := range links {
+			fmt.Fprintf(&batch, "link delete %s\n", link)
+		}
+		// -force: go on past a link that vanished meanwhile; what is left
+		// afterwards is the error.
+		_, err := runInput(ctx, batch.String(), l.tools.ip, "-force", "-batch", "-")
+		for _, link := range links {
+			if linkExists(link) {
+				errs = append(errs, fmt.Errorf("delete link %s: %v", link, err))
+			}
+		}
+	}
 	names := map[string]bool{}
 	for _, n := range nodes {
 		names[n.Netns] = true
@@ -283,13 +300,6 @@ func (l *Lab) removeNetwork(ctx context.Context, nodes []Node) error {
 	for ns := range names {
 		if err := deleteNetns(ns); err != nil {
 			errs = append(errs, err)
-		}
-	}
-	links := prefixedLinks(l.cfg.Prefix)
-	sort.SliceStable(links, func(i, j int) bool { return links[j] == l.bridge }) // the bridge last
-	for _, link := range links {
-		if _, err := run(ctx, l.tools.ip, "link", "delete", link); err != nil && linkExists(link) {
-			errs = append(errs, fmt.Errorf("delete link %s: %w", link, err))
 		}
 	}
 	if err := l.removeForward(ctx); err != nil {
