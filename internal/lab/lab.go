@@ -5,8 +5,9 @@
 //
 // Everything the lab makes carries its prefix (namespaces, bridge, veths,
 // cgroups, directories, the group) and is recorded in a manifest in the
-// state directory before it is made, so Down removes it all, also after a
-// crash. The lab sends no traffic anywhere but to its own namespaces: they
+// state directory (/run/provision-lab/<prefix>; docker data roots are in
+// /var/lib/provision-lab/<prefix>) before it is made, so Down removes it
+// all, also after a crash. The lab sends no traffic anywhere but to its own namespaces: they
 // have no default route and the bridge is not NATed.
 package lab
 
@@ -64,7 +65,8 @@ type Config struct {
 	// ReadyTimeout bounds the wait for one node's dockerd and sshd.
 	ReadyTimeout time.Duration
 	// StopTimeout bounds the graceful stop of one node's dockerd in Down
-	// before everything left is killed.
+	// before everything left is killed (a swarm manager takes seconds to
+	// stop; Down deletes all its state anyway, so a kill loses nothing).
 	StopTimeout time.Duration
 }
 
