@@ -108,17 +108,26 @@ func anchorLoop(tb *benchTB, ctx context.Context, f *labtest.Fixture, inv *inven
 	known := filepath.Join(f.Dir, "anchor_known_hosts")
 	// A join that outlasts Docker's 20 s wait goes on in the background;
 	// an admin's loop moves on to the next node, and so does this one.
+	// ssh itself is retried when it cannot connect (exit 255), as an
+	// admin's loop would on a busy machine.
 	ssh := func(ip string, args ...string) string {
-		cmd := exec.CommandContext(ctx, "ssh", append([]string{
-			"-i", f.KeyPath, "-o", "UserKnownHostsFile=" + known, "-o", "StrictHostKeyChecking=accept-new",
-			"-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "provision@" + ip,
-		}, args...)...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil && !strings.Contains(errb.String(), "Timeout was reached before node joined") {
+		for attempt := 1; ; attempt++ {
+			cmd := exec.CommandContext(ctx, "ssh", append([]string{
+				"-i", f.KeyPath, "-o", "UserKnownHostsFile=" + known, "-o", "StrictHostKeyChecking=accept-new",
+				"-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "provision@" + ip,
+			}, args...)...)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			if err == nil || strings.Contains(errb.String(), "Timeout was reached before node joined") {
+				return strings.TrimSpace(out.String())
+			}
+			if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() == 255 && attempt < 5 {
+				time.Sleep(time.Second)
+				continue
+			}
 			tb.Fatalf("anchor: ssh %s %s: %v: %s", ip, strings.Join(args[:3], " "), err, errb.String())
 		}
-		return strings.TrimSpace(out.String())
 	}
 	first := inv.Nodes[0]
 	start := time.Now()
