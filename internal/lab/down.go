@@ -89,6 +89,7 @@ func (l *Lab) Down(ctx context.Context) error {
 	add(l.removeDirs(ctx))
 	base := filepath.Dir(l.cfg.StateDir)
 	if len(others) == 0 && exists(base) {
+		add(restoreNeighbourLimits(base))
 		add(removeHostPaths(base, l.hostPathInUse()))
 	}
 	_ = syscall.Rmdir(base) // when no other lab is in it

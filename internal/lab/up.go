@@ -143,6 +143,9 @@ func (l *Lab) upHost(ctx context.Context, m *Manifest) error {
 	if err := l.ensureBridge(ctx); err != nil {
 		return err
 	}
+	if err := l.raiseNeighbourLimits(); err != nil {
+		return err
+	}
 	added, err := l.ensureForward(ctx)
 	if err != nil {
 		return err
