@@ -130,7 +130,10 @@ func waitReady(parent context.Context, timeout time.Duration, exited <-chan erro
 func logTail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return ""
+		return "  (" + err.Error() + ")"
+	}
+	if len(data) == 0 {
+		return "  (empty)"
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	if len(lines) > n {
