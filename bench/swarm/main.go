@@ -36,6 +36,8 @@ import (
 func main() {
 	racks := flag.Int("racks", 4, "racks of 36 Pis (4 gives 159 nodes with the 15 VMs)")
 	perRack := flag.Int("per-rack", 36, "Pis per rack")
+	verbose := flag.Bool("v", false, "print provision's progress lines with times")
+	concurrency := flag.Int("concurrency", 32, "provision's --concurrency")
 	flag.Parse()
 	tb := &benchTB{}
 	code := 0
@@ -47,13 +49,13 @@ func main() {
 				code = 1
 			}
 		}()
-		run(tb, *racks, *perRack)
+		run(tb, *racks, *perRack, *verbose, *concurrency)
 	}()
 	tb.cleanup()
 	os.Exit(code)
 }
 
-func run(tb *benchTB, racks, perRack int) {
+func run(tb *benchTB, racks, perRack int, verbose bool, concurrency int) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "provision-bench-swarm-")
@@ -81,7 +83,12 @@ func run(tb *benchTB, racks, perRack int) {
 	leaveAll(tb, ctx, f, inv)
 
 	// provision swarm: the same stage `provision swarm` runs.
-	env := f.Env(tb, inv, io.Discard, io.Discard)
+	var status io.Writer = io.Discard
+	if verbose {
+		status = timestamped{os.Stderr, time.Now()}
+	}
+	env := f.Env(tb, inv, io.Discard, status)
+	env.Concurrency = concurrency
 	conn := stages.NewConnector(stages.SSH{KeyPath: f.KeyPath})
 	defer conn.Close()
 	start = time.Now()
@@ -230,4 +237,15 @@ func (b *benchTB) cleanup() {
 	for i := len(b.cleanups) - 1; i >= 0; i-- {
 		b.cleanups[i]()
 	}
+}
+
+// timestamped prefixes each write with the seconds since start.
+type timestamped struct {
+	w     io.Writer
+	start time.Time
+}
+
+func (t timestamped) Write(p []byte) (int, error) {
+	fmt.Fprintf(t.w, "%7.2fs %s", time.Since(t.start).Seconds(), p)
+	return len(p), nil
 }

@@ -172,11 +172,14 @@ func (f *former) run(ctx context.Context) error {
 			errs[i] = f.join(ctx, workers[i])
 			return nil
 		})
+		failed := 0
 		for i, err := range errs {
 			if err != nil {
+				failed++
 				f.fail(workers[i], "join", err)
 			}
 		}
+		f.opts.Progress("%d workers joined, %d failed", len(workers)-failed, failed)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

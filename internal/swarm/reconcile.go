@@ -41,10 +41,12 @@ func (f *former) reconcile(ctx context.Context) error {
 	}
 	// Wait for Ready before updating: a node that just joined reports its
 	// status a few times, and each report moves its version.
+	f.opts.Progress("waiting until %d nodes are Ready", len(wanted))
 	nodes, waitErr := f.waitReady(ctx, wanted)
 	if waitErr != nil && nodes == nil {
 		return waitErr
 	}
+	f.opts.Progress("applying labels, roles and availability")
 	var todo []swarm.Node
 	for _, n := range nodes {
 		if wanted[n.ID] != nil {
