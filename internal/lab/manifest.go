@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/fhlab/provision/internal/state"
 )
 
 // ManifestFile is the name of the manifest in a lab's state directory.
@@ -99,26 +101,8 @@ func (m *Manifest) save(path string) error {
 	if err != nil {
 		return fmt.Errorf("write lab manifest: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".manifest-*")
-	if err != nil {
+	if err := state.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write lab manifest: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
-		_, err = tmp.Write(append(data, '\n'))
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-	}
-	if err != nil {
-		tmp.Close()
-		return fmt.Errorf("write lab manifest %s: %w", path, err)
 	}
 	return nil
 }

@@ -2,9 +2,7 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/pipeline"
@@ -23,8 +21,6 @@ func (n notBuilt) Run(context.Context, *pipeline.Env) error {
 	return fmt.Errorf("%w: %s", pipeline.ErrNotBuilt, n.what)
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
-
 func count(inv *inventory.Inventory, kind string) int {
 	n := 0
 	for _, node := range inv.Nodes {
@@ -40,9 +36,4 @@ func skipWithout(env *pipeline.Env, kind, why string) (bool, string) {
 		return true, why
 	}
 	return false, ""
-}
-
-// joinErrs joins errors, dropping nils.
-func joinErrs(errs ...error) error {
-	return errors.Join(errs...)
 }

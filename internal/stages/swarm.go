@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -70,7 +71,7 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	} else {
 		env.Status.Progress("the swarm already matches the inventory: nothing changed")
 	}
-	return joinErrs(connErr, formErr)
+	return errors.Join(connErr, formErr)
 }
 
 // engines connects to every node over SSH and opens a Docker client to its

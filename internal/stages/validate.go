@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/fhlab/provision/internal/pipeline"
 )
@@ -16,7 +17,7 @@ func (Validate) Title() string { return "validate the inventory" }
 
 func (Validate) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error) {
 	inv := env.Inventory
-	p := pipeline.Plan{Notes: []string{inv.File + " is valid: " + itoa(len(inv.Nodes)) + " nodes"}}
+	p := pipeline.Plan{Notes: []string{inv.File + " is valid: " + strconv.Itoa(len(inv.Nodes)) + " nodes"}}
 	for _, c := range inv.PoolCapacity() {
 		p.Notes = append(p.Notes, "swarm address pool "+c.String())
 	}
