@@ -153,6 +153,10 @@ func (a *app) rootCommand() *cobra.Command {
 		a.swarmCommand(),
 		a.verifyCommand(),
 		a.labCommand(),
+		a.preflightCommand(),
+		a.templateCommand(),
+		a.vmsCommand(),
+		a.pveSimCommand(),
 		a.versionCommand(),
 	)
 	return root
