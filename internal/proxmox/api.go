@@ -250,6 +250,25 @@ func (c *Client) Permissions(ctx context.Context, authID, path string) (Permissi
 	return p, err
 }
 
+// User is one entry of GET /access/users?full=1.
+type User struct {
+	UserID string `json:"userid"`
+	Enable Num    `json:"enable"`
+	Tokens []struct {
+		TokenID string `json:"tokenid"`
+		PrivSep Num    `json:"privsep"`
+	} `json:"tokens"`
+}
+
+// Users lists the users the token may see, with their tokens
+// (GET /access/users?full=1, the call the Telmate provider's permission
+// check makes).
+func (c *Client) Users(ctx context.Context) ([]User, error) {
+	var us []User
+	err := c.Get(ctx, "/access/users", url.Values{"full": {"1"}}, &us)
+	return us, err
+}
+
 // NextIDFree asks the cluster whether vmid is free (GET /cluster/nextid?vmid=N).
 // A taken id is (false, nil); PVE reserves nothing, so this is a snapshot.
 func (c *Client) NextIDFree(ctx context.Context, vmid int) (bool, error) {
@@ -285,10 +304,19 @@ func (c *Client) VMs(ctx context.Context, node string) ([]VMSummary, error) {
 // (numbers formatted as PVE stores them).
 type VMConfig map[string]string
 
-// VMConfig reads a VM's current configuration.
+// VMConfig reads a QEMU VM's current configuration.
 func (c *Client) VMConfig(ctx context.Context, node string, vmid int) (VMConfig, error) {
+	return c.GuestConfig(ctx, node, "qemu", vmid)
+}
+
+// GuestConfig reads the current configuration of a guest of kind "qemu" or
+// "lxc" (the type field of /cluster/resources).
+func (c *Client) GuestConfig(ctx context.Context, node, kind string, vmid int) (VMConfig, error) {
+	if kind != "qemu" && kind != "lxc" {
+		return nil, fmt.Errorf("guest %d on %s: unknown kind %q (qemu or lxc)", vmid, node, kind)
+	}
 	var raw map[string]json.RawMessage
-	if err := c.Get(ctx, Path("nodes", node, "qemu", strconv.Itoa(vmid), "config"), nil, &raw); err != nil {
+	if err := c.Get(ctx, Path("nodes", node, kind, strconv.Itoa(vmid), "config"), nil, &raw); err != nil {
 		return nil, err
 	}
 	cfg := make(VMConfig, len(raw))
