@@ -65,7 +65,9 @@ func (p Property) IsCloudInit() bool {
 }
 
 // IsCDROM says whether a drive is a CD-ROM (a cloud-init drive is one too).
-func (p Property) IsCDROM() bool { return p.Opts["media"] == "cdrom" || p.Value == "cdrom" || p.Value == "none" }
+func (p Property) IsCDROM() bool {
+	return p.Opts["media"] == "cdrom" || p.Value == "cdrom" || p.Value == "none"
+}
 
 // diskSlot matches the keys of drive slots in a VM config.
 var diskSlot = regexp.MustCompile(`^(ide|sata|scsi|virtio)[0-9]+$`)
