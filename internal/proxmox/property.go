@@ -51,6 +51,9 @@ func ParseProperty(s string) Property {
 // Storage is the storage part of a volume value ("local-lvm" of
 // "local-lvm:vm-100-disk-0"), or "" when the value is not a volume.
 func (p Property) Storage() string {
+	if p.Key != "" {
+		return ""
+	}
 	st, _, ok := strings.Cut(p.Value, ":")
 	if !ok {
 		return ""
