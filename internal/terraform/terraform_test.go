@@ -1,0 +1,446 @@
+package terraform_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fhlab/provision/internal/terraform"
+)
+
+// requireTerraform returns the terraform binary, skipping the test when
+// there is none, except under CI, which must provide it.
+func requireTerraform(t *testing.T) string {
+	t.Helper()
+	p, err := terraform.Find(context.Background(), terraform.FindOptions{})
+	if err == nil {
+		return p
+	}
+	if ci := os.Getenv("CI"); ci != "" && ci != "false" {
+		t.Fatalf("CI=%s but terraform cannot be found: %v", ci, err)
+	}
+	t.Skipf("skipping: %v", err)
+	return ""
+}
+
+// logBuffer collects log records for assertions.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type item struct {
+	Input   string `json:"input"`
+	Trigger string `json:"trigger"`
+}
+
+// fixture copies testdata/module into a fresh directory and returns a
+// Runner on it.
+func fixture(t *testing.T, env map[string]string, secrets ...string) (*terraform.Runner, string, *logBuffer) {
+	t.Helper()
+	exe := requireTerraform(t)
+	dir := t.TempDir()
+	src := os.DirFS("testdata/module")
+	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(src, p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, p), b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	r, err := terraform.New(terraform.Config{
+		Dir: dir, ExecPath: exe, Env: env, Secrets: secrets,
+		Log: slog.New(slog.NewTextHandler(logs, nil)), WaitDelay: 20 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("terraform log:\n%s", logs.String())
+		}
+	})
+	return r, dir, logs
+}
+
+func writeVars(t *testing.T, dir string, vars map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "test.auto.tfvars.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func summary(p *terraform.Plan) map[string]terraform.Action {
+	out := map[string]terraform.Action{}
+	for _, c := range p.Changes {
+		out[c.Address] = c.Action
+	}
+	return out
+}
+
+func TestLifecycle(t *testing.T) {
+	r, dir, logs := fixture(t, nil)
+	ctx := t.Context()
+	if err := r.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, dir, map[string]any{"items": map[string]item{
+		"a": {"a1", "t"}, "b": {"b1", "t"}, "c": {"c1", "t"},
+	}})
+
+	p, err := r.Plan(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]terraform.Action{
+		`terraform_data.item["a"]`: terraform.Create,
+		`terraform_data.item["b"]`: terraform.Create,
+		`terraform_data.item["c"]`: terraform.Create,
+	}
+	if got := summary(p); !equalMap(got, want) {
+		t.Fatalf("first plan = %v, want %v", got, want)
+	}
+	if p.Changes[0].Key != "a" {
+		t.Errorf("key of %s = %q, want a", p.Changes[0].Address, p.Changes[0].Key)
+	}
+	if fi, err := os.Stat(p.File); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("plan file %s: %v, mode %v, want 0600", p.File, err, fi.Mode().Perm())
+	}
+	if err := r.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.File); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("plan file still there after apply: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "terraform.tfstate")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+	if !strings.Contains(logs.String(), "Apply complete!") {
+		t.Errorf("terraform's output was not logged line by line:\n%s", logs.String())
+	}
+
+	out, err := r.Output(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOut := map[string]string{"items.a": "a1", "items.b": "b1", "items.c": "c1"}
+	if !equalMap(out, wantOut) {
+		t.Errorf("outputs = %v, want %v (sensitive ones left out)", out, wantOut)
+	}
+
+	p, err = r.Plan(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Empty() {
+		t.Fatalf("second plan = %v, want no changes", p.Changes)
+	}
+
+	// a: update in place; b: replaced (trigger); c: destroyed; d: created.
+	writeVars(t, dir, map[string]any{"items": map[string]item{
+		"a": {"a2", "t"}, "b": {"b1", "t2"}, "d": {"d1", "t"},
+	}})
+	p, err = r.Plan(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]terraform.Action{
+		`terraform_data.item["a"]`: terraform.Update,
+		`terraform_data.item["b"]`: terraform.Replace,
+		`terraform_data.item["c"]`: terraform.Destroy,
+		`terraform_data.item["d"]`: terraform.Create,
+	}
+	if got := summary(p); !equalMap(got, want) {
+		t.Fatalf("third plan = %v, want %v", got, want)
+	}
+	order := []terraform.Action{terraform.Destroy, terraform.Replace, terraform.Create, terraform.Update}
+	for i, c := range p.Changes {
+		if c.Action != order[i] {
+			t.Errorf("change %d is %s, want %s first (loudest first)", i, c.Action, order[i])
+		}
+		switch c.Action {
+		case terraform.Replace:
+			if strings.Join(c.Forcing, ",") != "triggers_replace" {
+				t.Errorf("replace of %s forced by %v, want triggers_replace", c.Address, c.Forcing)
+			}
+		case terraform.Update:
+			if strings.Join(c.Attrs, ",") != "input,output" {
+				t.Errorf("update of %s changes %v, want input,output", c.Address, c.Attrs)
+			}
+		}
+	}
+	var b bytes.Buffer
+	terraform.WriteSummary(&b, p)
+	for _, s := range []string{
+		"1 to create, 1 to update, 1 to REPLACE, 1 to DESTROY",
+		`!! REPLACE terraform_data.item["b"]: destroyed and created again, forced by triggers_replace`,
+		`!! DESTROY terraform_data.item["c"]`,
+		`~ update   terraform_data.item["a"] (input, output)`,
+		`+ create   terraform_data.item["d"]`,
+		"WARNING: 2 resource(s) will be DESTROYED",
+	} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("summary lacks %q:\n%s", s, b.String())
+		}
+	}
+	if err := r.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := r.PlanDestroy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Count(terraform.Destroy) != 3 || len(d.Changes) != 3 {
+		t.Fatalf("destroy plan = %v, want 3 destroys", d.Changes)
+	}
+	if err := r.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	out, err = r.Output(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 0 {
+		t.Errorf("outputs after destroy = %v, want none", out)
+	}
+}
+
+func TestFailingApplyKeepsTerraformsMessage(t *testing.T) {
+	secret := "s3cr3t-" + strings.Repeat("x", 8)
+	r, dir, logs := fixture(t, map[string]string{"PROVISION_TEST_SECRET": secret}, secret)
+	ctx := t.Context()
+	if err := r.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, dir, map[string]any{"items": map[string]item{}, "fail_message": "disk pool vmdata is full"})
+	p, err := r.Plan(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Apply(ctx, p)
+	if err == nil {
+		t.Fatal("apply succeeded, want the provisioner's failure")
+	}
+	msg := err.Error()
+	for _, s := range []string{"terraform apply in " + dir, "exit status 1", "disk pool vmdata is full", "(secret: [redacted])"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("error lacks %q:\n%s", s, msg)
+		}
+	}
+	var te *terraform.Error
+	if !errors.As(err, &te) || te.Command != "apply" {
+		t.Errorf("error is not a *terraform.Error for apply: %#v", err)
+	}
+	if strings.Contains(msg, secret) || strings.Contains(logs.String(), secret) {
+		t.Errorf("the secret leaked into the error or the log")
+	}
+}
+
+func TestCancelInterruptsTerraform(t *testing.T) {
+	r, dir, logs := fixture(t, nil)
+	if err := r.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, dir, map[string]any{"items": map[string]item{}, "sleep_seconds": 117})
+	p, err := r.Plan(t.Context(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() {
+		for !strings.Contains(logs.String(), "slow-started") && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+	}()
+	err = r.Apply(ctx, p)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("apply = %v, want context.Canceled", err)
+	}
+	// SIGINT, not a kill: terraform says it is stopping and releases the
+	// state lock, so the next plan (no lock wait) works.
+	if !strings.Contains(logs.String(), "Interrupt received") {
+		t.Errorf("terraform did not report the interrupt:\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".terraform.tfstate.lock.info")); err == nil {
+		t.Errorf("state lock left behind")
+	}
+	writeVars(t, dir, map[string]any{"items": map[string]item{}})
+	if _, err := r.Plan(t.Context(), false); err != nil {
+		t.Fatalf("plan after cancel: %v", err)
+	}
+	if out, _ := exec.Command("pgrep", "-x", "-f", "sleep 117").Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("the provisioner's sleep still runs: pids %s", out)
+	}
+}
+
+func TestConfirm(t *testing.T) {
+	cases := []struct {
+		name  string
+		p     terraform.Prompt
+		input string
+		want  error
+	}{
+		{"yes flag", terraform.Prompt{Yes: true}, "", nil},
+		{"no tty, no --yes", terraform.Prompt{TTY: false}, "y\n", terraform.ErrNeedYes},
+		{"tty y", terraform.Prompt{TTY: true}, "y\n", nil},
+		{"tty YES", terraform.Prompt{TTY: true}, " YES \n", nil},
+		{"tty empty", terraform.Prompt{TTY: true}, "\n", terraform.ErrDeclined},
+		{"tty no", terraform.Prompt{TTY: true}, "no\n", terraform.ErrDeclined},
+		{"tty eof", terraform.Prompt{TTY: true}, "", terraform.ErrDeclined},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c.p.In, c.p.Out = strings.NewReader(c.input), &out
+			if err := c.p.Confirm(t.Context(), "Apply?"); !errors.Is(err, c.want) {
+				t.Errorf("Confirm = %v, want %v", err, c.want)
+			}
+			if c.p.TTY && !c.p.Yes && out.String() != "Apply? [y/N]: " {
+				t.Errorf("asked %q", out.String())
+			}
+		})
+	}
+}
+
+func TestRefusalChangesNothing(t *testing.T) {
+	r, dir, _ := fixture(t, nil)
+	ctx := t.Context()
+	if err := r.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, dir, map[string]any{"items": map[string]item{"a": {"a1", "t"}}})
+	p, err := r.Plan(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = terraform.ApplyConfirmed(ctx, r, p, terraform.Prompt{In: strings.NewReader("y\n")}, "Apply?")
+	if !errors.Is(err, terraform.ErrNeedYes) {
+		t.Fatalf("ApplyConfirmed without a terminal and --yes = %v, want ErrNeedYes", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "terraform.tfstate")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a state file exists after the refusal: %v", err)
+	}
+	if _, err := os.Stat(p.File); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused plan was kept: %v", err)
+	}
+}
+
+func TestCLIConfigAndMirror(t *testing.T) {
+	got := terraform.CLIConfig("/srv/mirror", []string{"registry.terraform.io/telmate/proxmox"})
+	want := `# Written by provision: providers from a local mirror (no download).
+provider_installation {
+  filesystem_mirror {
+    path    = "/srv/mirror"
+    include = ["registry.terraform.io/telmate/proxmox"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/telmate/proxmox"]
+  }
+}
+`
+	if got != want {
+		t.Errorf("CLIConfig =\n%s\nwant\n%s", got, want)
+	}
+
+	// An empty mirror cannot provide the provider: init fails offline and
+	// says so, and the generated config is what terraform read.
+	exe := requireTerraform(t)
+	dir, mirror := t.TempDir(), t.TempDir()
+	mod := `terraform {
+  required_providers {
+    proxmox = { source = "telmate/proxmox", version = "3.0.2-rc07" }
+  }
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "versions.tf"), []byte(mod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := terraform.New(terraform.Config{Dir: dir, ExecPath: exe, Mirror: mirror})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Init(t.Context())
+	if err == nil {
+		t.Fatal("init with an empty mirror succeeded")
+	}
+	for _, s := range []string{"terraform init in " + dir, "telmate/proxmox", mirror} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("init error lacks %q:\n%v", s, err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, terraform.CLIConfigName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("CLI config: %v", err)
+	}
+
+	if _, err := terraform.New(terraform.Config{Dir: dir, ExecPath: exe, Env: map[string]string{"TF_VAR_x": "1"}}); err == nil {
+		t.Error("New accepted TF_VAR_x in Env")
+	}
+	r, _ = terraform.New(terraform.Config{Dir: dir, ExecPath: exe, Mirror: filepath.Join(mirror, "missing")})
+	if err := r.Init(t.Context()); err == nil || !strings.Contains(err.Error(), "terraform provider mirror") {
+		t.Errorf("init with a missing mirror = %v, want it named", err)
+	}
+}
+
+func TestFind(t *testing.T) {
+	if _, err := terraform.Find(t.Context(), terraform.FindOptions{Path: filepath.Join(t.TempDir(), "terraform")}); err == nil ||
+		!strings.Contains(err.Error(), "the configured binary") {
+		t.Errorf("Find with a missing configured path = %v", err)
+	}
+	exe := requireTerraform(t)
+	got, err := terraform.Find(t.Context(), terraform.FindOptions{Path: exe})
+	if err != nil || got != exe {
+		t.Errorf("Find(%s) = %q, %v", exe, got, err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	if _, err := terraform.Find(t.Context(), terraform.FindOptions{}); err == nil || !strings.Contains(err.Error(), "--install-terraform") {
+		t.Errorf("Find with an empty PATH = %v, want advice", err)
+	}
+}
+
+func equalMap[V comparable](a, b map[string]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
