@@ -178,6 +178,7 @@ AllowTcpForwarding yes
 MaxStartups 200
 MaxSessions 50
 LogLevel VERBOSE
+Subsystem sftp /usr/lib/openssh/sftp-server
 `)
 	path := filepath.Join(s.dir, "sshd_config")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
