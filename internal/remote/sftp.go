@@ -18,7 +18,7 @@ import (
 
 // File is one file to put on a node.
 type File struct {
-	Name    string      // base name inside the target directory
+	Name    string // base name inside the target directory
 	Content []byte
 	Mode    os.FileMode // permission bits; 0 means 0600
 }
