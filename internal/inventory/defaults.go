@@ -63,6 +63,7 @@ func (l *Lab) SetDefaults() {
 		setDefault(&p.Storage, "local-lvm")
 		setDefault(&p.SnippetsStorage, "local")
 		setDefault(&p.SnippetsDir, "/var/lib/vz/snippets")
+		setDefault(&p.SSHUser, "root")
 		setDefault(&p.Bridge, "vmbr0")
 		setDefault(&p.VMIDStart, 1000)
 		for i := range p.Nodes {

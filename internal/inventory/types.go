@@ -155,6 +155,9 @@ type Proxmox struct {
 	Bridge          string        `yaml:"bridge"`
 	VMIDStart       int           `yaml:"vmidStart"`
 	VMs             []VMGroup     `yaml:"vms"`
+	// SSHUser is who provision logs in as on the Proxmox hosts to upload
+	// snippets over SFTP (default root).
+	SSHUser string `yaml:"sshUser"`
 }
 
 // ProxmoxNode is one Proxmox VE host.
