@@ -59,5 +59,6 @@ func (a *app) deps() (stages.Deps, error) {
 			DockerSocket: a.settings.DockerSocket,
 			Redactor:     remote.NewRedactor(),
 		}),
+		Terraform: a.terraformSettings(false),
 	}, nil
 }

@@ -37,13 +37,14 @@ type Settings struct {
 	Concurrency  int    `mapstructure:"concurrency"`
 	SSHKey       string `mapstructure:"ssh-key"`
 	Terraform    string `mapstructure:"terraform"`
+	TFMirror     string `mapstructure:"terraform-mirror"`
 	DockerSocket string `mapstructure:"docker-socket"`
 	LogLevel     string `mapstructure:"log-level"`
 	LogFormat    string `mapstructure:"log-format"`
 }
 
 // settingKeys are the keys provision.yaml may hold; anything else is a typo.
-var settingKeys = []string{"inventory", "state-dir", "concurrency", "ssh-key", "docker-socket", "terraform", "log-level", "log-format"}
+var settingKeys = []string{"inventory", "state-dir", "concurrency", "ssh-key", "docker-socket", "terraform", "terraform-mirror", "log-level", "log-format"}
 
 // app is one invocation: its streams, settings and logger.
 type app struct {
@@ -142,6 +143,7 @@ func (a *app) rootCommand() *cobra.Command {
 	f.String("ssh-key", "", "private key to log in with (default: the inventory's ssh.privateKeyFile)")
 	f.String("docker-socket", "/var/run/docker.sock", "Docker Engine socket on the nodes (the emulated lab records its own)")
 	f.String("terraform", "", "terraform binary (default: found on PATH)")
+	f.String("terraform-mirror", "", "provider mirror directory for terraform init, for labs without internet (PROVISION_TERRAFORM_MIRROR)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 

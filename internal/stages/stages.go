@@ -12,6 +12,7 @@ type Deps struct {
 	Renderer   *render.Renderer
 	SSH        *Connector
 	ForceSwarm bool
+	Terraform  Terraform
 }
 
 // Apply is the runbook `provision apply` follows, kept as data:
@@ -21,7 +22,7 @@ func Apply(d Deps) pipeline.Pipeline {
 	return pipeline.Pipeline{Stages: []pipeline.Stage{
 		Validate{},
 		Render{Renderer: d.Renderer},
-		VMs{},
+		VMs{Renderer: d.Renderer, TF: d.Terraform},
 		PiImage{},
 		PiBoot{},
 		Discover{SSH: d.SSH},

@@ -2,22 +2,173 @@ package stages
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/remote"
+	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/vms"
 )
 
-// VMs creates the Proxmox VMs through Terraform.
-type VMs struct{}
+// Terraform says how the vms stage runs terraform and reaches the Proxmox
+// hosts for snippets.
+type Terraform struct {
+	Path       string // the `terraform` setting; "" searches PATH
+	Mirror     string // provider mirror directory (the `terraform-mirror` setting)
+	Install    bool   // --install-terraform: download terraform when none is found
+	Prompt     terraform.Prompt
+	NoSnippets bool   // snippets are placed by other means (shared storage)
+	KeyPath    string // SSH key for the Proxmox hosts; default the inventory's
+	Settings   vms.Settings
+}
+
+// VMs creates the Proxmox VMs through Terraform: the module is written into
+// <state-dir>/terraform, each VM's cloud-init goes to its host's snippets
+// directory over SFTP, and exactly the shown plan is applied.
+type VMs struct {
+	Renderer *render.Renderer
+	TF       Terraform
+}
 
 func (VMs) Name() string  { return "vms" }
 func (VMs) Title() string { return "create Proxmox VMs with Terraform (snippets over SFTP)" }
 func (VMs) Skip(env *pipeline.Env) (bool, string) {
 	return skipWithout(env, inventory.KindVM, "the inventory has no proxmox.vms")
 }
-func (s VMs) Plan(ctx context.Context, env *pipeline.Env) (pipeline.Plan, error) {
-	return notBuilt{"Terraform/Telmate VM creation (planned: `provision vms plan|apply`)"}.Plan(ctx, env)
+
+func (s VMs) session(ctx context.Context, env *pipeline.Env) (*vms.Session, error) {
+	return vms.Prepare(ctx, env.Inventory, s.Renderer, vms.Options{
+		StateDir: env.StateDir, TerraformPath: s.TF.Path, InstallTerraform: s.TF.Install,
+		Mirror: s.TF.Mirror, Settings: s.TF.Settings, Log: env.Log,
+	})
 }
+
+// Plan is terraform's plan, one line per VM. When terraform cannot plan
+// (no terraform, no provider, no token), the plan says why and lists the
+// VMs the state file does not know yet as to be created.
+func (s VMs) Plan(ctx context.Context, env *pipeline.Env) (pipeline.Plan, error) {
+	sess, err := s.session(ctx, env)
+	var p *terraform.Plan
+	if err == nil {
+		p, err = sess.Runner.Plan(ctx, false)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return pipeline.Plan{}, err
+		}
+		return s.estimate(env, err), nil
+	}
+	var out pipeline.Plan
+	for _, c := range vms.Changes(sess.Data, p) {
+		out.Changes = append(out.Changes, pipeline.Change{Node: c.VM, Action: pipeline.Action(c.Action), Detail: c.Detail})
+	}
+	return out, nil
+}
+
+func (s VMs) estimate(env *pipeline.Env, why error) pipeline.Plan {
+	p := pipeline.Plan{Notes: []string{
+		fmt.Sprintf("no terraform plan (%v); changes estimated from the state file", why),
+	}}
+	for _, n := range env.Inventory.Nodes {
+		if n.Kind != inventory.KindVM {
+			continue
+		}
+		a := pipeline.Create
+		if env.State.Terraform["vms."+n.Name+".id"] != "" {
+			a = pipeline.Keep
+		}
+		p.Changes = append(p.Changes, pipeline.Change{Node: n.Name, Action: a, Detail: "estimate"})
+	}
+	return p
+}
+
+// Run plans, prints the plan, asks (or takes --yes), uploads the snippets
+// and applies exactly the plan shown; the outputs go into the state.
 func (s VMs) Run(ctx context.Context, env *pipeline.Env) error {
-	return notBuilt{"Terraform/Telmate VM creation"}.Run(ctx, env)
+	return s.Apply(ctx, env, false)
+}
+
+// Apply is Run; with destroy it shows and applies a destroy plan instead
+// (no snippets are uploaded).
+func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
+	sess, err := s.session(ctx, env)
+	if err != nil {
+		return err
+	}
+	p, err := sess.Runner.Plan(ctx, destroy)
+	if err != nil {
+		return err
+	}
+	vms.WriteSummary(env.Out, vms.Changes(sess.Data, p))
+	if p.Empty() {
+		if !destroy {
+			if err := s.upload(ctx, env, sess.Data); err != nil {
+				return err
+			}
+		}
+		return sess.Record(ctx, env.State)
+	}
+	question := fmt.Sprintf("Apply this plan to the Proxmox VMs of lab %s?", env.Inventory.Lab.Metadata.Name)
+	if destroy {
+		question = fmt.Sprintf("DESTROY these VMs of lab %s?", env.Inventory.Lab.Metadata.Name)
+	}
+	if err := s.TF.Prompt.Confirm(ctx, question); err != nil {
+		return err
+	}
+	if !destroy {
+		if err := s.upload(ctx, env, sess.Data); err != nil {
+			return err
+		}
+	}
+	applyErr := sess.Runner.Apply(ctx, p)
+	// Record what exists even after a partial apply.
+	recErr := sess.Record(context.WithoutCancel(ctx), env.State)
+	if applyErr != nil {
+		return applyErr
+	}
+	return recErr
+}
+
+// ShowPlan prints terraform's plan per VM without changing anything.
+func (s VMs) ShowPlan(ctx context.Context, env *pipeline.Env, destroy bool) error {
+	sess, err := s.session(ctx, env)
+	if err != nil {
+		return err
+	}
+	p, err := sess.Runner.Plan(ctx, destroy)
+	if err != nil {
+		return err
+	}
+	vms.WriteSummary(env.Out, vms.Changes(sess.Data, p))
+	return nil
+}
+
+func (s VMs) upload(ctx context.Context, env *pipeline.Env, d *vms.Data) error {
+	if s.TF.NoSnippets {
+		env.Status.Progress("snippets: not uploaded (--no-snippets)")
+		return nil
+	}
+	inv := env.Inventory
+	keyPath := s.TF.KeyPath
+	if keyPath == "" {
+		keyPath = inv.PrivateKeyPath()
+	}
+	signer, err := remote.LoadSigner(keyPath)
+	if err != nil {
+		return fmt.Errorf("snippets: ssh key for the Proxmox hosts: %w", err)
+	}
+	dial := vms.SSHDialer(inv.Lab.Proxmox.SSHUser, remote.DefaultPort, remote.Config{
+		Signer: signer, KnownHosts: remote.NewKnownHosts(filepath.Join(env.StateDir, "known_hosts")),
+		Logger: env.Log,
+	})
+	rep, err := vms.UploadSnippets(ctx, d, dial, env.Concurrency, env.Log)
+	env.Status.Progress("snippets: %d written, %d unchanged, on %d Proxmox hosts", rep.Written, rep.Unchanged, rep.Hosts)
+	if err != nil {
+		return errors.Join(errors.New("snippets upload failed; nothing was applied"), err)
+	}
+	return nil
 }

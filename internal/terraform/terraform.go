@@ -106,7 +106,9 @@ func New(cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("terraform: %w", err)
 	}
 	r.stdout = &lineLogger{log: cfg.Log, level: slog.LevelInfo, mask: r.mask}
-	r.stderr = &lineLogger{log: cfg.Log, level: slog.LevelWarn, mask: r.mask}
+	// Terraform writes errors to stderr, and they reach the caller in the
+	// returned error: logged at debug level only, not twice.
+	r.stderr = &lineLogger{log: cfg.Log, level: slog.LevelDebug, mask: r.mask}
 	tf.SetStdout(r.stdout)
 	tf.SetStderr(r.stderr)
 	return r, nil
