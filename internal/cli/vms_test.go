@@ -1,0 +1,32 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestVMsNeedsTheTokenFromTheEnvironment(t *testing.T) {
+	t.Setenv("PM_API_TOKEN_ID", "")
+	t.Setenv("PM_API_TOKEN_SECRET", "")
+	for _, sub := range []string{"plan", "apply", "destroy"} {
+		code, _, errs := run(t, "vms", sub, "-i", "../../inventory/local.yaml", "--state-dir", t.TempDir())
+		if code != 1 || !strings.Contains(errs, "$PM_API_TOKEN_ID and $PM_API_TOKEN_SECRET not set") {
+			t.Errorf("vms %s without a token: exit %d, stderr:\n%s", sub, code, errs)
+		}
+	}
+}
+
+func TestVMsHelpTeaches(t *testing.T) {
+	code, out, _ := run(t, "vms", "--help")
+	for _, s := range []string{"3.0.2-rc07", "--terraform-mirror", "known_hosts", "force_recreate_on_change_of", "provision vms apply -i"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("vms --help lacks %q", s)
+		}
+	}
+	if code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if code, out, _ := run(t, "vms", "apply", "--help"); code != 0 || !strings.Contains(out, "--yes") || !strings.Contains(out, "--no-snippets") {
+		t.Errorf("vms apply --help: %d\n%s", code, out)
+	}
+}
