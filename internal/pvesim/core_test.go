@@ -93,7 +93,7 @@ func TestRejectsLikePVE(t *testing.T) {
 		},
 		{
 			name: "node name format", method: "POST", path: "/nodes/pve1/qemu/9000/clone",
-			form: url.Values{"newid": {"4101"}, "target": {"pve_1"}},
+			form:       url.Values{"newid": {"4101"}, "target": {"pve_1"}},
 			wantStatus: "400 Parameter verification failed.",
 			wantMsg:    "Parameter verification failed.\n",
 			wantErrors: map[string]string{"target": "invalid format - value does not look like a valid node name\n"},

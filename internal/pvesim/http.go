@@ -25,7 +25,9 @@ type apiError struct {
 	noBody bool              // PVE answers some errors (401, 595) without a body
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.code, strings.TrimRight(e.msg, "\n")) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%d %s", e.code, strings.TrimRight(e.msg, "\n"))
+}
 
 // errf makes a PVE error; like Perl's die, a message gets a newline.
 func errf(code int, format string, args ...any) *apiError {

@@ -38,18 +38,18 @@ type pathNode struct {
 
 // methodInfo is what the simulator uses of one method's schema.
 type methodInfo struct {
-	Method      string                 `json:"method"`
-	Name        string                 `json:"name"`
-	Parameters  *objectSchema          `json:"parameters"`
-	Permissions map[string]any         `json:"permissions"`
-	Proxyto     string                 `json:"proxyto"`
-	AllowToken  flexBool               `json:"allowtoken"`
-	Protected   flexBool               `json:"protected"`
+	Method      string         `json:"method"`
+	Name        string         `json:"name"`
+	Parameters  *objectSchema  `json:"parameters"`
+	Permissions map[string]any `json:"permissions"`
+	Proxyto     string         `json:"proxyto"`
+	AllowToken  flexBool       `json:"allowtoken"`
+	Protected   flexBool       `json:"protected"`
 }
 
 // objectSchema is a method's parameters.
 type objectSchema struct {
-	AdditionalProperties flexBool              `json:"additionalProperties"`
+	AdditionalProperties flexBool               `json:"additionalProperties"`
 	Properties           map[string]*propSchema `json:"properties"`
 	// indexed holds "scsi[n]"-style properties by their prefix ("scsi").
 	indexed map[string]*propSchema
