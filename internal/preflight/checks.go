@@ -244,14 +244,19 @@ func (r *run) clock(ctx context.Context, node string) {
 		}
 		return
 	}
+	// PVE truncates to whole seconds: the node's clock read somewhere in
+	// [time, time+1).
 	local := t0.Add(t1.Sub(t0) / 2)
-	skew := time.Unix(int64(t.Time), 0).Sub(local)
+	skew := time.Unix(int64(t.Time), 0).Add(500 * time.Millisecond).Sub(local)
 	abs := skew.Abs()
 	dir := "ahead of"
 	if skew < 0 {
 		dir = "behind"
 	}
-	msg := fmt.Sprintf("%.1f s %s this machine", abs.Seconds(), dir)
+	msg := fmt.Sprintf("%.0f s %s this machine", abs.Seconds(), dir)
+	if abs < time.Second {
+		msg = "within 1 s of this machine"
+	}
 	fix := fmt.Sprintf("turn on NTP on %s (timedatectl set-ntp true; chronyc tracking) and on this machine", node)
 	switch {
 	case abs >= r.opts.SkewFail:

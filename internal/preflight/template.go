@@ -93,6 +93,11 @@ func (r *run) templates(f *facts, tp templatePlan, targets []string) {
 			r.hardwareResult(h, where, int(t.VMID), h, cfg, minDisk, minVM)
 			continue
 		}
+		if g, ok := tp.nonTemplate[h]; ok {
+			r.fail(CheckTemplate, h, fmt.Sprintf("VM %d %q on %s is not a template", g.VMID, name, h),
+				fmt.Sprintf("if it is the prepared cloud image: qm template %d (on %s); otherwise remove or rename it and run %s", g.VMID, h, create))
+			continue
+		}
 		if tp.remote != nil {
 			cfg, err := f.config(tp.remote.Node, int(tp.remote.VMID))
 			if err == nil {
@@ -106,11 +111,6 @@ func (r *run) templates(f *facts, tp templatePlan, targets []string) {
 					create+"   (makes one per host)")
 				continue
 			}
-		}
-		if g, ok := tp.nonTemplate[h]; ok {
-			r.fail(CheckTemplate, h, fmt.Sprintf("VM %d %q on %s is not a template", g.VMID, name, h),
-				fmt.Sprintf("if it is the prepared cloud image: qm template %d (on %s); otherwise remove or rename it and run %s", g.VMID, h, create))
-			continue
 		}
 		r.fail(CheckTemplate, h, fmt.Sprintf("no template named %s on %s (proxmox.template)", name, h), create)
 	}
