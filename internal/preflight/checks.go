@@ -385,7 +385,7 @@ func (r *run) room(f *facts, targets []string) {
 
 func (r *run) roomResult(target, id string, s proxmox.NodeStorage, need int64, count int) {
 	have := int64(s.Avail)
-	msg := fmt.Sprintf("%s needs %s for %d new VM disks; %s free of %s", id, proxmox.FormatSize(need), count, proxmox.FormatSize(have), proxmox.FormatSize(int64(s.Total)))
+	msg := fmt.Sprintf("%s needs %s for %s; %s free of %s", id, proxmox.FormatSize(need), plural(count, "new VM disk"), proxmox.FormatSize(have), proxmox.FormatSize(int64(s.Total)))
 	if need > have {
 		r.fail(CheckStorage, target, msg+fmt.Sprintf(" (%s short)", proxmox.FormatSize(need-have)),
 			fmt.Sprintf("free space on %s (%s), move VMs to other hosts (proxmox.vms[].hosts), or make proxmox.vms[].disk smaller in %s", id, target, r.file))
@@ -466,7 +466,7 @@ func (r *run) vmids(f *facts) {
 				fmt.Sprintf("move the VMs' ids with proxmox.vmidStart or proxmox.vms[].vmidStart in %s, or, if the other guest is no longer needed: %s", r.file, strings.Join(t.fixes, "; ")))
 			continue
 		}
-		msg := fmt.Sprintf("%d VMIDs free", t.free)
+		msg := fmt.Sprintf("%s free", plural(t.free, "VMID"))
 		if t.own > 0 {
 			msg += fmt.Sprintf(", %d already this inventory's VMs", t.own)
 		}
@@ -606,6 +606,13 @@ func (r *run) ips(f *facts, others []proxmox.Resource, unreadable int) {
 				"grant the token VM.Audit on / (see the privileges check)")
 			continue
 		}
-		r.pass(CheckIPs, t, "no other guest's config uses these addresses (%d guests read%s)", len(others), note)
+		r.pass(CheckIPs, t, "no other guest's config uses these addresses (%s read%s)", plural(len(others), "guest"), note)
 	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
