@@ -262,3 +262,53 @@ func TestTemplatePlanProblemsChangeNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestTemplateTaskFailureNamesNodeAndExitStatus(t *testing.T) {
+	e := newTemplateEnv(t)
+	e.spec.Nodes = []string{"pve1", "pve2"}
+	e.sim.FailNextTask(func(typ, id string) bool { return typ == "qmcreate" && id == "9101" }, "storage 'local-lvm' is full")
+	c := e.client(t)
+	_, lines, err := e.apply(t, c)
+	if err == nil || !strings.Contains(err.Error(), "template on pve2: create VM 9101: task qmcreate 9101 on pve2 failed: storage 'local-lvm' is full") {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "pve2: failed: ") || !strings.Contains(strings.Join(lines, "\n"), "pve1: template debian-12-cloudinit ready (VMID 9100)") {
+		t.Errorf("progress:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+func TestWaitTaskTimeoutOnTheSimulator(t *testing.T) {
+	e := newTemplateEnv(t)
+	slow, err := pvesim.New(pvesim.Options{Cluster: "slow", TaskDuration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := strings.Join([]string{"5151", "slow"}, "-")
+	if err := pvetest.Cluster(slow, e.inv, "provision@pve!slow", sec, pvetest.Seed{}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := pvetest.Serve(context.Background(), slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c, err := proxmox.New(proxmox.Config{BaseURL: srv.URL, TokenID: "provision@pve!slow", TokenSecret: sec, CAFile: srv.CAFile, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	upid, err := c.DownloadURL(context.Background(), "pve1", "local", proxmox.Download{
+		Content: "import", Filename: "debian-12-genericcloud-amd64.qcow2", URL: e.spec.ImageURL,
+		Checksum: e.spec.ImageSHA512, ChecksumAlgorithm: "sha512",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.WaitTask(context.Background(), upid, 150*time.Millisecond)
+	if !proxmox.IsTaskTimeout(err) || !strings.Contains(err.Error(), "task download") || !strings.Contains(err.Error(), "still running after 150ms") {
+		t.Fatalf("got %v, want a task timeout", err)
+	}
+	if c.Calls().Get < 2 {
+		t.Errorf("polled %d times", c.Calls().Get)
+	}
+}
