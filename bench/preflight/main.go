@@ -46,8 +46,9 @@ func main() {
 	runs := flag.Int("runs", 5, "preflight runs (the median is reported)")
 	concurrency := flag.Int("concurrency", 32, "provision's --concurrency")
 	anchor := flag.Bool("anchor", true, "also run the curl loop anchor")
+	latency := flag.Duration("latency", 0, "add this much time to every API answer (a real pveproxy takes ~10-50 ms per call)")
 	flag.Parse()
-	if err := run(*runs, *concurrency, *anchor); err != nil {
+	if err := run(*runs, *concurrency, *anchor, *latency); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/preflight:", err)
 		os.Exit(1)
 	}
@@ -82,7 +83,7 @@ func secret() string {
 	return fmt.Sprintf("%08x-bench-%d", time.Now().UnixNano()&0xffffffff, os.Getpid())
 }
 
-func run(runs, concurrency int, withAnchor bool) error {
+func run(runs, concurrency int, withAnchor bool, latency time.Duration) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "provision-bench-preflight-")
 	if err != nil {
@@ -136,6 +137,9 @@ func run(runs, concurrency int, withAnchor bool) error {
 			seen = append(seen, r.Method+" "+r.URL.RequestURI())
 		}
 		mu.Unlock()
+		if latency > 0 {
+			time.Sleep(latency)
+		}
 		h.ServeHTTP(w, r)
 	}))
 	srv.EnableHTTP2 = false
@@ -147,7 +151,7 @@ func run(runs, concurrency int, withAnchor bool) error {
 	}
 	base := srv.URL + "/api2/json"
 
-	fmt.Printf("preflight of %d hosts, %d VMs (%d other VMs in the cluster), simulator over HTTPS on %s\n", hosts, vms, others, strings.TrimPrefix(srv.URL, "https://"))
+	fmt.Printf("preflight of %d hosts, %d VMs (%d other VMs in the cluster), simulator over HTTPS on %s, %s added per answer\n", hosts, vms, others, strings.TrimPrefix(srv.URL, "https://"), latency)
 	var times []time.Duration
 	var calls int64
 	for i := 0; i < runs; i++ {

@@ -60,6 +60,10 @@ type Config struct {
 	// PollInterval is the longest pause between two task status polls
 	// (default 1 s; the first poll is immediate and the pauses grow to it).
 	PollInterval time.Duration
+	// MaxConns bounds the connections to the API (default 8): pveproxy
+	// serves each on a few workers, and every new one costs a TLS handshake.
+	// Requests beyond it wait for a free connection.
+	MaxConns int
 	// NoKeepAlive opens a new connection for every request, as a loop of
 	// curl calls would (used by the benchmark's anchor).
 	NoKeepAlive bool
@@ -137,6 +141,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.RetryWait <= 0 {
 		cfg.RetryWait = DefaultRetryWait
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 8
+	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
@@ -145,7 +152,8 @@ func New(cfg Config) (*Client, error) {
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConf,
 		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost: 64,
+		MaxConnsPerHost:     cfg.MaxConns,
+		MaxIdleConnsPerHost: cfg.MaxConns,
 		IdleConnTimeout:     90 * time.Second,
 		DisableKeepAlives:   cfg.NoKeepAlive,
 		// HTTP/1.1 only: pveproxy speaks nothing else.
