@@ -60,6 +60,7 @@ type TemplateStep struct {
 	VMID     int
 	Exists   bool // a template with the name is already there (VMID is its id)
 	Download bool // the image must be fetched first
+	Shared   bool // the image storage is shared: one download serves all
 	Volume   string
 	Problem  error // the node cannot be done; nothing will be changed on it
 }
@@ -71,6 +72,8 @@ func (s TemplateStep) String() string {
 		return "cannot: " + s.Problem.Error()
 	case s.Exists:
 		return fmt.Sprintf("template present (VMID %d): nothing to do", s.VMID)
+	case s.Download && s.Shared:
+		return fmt.Sprintf("download the image to %s (shared: once for all hosts), create VM %d from it, make it a template", s.Volume, s.VMID)
 	case s.Download:
 		return fmt.Sprintf("download the image to %s, create VM %d from it, make it a template", s.Volume, s.VMID)
 	default:
@@ -162,6 +165,7 @@ func planNode(ctx context.Context, c *Client, spec TemplateSpec, st *TemplateSte
 	case !img.HasContent("import"):
 		return fmt.Errorf("storage %s does not allow import content (content: %s): pvesm set %s --content %s", spec.ImageStorage, img.Content, spec.ImageStorage, strings.Trim(img.Content+",import", ","))
 	}
+	st.Shared = img.Shared != 0
 	for _, id := range []string{spec.Hardware.DiskStorage, spec.Hardware.CloudInitStorage} {
 		d := find(id)
 		if d == nil {
@@ -222,9 +226,8 @@ func applyNode(ctx context.Context, c *Client, spec TemplateSpec, st TemplateSte
 			}
 			return nil
 		}
-		ss, err := c.NodeStorages(ctx, st.Node)
-		shared := err == nil && slices.ContainsFunc(ss, func(s NodeStorage) bool { return s.Storage == spec.ImageStorage && s.Shared != 0 })
-		if shared {
+		var err error
+		if st.Shared {
 			v, _ := once.LoadOrStore(spec.ImageStorage, &downloadOnce{})
 			d := v.(*downloadOnce)
 			d.once.Do(func() { d.err = download() })

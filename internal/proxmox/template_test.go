@@ -312,3 +312,23 @@ func TestWaitTaskTimeoutOnTheSimulator(t *testing.T) {
 		t.Errorf("polled %d times", c.Calls().Get)
 	}
 }
+
+func TestTemplateSharedImageStorageDownloadsOnce(t *testing.T) {
+	e := newTemplateEnv(t)
+	e.sim.AddStorage(pvesim.Storage{ID: "images-nfs", Type: "nfs", Content: []string{"import", "iso"}, Shared: true, Total: 1 << 40, Path: "/mnt/pve/images-nfs"})
+	e.spec.ImageStorage = "images-nfs"
+	c := e.client(t)
+	steps, lines, err := e.apply(t, c)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(steps[2].String(), "(shared: once for all hosts)") {
+		t.Errorf("plan: %s", steps[2])
+	}
+	if got := e.gets.Load(); got != 1 {
+		t.Errorf("image fetched %d times, want once for a shared storage", got)
+	}
+	if got := c.Calls().Post; got != 7 {
+		t.Errorf("%d POSTs, want 7 (one download, three creates, three conversions)", got)
+	}
+}
