@@ -436,3 +436,32 @@ func deleteTemplate(t *testing.T, l *simLab, node string) {
 func labTemplateConfig(vmid int) map[string]string {
 	return pvetest.TemplateConfig(proxmox.LabHardware(&inventory.Proxmox{Storage: "local-lvm", Bridge: "vmbr0"}), vmid)
 }
+
+// The simulator's own seeding (what `provision pve-sim` serves) is a ready
+// lab too: its template has the hardware preflight and terraform/ expect.
+func TestSimulatorSeedPasses(t *testing.T) {
+	inv := loadInventory(t, labYAML)
+	sim, err := pvesim.New(pvesim.Options{Cluster: "seed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pvesim.SeedFromInventory(sim, inv, tokenID, secret()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := pvetest.Serve(context.Background(), sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c, err := proxmox.New(proxmox.Config{BaseURL: srv.URL, TokenID: tokenID, TokenSecret: secret(), CAFile: srv.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	rep := run(t, c, inv)
+	if rep.Failed() != 0 || rep.Warnings() != 0 {
+		var b bytes.Buffer
+		rep.WriteTable(&b)
+		t.Fatalf("preflight on pvesim.SeedFromInventory:\n%s", b.String())
+	}
+}
