@@ -465,3 +465,13 @@ func TestSimulatorSeedPasses(t *testing.T) {
 		t.Fatalf("preflight on pvesim.SeedFromInventory:\n%s", b.String())
 	}
 }
+
+func TestPrivsepTokenWithEveryPrivilegePasses(t *testing.T) {
+	l := newSimLab(t, labYAML)
+	sec := strings.Join([]string{"9a9a", "sep", "0101"}, "-")
+	l.sim.AddToken("provision@pve!sep", sec, true, map[string][]string{"/": preflight.RequiredPrivileges()})
+	rep := run(t, l.client(t, "provision@pve!sep", sec), l.inv)
+	if r := one(t, rep, "privileges", "provision@pve!sep"); !r.OK {
+		t.Errorf("got %+v", r)
+	}
+}
