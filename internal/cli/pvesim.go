@@ -1,18 +1,295 @@
 package cli
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
 	"github.com/spf13/cobra"
 
-	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/lab"
+	"github.com/fhlab/provision/internal/pvesim"
+	"github.com/fhlab/provision/internal/state"
 )
 
+type pveSimFlags struct {
+	listen           string
+	tls              bool
+	stateFile        string
+	tokenFile        string
+	withLab          bool
+	allowRemote      bool
+	templates        bool
+	offlineDownloads bool
+}
+
 func (a *app) pveSimCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "pve-sim -i FILE",
-		Short: "Run the Proxmox VE API simulator for local rehearsal (not built yet)",
-		Args:  cobra.ArbitraryArgs,
+	var f pveSimFlags
+	cmd := &cobra.Command{
+		Use:   "pve-sim -i FILE [--listen 127.0.0.1:8006] [--tls] [--state FILE] [--token-file FILE] [--lab]",
+		Short: "Run the Proxmox VE API simulator for local rehearsal",
+		Long: `Serve a simulated Proxmox VE 9.1 API for the inventory's proxmox section, so
+preflight, template and the Terraform provider can be rehearsed on this
+machine. The simulator checks every request against PVE's API schema and
+answers like PVE (errors, status lines, tasks, locks).
+
+Seeded from the inventory: every proxmox node online, storages "local"
+(dir: iso, vztmpl, backup, import, snippets) and proxmox.storage (lvmthin),
+the template proxmox.template on every node (--templates=false leaves it
+out, to rehearse provision template), and an API token.
+
+The token comes from the inventory's token variables (PM_API_TOKEN_ID /
+PM_API_TOKEN_SECRET unless proxmox.tokenIDEnv/tokenSecretEnv say otherwise)
+when both are set; otherwise it is read from --token-file, or made and
+written there (mode 0600). The secret is never printed: load the file with
+  set -a; . FILE; set +a
+
+--state keeps the simulated cluster (VMs, volumes) between runs; it never
+holds the token. --lab starts the emulated lab node of a VM when the VM
+starts (provision lab; needs root), with the address of its ipconfig0.
+download-url only fetches from loopback hosts; --offline-downloads stores a
+placeholder for other URLs instead (checksums are then not verified).
+
+Listens on loopback only unless --allow-remote is given.`,
+		Example: `  provision pve-sim -i inventory/local.yaml
+  provision pve-sim -i inventory/local.yaml --templates=false --offline-downloads
+  provision pve-sim -i inventory/local.yaml --state .provision/local/pve-sim.json --lab`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return pipeline.ErrNotBuilt
+			return a.runPVESim(cmd.Context(), f)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8006", "address to listen on")
+	fl.BoolVar(&f.tls, "tls", true, "serve HTTPS with a generated CA (its PEM is written next to the token file)")
+	fl.StringVar(&f.stateFile, "state", "", "load the simulated cluster from FILE if it exists and save it there on exit")
+	fl.StringVar(&f.tokenFile, "token-file", "", "env file with the token (default <state-dir>/pve-sim.env)")
+	fl.BoolVar(&f.withLab, "lab", false, "start a VM's emulated lab node when the VM starts (needs root)")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a --listen address that is not loopback")
+	fl.BoolVar(&f.templates, "templates", true, "seed the inventory's template on every node")
+	fl.BoolVar(&f.offlineDownloads, "offline-downloads", false, "download-url of a non-loopback URL stores a placeholder instead of failing")
+	return cmd
+}
+
+func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
+	inv, err := a.loadInventory()
+	if err != nil {
+		return err
+	}
+	p := inv.Lab.Proxmox
+	if p == nil {
+		return exitError{2, fmt.Errorf("pve-sim: %s has no proxmox section", inv.File)}
+	}
+	if err := checkListen(f.listen, f.allowRemote); err != nil {
+		return exitError{2, err}
+	}
+	dir := a.stateDir(inv)
+	if f.tokenFile == "" {
+		f.tokenFile = filepath.Join(dir, "pve-sim.env")
+	}
+	tokenID, secret, fromFile, err := simToken(p, f.tokenFile)
+	if err != nil {
+		return err
+	}
+
+	opts := pvesim.Options{Cluster: inv.Lab.Metadata.Name, Log: a.log, PlaceholderDownloads: f.offlineDownloads}
+	if f.withLab {
+		start, err := a.labStarter(inv)
+		if err != nil {
+			return err
+		}
+		opts.OnStart = start
+	}
+	sim, err := pvesim.New(opts)
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	if err := pvesim.Seed(sim, inv, pvesim.SeedOptions{TokenID: tokenID, Secret: secret, SkipTemplates: !f.templates}); err != nil {
+		return err
+	}
+	if f.stateFile != "" {
+		data, err := os.ReadFile(f.stateFile)
+		switch {
+		case err == nil:
+			snap, err := pvesim.UnmarshalSnapshot(data)
+			if err == nil {
+				err = sim.Restore(snap)
+			}
+			if err != nil {
+				return fmt.Errorf("pve-sim: state %s: %w", f.stateFile, err)
+			}
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("pve-sim: state %s: %w", f.stateFile, err)
+		}
+	}
+
+	srv, err := sim.Listen(ctx, f.listen, f.tls)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	caFile := ""
+	if f.tls {
+		caFile = filepath.Join(filepath.Dir(f.tokenFile), "pve-sim-ca.pem")
+		if err := state.WriteFileAtomic(caFile, srv.CAPEM, 0o644); err != nil {
+			return fmt.Errorf("pve-sim: write CA: %w", err)
+		}
+	}
+	out := a.streams.Out
+	fmt.Fprintf(out, "pve-sim: Proxmox VE API simulator for %s at %s\n", inv.Lab.Metadata.Name, srv.URL)
+	fmt.Fprintf(out, "  nodes: %s; template %q: %v\n", nodeNames(p), p.Template, f.templates)
+	if fromFile != "" {
+		fmt.Fprintf(out, "  token %s: from %s\n", tokenID, fromFile)
+	} else {
+		fmt.Fprintf(out, "  token %s: from $%s and $%s\n", tokenID, p.TokenIDEnv, p.TokenSecretEnv)
+	}
+	if caFile != "" {
+		fmt.Fprintf(out, "  CA certificate: %s (set proxmox.caFile to it, or keep insecure: true)\n", caFile)
+	}
+	if fromFile != "" {
+		fmt.Fprintf(out, "use it: set -a; . %s; set +a; provision preflight -i %s\n", fromFile, inv.File)
+	} else {
+		fmt.Fprintf(out, "use it: provision preflight -i %s\n", inv.File)
+	}
+	if u := strings.TrimSuffix(srv.URL, "/api2/json"); p.APIURL != "" && !strings.HasPrefix(p.APIURL, u) {
+		fmt.Fprintf(a.streams.Err, "note: the inventory's proxmox.apiURL is %s, not %s\n", p.APIURL, srv.URL)
+	}
+	fmt.Fprintln(out, "Ctrl-C stops it.")
+	<-ctx.Done()
+	if f.stateFile != "" {
+		data, err := pvesim.MarshalSnapshot(sim.Snapshot())
+		if err == nil {
+			err = state.WriteFileAtomic(f.stateFile, data, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("pve-sim: save state %s: %w", f.stateFile, err)
+		}
+		fmt.Fprintf(a.streams.Err, "pve-sim: state saved to %s\n", f.stateFile)
+	}
+	return nil
+}
+
+// checkListen refuses a non-loopback address unless allowed.
+func checkListen(addr string, allowRemote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err == nil && ip.IsLoopback() {
+		return nil
+	}
+	if allowRemote {
+		return nil
+	}
+	return fmt.Errorf("--listen %s: not a loopback address; the simulator accepts any client that has the token, so pass --allow-remote to mean it", addr)
+}
+
+func nodeNames(p *inventory.Proxmox) string {
+	var names []string
+	for _, n := range p.Nodes {
+		names = append(names, n.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// simToken returns the token from the environment (both variables set),
+// else from the token file, else a new one written to the token file.
+// fromFile is the file it came from or went to ("" for the environment).
+func simToken(p *inventory.Proxmox, file string) (id, secret, fromFile string, err error) {
+	id, secret = os.Getenv(p.TokenIDEnv), os.Getenv(p.TokenSecretEnv)
+	if id != "" && secret != "" {
+		if !strings.Contains(id, "!") {
+			return "", "", "", fmt.Errorf("pve-sim: $%s is not user@realm!tokenname", p.TokenIDEnv)
+		}
+		return id, secret, "", nil
+	}
+	data, err := os.ReadFile(file)
+	if err == nil {
+		vars := map[string]string{}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "="); ok {
+				vars[k] = strings.Trim(v, `'"`)
+			}
+		}
+		id, secret = vars[p.TokenIDEnv], vars[p.TokenSecretEnv]
+		if id == "" || secret == "" || !strings.Contains(id, "!") {
+			return "", "", "", fmt.Errorf("pve-sim: token file %s lacks %s or %s; delete it to make a new token", file, p.TokenIDEnv, p.TokenSecretEnv)
+		}
+		return id, secret, file, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", "", "", fmt.Errorf("pve-sim: token file: %w", err)
+	}
+	id, secret = "provision@pve!pvesim", rand.Text()
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", "", "", fmt.Errorf("pve-sim: token file: %w", err)
+	}
+	content := fmt.Sprintf("%s=%s\n%s=%s\n", p.TokenIDEnv, id, p.TokenSecretEnv, secret)
+	if err := state.WriteFileAtomic(file, []byte(content), 0o600); err != nil {
+		return "", "", "", fmt.Errorf("pve-sim: token file: %w", err)
+	}
+	return id, secret, file, nil
+}
+
+// labStarter returns an OnStart hook that brings up the emulated lab node
+// of the inventory node named like the VM, at the address of its
+// ipconfig0 (else the inventory's). Stopping a VM leaves its node up;
+// provision lab down removes them all.
+func (a *app) labStarter(inv *inventory.Inventory) (func(context.Context, pvesim.VMEvent) error, error) {
+	if err := lab.Preflight(); err != nil {
+		return nil, err
+	}
+	cfg, err := lab.ConfigFromInventory(inv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = a.log
+	cfg.Concurrency = a.settings.Concurrency
+	l, err := lab.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex // one lab up at a time; Up serialises on a lock file anyway
+	return func(ctx context.Context, vm pvesim.VMEvent) error {
+		var node *inventory.Node
+		for i := range inv.Nodes {
+			if inv.Nodes[i].Name == vm.Name {
+				node = &inv.Nodes[i]
+			}
+		}
+		if node == nil {
+			a.log.Info("pve-sim: started VM is not in the inventory; no lab node", "vm", vm.VMID, "name", vm.Name)
+			return nil
+		}
+		specs, err := lab.SpecsFromInventory([]inventory.Node{*node})
+		if err != nil {
+			return err
+		}
+		if vm.IP.IsValid() {
+			specs[0].IP = vm.IP.Addr()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := l.Up(ctx, specs); err != nil {
+			return fmt.Errorf("lab node %s: %w", vm.Name, err)
+		}
+		return nil
+	}, nil
 }

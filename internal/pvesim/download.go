@@ -172,6 +172,17 @@ func (s *Sim) postDownloadURL(r *request) (any, error) {
 	return s.startTask(taskSpec{node: node, typ: "download", id: storage, user: r.authID,
 		run: func(ctx context.Context, t *task) error {
 			t.logf("downloading %s to %s", rawURL, volid)
+			if u, err := url.Parse(rawURL); err == nil && !isLoopbackHost(u.Hostname()) && s.opts.PlaceholderDownloads {
+				var size int64
+				if strings.HasSuffix(filename, ".qcow2") {
+					size = TemplateDisk
+				}
+				t.logf("pvesim placeholder: '%s' was not downloaded (offline rehearsal); checksum not verified", rawURL)
+				s.mu.Lock()
+				s.putVolume(node, storage, volid, size)
+				s.mu.Unlock()
+				return nil
+			}
 			body, err := s.opts.Download(ctx, rawURL)
 			if err != nil {
 				return fmt.Errorf("download failed: %v", err)

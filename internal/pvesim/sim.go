@@ -42,6 +42,11 @@ type Options struct {
 	// loopback hosts only (127.0.0.0/8, ::1, localhost); any other host
 	// fails the task.
 	Download func(ctx context.Context, url string) (io.ReadCloser, error)
+	// PlaceholderDownloads (local rehearsal only) makes download-url of a
+	// non-loopback URL store a placeholder instead of fetching it: a qcow2
+	// header announcing 3 GiB for .qcow2 names, an empty file otherwise;
+	// the checksum is not verified and the task log says so.
+	PlaceholderDownloads bool
 	// InsecureDownloads lets the default Download skip TLS verification
 	// (for loopback test servers with their own certificates).
 	InsecureDownloads bool
