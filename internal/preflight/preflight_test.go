@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
@@ -473,5 +475,39 @@ func TestPrivsepTokenWithEveryPrivilegePasses(t *testing.T) {
 	rep := run(t, l.client(t, "provision@pve!sep", sec), l.inv)
 	if r := one(t, rep, "privileges", "provision@pve!sep"); !r.OK {
 		t.Errorf("got %+v", r)
+	}
+}
+
+func TestCancelStopsPreflight(t *testing.T) {
+	l := newSimLab(t, labYAML)
+	// A plain-HTTP loopback front whose /nodes never answers.
+	blocked := make(chan struct{}, 1)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api2/json/nodes" {
+			select {
+			case blocked <- struct{}{}:
+			default:
+			}
+			<-r.Context().Done()
+			return
+		}
+		l.sim.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	c, err := proxmox.New(proxmox.Config{BaseURL: front.URL + "/api2/json", TokenID: tokenID, TokenSecret: secret()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := preflight.Run(ctx, preflight.Options{Client: c, Inventory: l.inv})
+		done <- err
+	}()
+	<-blocked
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
