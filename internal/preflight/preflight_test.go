@@ -511,3 +511,29 @@ func TestCancelStopsPreflight(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
+
+func TestOldPVEWarns(t *testing.T) {
+	inv := loadInventory(t, labYAML)
+	sim, err := pvesim.New(pvesim.Options{Version: "8.2.4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pvetest.Cluster(sim, inv, tokenID, secret(), pvetest.Seed{Templates: true}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := pvetest.Serve(context.Background(), sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c, err := proxmox.New(proxmox.Config{BaseURL: srv.URL, TokenID: tokenID, TokenSecret: secret(), CAFile: srv.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	rep := run(t, c, inv)
+	r := one(t, rep, "api", c.Host())
+	if !r.OK || !r.Warning || !strings.Contains(r.Message, "Proxmox VE 8.2.4") || !strings.Contains(r.Message, "older than 8.3") || !strings.Contains(r.Fix, "upgrade") {
+		t.Errorf("got %+v", r)
+	}
+}
