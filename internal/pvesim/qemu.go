@@ -156,28 +156,33 @@ func (s *Sim) dropVolumesLocked(vols []allocated) {
 	}
 }
 
-// nextDiskNameLocked picks vm-<vmid>-disk-<n> free on the storage.
+// nextDiskNameLocked picks vm-<vmid>-disk-<n> free on the storage; a
+// linked clone's "base-X-disk-0/vm-Y-disk-0" takes the name after the slash.
 func (s *Sim) nextDiskNameLocked(node, storage string, vmid int, format string) (string, string) {
 	st := s.storages[storage]
-	vols := s.volumes[s.contentKey(node, storage)]
+	taken := map[string]bool{}
+	for id := range s.volumes[s.contentKey(node, storage)] {
+		_, name, _ := strings.Cut(id, ":")
+		if i := strings.LastIndex(name, "/"); i >= 0 {
+			name = name[i+1:]
+		}
+		name, _, _ = strings.Cut(name, ".")
+		taken[name] = true
+	}
+	if fileBased(st.Type) && format == "" {
+		format = "qcow2"
+	} else if !fileBased(st.Type) {
+		format = "raw"
+	}
 	for i := 0; ; i++ {
 		name := fmt.Sprintf("vm-%d-disk-%d", vmid, i)
-		base := fmt.Sprintf("base-%d-disk-%d", vmid, i)
-		var volid, bvolid string
+		if taken[name] || taken[fmt.Sprintf("base-%d-disk-%d", vmid, i)] {
+			continue
+		}
 		if fileBased(st.Type) {
-			if format == "" {
-				format = "qcow2"
-			}
-			volid = fmt.Sprintf("%s:%d/%s.%s", storage, vmid, name, format)
-			bvolid = fmt.Sprintf("%s:%d/%s.%s", storage, vmid, base, format)
-		} else {
-			format = "raw"
-			volid = storage + ":" + name
-			bvolid = storage + ":" + base
+			return fmt.Sprintf("%s:%d/%s.%s", storage, vmid, name, format), format
 		}
-		if vols[volid] == nil && vols[bvolid] == nil {
-			return volid, format
-		}
+		return storage + ":" + name, format
 	}
 }
 
