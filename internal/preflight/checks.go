@@ -201,10 +201,10 @@ func (r *run) hosts(f *facts) map[string]bool {
 		st, ok := status[n.Name]
 		switch {
 		case !ok:
-			r.fail(CheckHost, n.Name, fmt.Sprintf("not a node of this cluster (its nodes: %s); its other checks were skipped", strings.Join(names, ", ")),
+			r.fail(CheckHost, n.Name, fmt.Sprintf("not a node of this cluster (its nodes: %s); its clock, template, snippets and storage checks were skipped", strings.Join(names, ", ")),
 				fmt.Sprintf("correct proxmox.nodes in %s, or join %s to the cluster (pvecm add on it)", r.file, n.Name))
 		case st != "online":
-			r.fail(CheckHost, n.Name, fmt.Sprintf("%s; its other checks were skipped", st),
+			r.fail(CheckHost, n.Name, fmt.Sprintf("%s; its clock, template, snippets and storage checks were skipped", st),
 				fmt.Sprintf("start %s or restore its cluster link (pvecm status on any node); or remove it from proxmox.nodes and its VMs' hosts in %s", n.Name, r.file))
 		default:
 			online[n.Name] = true
