@@ -6,8 +6,13 @@ import (
 	"strings"
 )
 
-// diskSlots are the drive slots PVE knows, in PVE's order.
-func diskSlots() []string {
+// diskSlotList is computed once; callers must not modify it.
+var diskSlotList = buildDiskSlots()
+
+// diskSlots are the drive slots PVE knows, in PVE's order (read-only).
+func diskSlots() []string { return diskSlotList }
+
+func buildDiskSlots() []string {
 	var out []string
 	for _, bus := range []struct {
 		name string

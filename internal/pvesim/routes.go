@@ -402,9 +402,7 @@ func (s *Sim) getNodeStorages(r *request) (any, error) {
 	for _, id := range slices.Sorted(maps.Keys(s.storages)) {
 		st := s.storages[id]
 		if !storageOnNode(st, node) {
-			if r.str("enabled") == "1" || !r.has("storage") || r.str("storage") != id {
-				continue
-			}
+			continue
 		}
 		if r.has("storage") && r.str("storage") != id {
 			continue
