@@ -44,6 +44,8 @@ var invalid = []struct {
 	{"pool-overlaps-lan", "", 13, "swarm.defaultAddrPool[0]", "pool 192.168.0.0/16 overlaps the host network 192.168.10.0/24", 1},
 	{"pools-overlap", "", 15, "swarm.defaultAddrPool[1]", "pool 10.130.0.0/16 overlaps pool 10.128.0.0/12 (swarm.defaultAddrPool[0])", 1},
 	{"pool-overlaps-bridge", "", 13, "swarm.defaultAddrPool[0]", "pool 172.20.0.0/14 overlaps Docker's bridge pool 172.16.0.0/12", 1},
+	{"ingress-overlaps-pool", "", 14, "swarm.ingress.subnet", "ingress 10.130.0.0/24 overlaps 10.128.0.0/12: pick a subnet outside the overlay and bridge pools", 1},
+	{"ingress-subnet-disabled", "", 14, "swarm.ingress.subnet", "is set but swarm.ingress.enabled is false: drop one of them", 1},
 	{"mask-does-not-fit", "", 14, "swarm.defaultAddrPoolMaskLength", "/8 does not fit in pool 10.128.0.0/12", 1},
 
 	// Managers.

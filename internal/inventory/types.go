@@ -60,7 +60,20 @@ type Swarm struct {
 	DefaultAddrPoolMaskLength int      `yaml:"defaultAddrPoolMaskLength"`
 	Managers                  int      `yaml:"managers"`
 	DrainManagers             bool     `yaml:"drainManagers"`
+	Ingress                   Ingress  `yaml:"ingress"`
 }
+
+// Ingress is the swarm's routing-mesh network. Docker creates one at init
+// (10.0.0.0/24 or the first subnet of the pool); provision can remove it
+// (no routing mesh: publish ports in host mode) or give it a subnet of its
+// own, before any worker joins.
+type Ingress struct {
+	Enabled *bool  `yaml:"enabled"` // default true
+	Subnet  string `yaml:"subnet"`  // default: Docker's choice
+}
+
+// On reports whether the swarm should have an ingress network.
+func (i Ingress) On() bool { return i.Enabled == nil || *i.Enabled }
 
 // HostTuning is baked into every node, VM or Pi.
 type HostTuning struct {

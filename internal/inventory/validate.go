@@ -193,8 +193,37 @@ func (v *validator) swarmPools() {
 		pools = append(pools, p)
 		paths = append(paths, path)
 	}
+	v.ingress(pools)
 	if sw.Managers != 0 && (sw.Managers < 1 || sw.Managers > 7 || sw.Managers%2 == 0) {
 		v.add("swarm.managers", "%d managers: use 1, 3, 5 or 7 (an even count tolerates no more failures than one less, and more than 7 slows Raft)", sw.Managers)
+	}
+}
+
+// ingress checks the routing-mesh network's subnet: it must not shadow the
+// lab LAN, Docker's bridge pools or the overlay pools.
+func (v *validator) ingress(pools []netip.Prefix) {
+	in := v.inv.Lab.Swarm.Ingress
+	if in.Subnet == "" {
+		return
+	}
+	const path = "swarm.ingress.subnet"
+	if !in.On() {
+		v.add(path, "is set but swarm.ingress.enabled is false: drop one of them")
+		return
+	}
+	p, err := netip.ParsePrefix(in.Subnet)
+	if err != nil || !p.Addr().Is4() || p.Masked() != p || p.Bits() > 29 {
+		v.add(path, "%q is not an IPv4 network like 10.127.0.0/24", in.Subnet)
+		return
+	}
+	if v.lan.IsValid() && p.Overlaps(v.lan) {
+		v.add(path, "ingress %s overlaps the host network %s", p, v.lan)
+	}
+	for _, q := range append(pools, v.bridgePools()...) {
+		if p.Overlaps(q) {
+			v.add(path, "ingress %s overlaps %s: pick a subnet outside the overlay and bridge pools", p, q)
+			break
+		}
 	}
 }
 
