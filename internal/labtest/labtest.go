@@ -44,7 +44,10 @@ type Fixture struct {
 	KeyPath  string
 	Net      netip.Prefix
 	Lab      *lab.Lab
-	nodes    map[string]lab.Node
+	// Swarm is the inventories' swarm section (YAML flow style); New sets
+	// the default, tests may change it before Inventory.
+	Swarm string
+	nodes map[string]lab.Node
 }
 
 // Require skips the test when the lab cannot run here (not root, a tool
@@ -67,7 +70,8 @@ func New(t TB, dir string, logTo io.Writer) *Fixture {
 	Require(t)
 	var rnd [3]byte
 	rand.Read(rnd[:])
-	f := &Fixture{Dir: dir, StateDir: filepath.Join(dir, "state"), KeyPath: filepath.Join(dir, "id_ed25519"), nodes: map[string]lab.Node{}}
+	f := &Fixture{Dir: dir, StateDir: filepath.Join(dir, "state"), KeyPath: filepath.Join(dir, "id_ed25519"), nodes: map[string]lab.Node{},
+		Swarm: "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3}"}
 	if _, _, err := remote.EnsureKey(f.KeyPath); err != nil {
 		t.Fatalf("ssh key: %v", err)
 	}
@@ -152,7 +156,7 @@ kind: Lab
 metadata: {name: %s}
 network: {cidr: %s, gateway: %s}
 ssh: {user: provision, privateKeyFile: id_ed25519, authorizedKeyFiles: [id_ed25519.pub]}
-swarm: {defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3}
+swarm: %s
 proxmox:
   apiURL: https://127.0.0.1:8006/api2/json
   template: debian-12-cloudinit
@@ -162,7 +166,7 @@ proxmox:
 pis:
   racks:
 %s
-`, strings.TrimSuffix(name, ".yaml"), f.Net, f.Addr(1), expand(vms), expand(racks))
+`, strings.TrimSuffix(name, ".yaml"), f.Net, f.Addr(1), f.Swarm, expand(vms), expand(racks))
 	path := filepath.Join(f.Dir, name)
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		t.Fatalf("write inventory: %v", err)

@@ -56,6 +56,7 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 		DefaultAddrPool: inv.Lab.Swarm.DefaultAddrPool,
 		SubnetSize:      uint32(inv.Lab.Swarm.DefaultAddrPoolMaskLength),
 		DrainManagers:   inv.Lab.Swarm.DrainManagers,
+		Ingress:         swarm.Ingress{Disabled: !inv.Lab.Swarm.Ingress.On(), Subnet: inv.Lab.Swarm.Ingress.Subnet},
 		Force:           s.Force,
 		Concurrency:     env.Concurrency,
 		Progress:        env.Status.Progress,

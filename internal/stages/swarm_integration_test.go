@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/network"
 	dswarm "github.com/docker/docker/api/types/swarm"
 
 	"github.com/fhlab/provision/internal/inventory"
@@ -68,6 +69,9 @@ func runSwarm(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, status
 // API calls; 4 nodes added to the inventory are the only ones that join.
 func TestIntegrationSwarm(t *testing.T) {
 	f := labtest.New(t, t.TempDir(), testWriter{t})
+	// The ingress network gets a subnet of its own: provision replaces the
+	// one `swarm init` made before any worker joins.
+	f.Swarm = "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3, ingress: {subnet: 10.127.0.0/24}}"
 	inv := f.Inventory(t, "lab.yaml", managersYAML, racksYAML)
 	if len(inv.Nodes) != 15 {
 		t.Fatalf("test inventory has %d nodes, want 15", len(inv.Nodes))
@@ -85,6 +89,9 @@ func TestIntegrationSwarm(t *testing.T) {
 	}
 	nodes := nodeList(t, f, "mgr-1")
 	checkNodes(t, inv, nodes)
+	if got := ingressSubnet(t, f, "mgr-1"); got != "10.127.0.0/24" {
+		t.Errorf("ingress subnet %q, want 10.127.0.0/24", got)
+	}
 
 	// Overlay networks take their subnet from the inventory's pool.
 	conn := stages.NewConnector(stages.SSH{KeyPath: f.KeyPath})
@@ -252,4 +259,26 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// ingressSubnet is the subnet of the swarm's ingress network, as the
+// manager's engine reports it ("" when there is none).
+func ingressSubnet(t *testing.T, f *labtest.Fixture, manager string) string {
+	t.Helper()
+	n, _ := f.Node(manager)
+	c, err := lab.NewEngine(n.DockerSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	nets, err := c.NetworkList(context.Background(), network.ListOptions{})
+	if err != nil {
+		t.Fatalf("network list on %s: %v", manager, err)
+	}
+	for _, nw := range nets {
+		if nw.Ingress && len(nw.IPAM.Config) > 0 {
+			return nw.IPAM.Config[0].Subnet
+		}
+	}
+	return ""
 }

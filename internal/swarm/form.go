@@ -21,6 +21,7 @@ type Options struct {
 	SubnetSize      uint32
 
 	DrainManagers bool // managers get availability drain
+	Ingress       Ingress
 	Force         bool // make members of another swarm leave and join this one
 	Concurrency   int  // workers joining at once
 
@@ -58,6 +59,7 @@ type Result struct {
 	ClusterID   string
 	Leader      string
 	Initialized bool
+	Ingress     bool // the ingress network was removed, created or replaced
 	Joined      []string
 	Updated     []string
 	Removed     []string // stale Down entries of re-created nodes
@@ -67,7 +69,7 @@ type Result struct {
 
 // Changed reports whether Form changed anything.
 func (r *Result) Changed() bool {
-	return r.Initialized || len(r.Joined)+len(r.Updated)+len(r.Removed) > 0
+	return r.Initialized || r.Ingress || len(r.Joined)+len(r.Updated)+len(r.Removed) > 0
 }
 
 // former holds one run of Form.
@@ -133,6 +135,9 @@ func (f *former) run(ctx context.Context) error {
 		return err
 	}
 	if err := f.pickSwarm(ctx, ok); err != nil {
+		return err
+	}
+	if err := f.ensureIngress(ctx); err != nil {
 		return err
 	}
 	inSwarm, err := f.nodeIDs(ctx)
@@ -290,6 +295,7 @@ func (f *former) join(ctx context.Context, m *Member) error {
 			remotes = append(remotes, o.swarmAddr())
 		}
 	}
+	start := time.Now()
 	err := m.Engine.SwarmJoin(ctx, swarm.JoinRequest{
 		ListenAddr:    m.swarmAddr(),
 		AdvertiseAddr: m.swarmAddr(),
@@ -297,6 +303,7 @@ func (f *former) join(ctx context.Context, m *Member) error {
 		JoinToken:     token,
 		Availability:  f.availability(m),
 	})
+	f.opts.Log.Debug("join request answered", "node", m.Name, "took", time.Since(start).Round(time.Millisecond), "err", err != nil)
 	// Docker gives up waiting after 20 s but goes on joining in the
 	// background; then the engine's state tells.
 	if err != nil && !strings.Contains(err.Error(), "Timeout was reached") {

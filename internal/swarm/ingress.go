@@ -1,0 +1,85 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+)
+
+// Ingress is what the swarm's routing-mesh network should be.
+type Ingress struct {
+	Disabled bool   // remove it: no routing mesh, ports are published in host mode
+	Subnet   string // recreate it with this subnet ("": keep Docker's choice)
+}
+
+// ingressName is Docker's name for the network `swarm init` creates.
+const ingressName = "ingress"
+
+// ensureIngress makes the swarm's ingress network what the inventory says,
+// before workers join: a node that joins a swarm with an ingress network
+// builds an ingress sandbox at once (a network namespace, a VXLAN device,
+// the load balancer, and the embedded DNS's rules), so removing or
+// replacing it later costs every node that work twice. It changes nothing
+// when the network already matches. Docker refuses to remove an ingress
+// network that services publish ports on; that error is returned as is.
+func (f *former) ensureIngress(ctx context.Context) error {
+	want := f.opts.Ingress
+	eng := f.leader.Engine
+	list, err := eng.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("scope", "swarm"))})
+	if err != nil {
+		return fmt.Errorf("list networks on %s: %w", f.leader.Name, err)
+	}
+	var cur *network.Summary
+	for i := range list {
+		if list[i].Ingress {
+			cur = &list[i]
+			break
+		}
+	}
+	switch {
+	case want.Disabled && cur == nil:
+		return nil
+	case want.Disabled:
+		f.opts.Progress("removing the ingress network %s (swarm.ingress.enabled: false)", cur.Name)
+		return f.removeIngress(ctx, cur)
+	case cur != nil && (want.Subnet == "" || subnetOf(cur) == want.Subnet):
+		return nil
+	case cur != nil:
+		f.opts.Progress("replacing the ingress network %s (%s) with one on %s", cur.Name, subnetOf(cur), want.Subnet)
+		if err := f.removeIngress(ctx, cur); err != nil {
+			return err
+		}
+	default:
+		f.opts.Progress("creating the ingress network")
+	}
+	req := network.CreateOptions{Driver: "overlay", Ingress: true, Scope: "swarm"}
+	if want.Subnet != "" {
+		req.IPAM = &network.IPAM{Config: []network.IPAMConfig{{Subnet: want.Subnet}}}
+	}
+	if _, err := eng.NetworkCreate(ctx, ingressName, req); err != nil {
+		return fmt.Errorf("create the ingress network on %s: %w", f.leader.Name, err)
+	}
+	f.res.Ingress = true
+	return nil
+}
+
+func (f *former) removeIngress(ctx context.Context, cur *network.Summary) error {
+	if err := f.leader.Engine.NetworkRemove(ctx, cur.ID); err != nil {
+		if strings.Contains(err.Error(), "depends on it") || strings.Contains(err.Error(), "in use") {
+			return fmt.Errorf("remove the ingress network %s: %w (services publish ports through it: publish them in host mode or keep swarm.ingress)", cur.Name, err)
+		}
+		return fmt.Errorf("remove the ingress network %s on %s: %w", cur.Name, f.leader.Name, err)
+	}
+	f.res.Ingress = true
+	return nil
+}
+
+func subnetOf(n *network.Summary) string {
+	if len(n.IPAM.Config) == 0 {
+		return ""
+	}
+	return n.IPAM.Config[0].Subnet
+}
