@@ -88,6 +88,7 @@ func (s *Sim) Handler() http.Handler {
 		s.mu.Lock()
 		s.calls = append(s.calls, Call{Method: hr.Method, Path: rel, Status: status})
 		s.mu.Unlock()
+		s.log.Debug("pvesim: request", "method", hr.Method, "path", rel, "status", status)
 		if ae != nil {
 			if ae.code == http.StatusUnauthorized && s.opts.AuthFailureDelay > 0 {
 				select {
