@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -105,6 +106,9 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 
 	opts := pvesim.Options{Cluster: inv.Lab.Metadata.Name, Log: a.log, PlaceholderDownloads: f.offlineDownloads}
 	if f.withLab {
+		// Starting a lab node takes seconds: run tasks in the background,
+		// as PVE does, instead of answering the POST when they are done.
+		opts.TaskDuration = 100 * time.Millisecond
 		start, err := a.labStarter(inv)
 		if err != nil {
 			return err

@@ -40,6 +40,25 @@
 // path wins (no roles). Privilege-separated tokens get the intersection
 // of their user's and their own privileges. root@pam has every privilege.
 //
+// API beyond the brief's names (all documented at their declarations):
+// Options.LockTimeout, AuthFailureDelay, Agent (agent answers),
+// PlaceholderDownloads, InsecureDownloads; Sim.Close, Listen (Server also
+// has CAPEM and Addr), SetPassword (ticket login), SetNextIDRange,
+// SetStorageContent, VM, Volumes, Snapshot/Restore (state without
+// secrets); Seed with SeedOptions (privsep token, SkipTemplates),
+// AddTemplate, TemplateConfig, LabTokenPrivileges, TemplateVMIDBase.
+//
+// Deliberate PVE behaviours worth knowing: a template's clone is linked
+// unless full=1; creating an existing VMID fails with "unable to create VM
+// N - VM N already exists on node 'X'" while cloning onto one fails with
+// "unable to create VM N: config file already exists"; empty urlencoded
+// values ("k=") count as absent and a pair keeps only its first two
+// "="-separated fields, as PVE's decode_urlencoded does; permission
+// checks run before parameter checks, and the proxy to the node before
+// both, so a bad node name in the path is "500 hostname lookup ...".
+// PVE 9 wants VM.GuestAgent.Audit for agent calls, which the Telmate
+// provider's minimum privilege set lacks.
+//
 // The Sim never logs token secrets and never contacts a non-loopback
 // host: download-url fetches only from 127.0.0.0/8, ::1 and localhost
 // unless Options.Download is replaced.
