@@ -31,9 +31,11 @@ demo: build
 	scripts/demo.sh
 
 # Each benchmark prints provision's figure beside an anchor's, as a ratio.
-# bench/swarm emulates 159 nodes and needs root.
+# bench/swarm emulates 159 nodes and needs root; bench/preflight runs the
+# Proxmox simulator on loopback.
 bench: build
 	$(GO) run ./bench/render
+	$(GO) run ./bench/preflight
 	$(GO) run ./bench/swarm
 
 lint:

@@ -15,9 +15,16 @@ packages=(
   iproute2          # network namespaces, bridges, veths
   util-linux        # nsenter, unshare
   busybox-static    # the image of the smoke stack (no registry here)
+  curl              # bench/preflight's anchor: the same API reads as a loop of curl
+  ca-certificates
   make
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update
 fi
 apt-get install -y --no-install-recommends "${packages[@]}"
+# Terraform is not a Debian package: the terraform tests use the binary on
+# PATH (or $PROVISION_TERRAFORM) and fail under CI without one.
+if ! command -v "${PROVISION_TERRAFORM:-terraform}" >/dev/null; then
+  echo "install-deps: no terraform on PATH: install Terraform >= 1.6 (https://developer.hashicorp.com/terraform/install) for the terraform tests and provision vms" >&2
+fi
