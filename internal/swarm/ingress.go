@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -59,8 +60,20 @@ func (f *former) ensureIngress(ctx context.Context) error {
 	if want.Subnet != "" {
 		req.IPAM = &network.IPAM{Config: []network.IPAMConfig{{Subnet: want.Subnet}}}
 	}
-	if _, err := eng.NetworkCreate(ctx, ingressName, req); err != nil {
-		return fmt.Errorf("create the ingress network on %s: %w", f.leader.Name, err)
+	// A removed network keeps its name until the manager's allocator has
+	// released it, a moment after the remove call returns.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := eng.NetworkCreate(ctx, ingressName, req)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "already exists") || time.Now().After(deadline) {
+			return fmt.Errorf("create the ingress network on %s: %w", f.leader.Name, err)
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
 	}
 	f.res.Ingress = true
 	return nil
