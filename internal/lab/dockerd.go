@@ -49,6 +49,15 @@ func (l *Lab) dockerdArgs(n Node) []string {
 	}
 }
 
+// dockerdEnv is added to each emulated dockerd's environment (and so to
+// the containerd it starts). GOMAXPROCS=1: a lab node's share of this
+// machine is far less than one core, and with 159 Go daemons each running
+// as many scheduler threads as the machine has cores, idle threads
+// spinning for work and parallel GC workers kept both cores busy; with one
+// the 159-node benchmark formed its swarm where it had lost the Raft
+// leader before (see README, Benchmarks). Real nodes use all their cores.
+func dockerdEnv() []string { return []string{"GOMAXPROCS=1"} }
+
 // started is a daemon the lab launched: exited delivers its end.
 type started struct {
 	pid    int
@@ -60,7 +69,7 @@ type started struct {
 // remounts /sys and hides the cgroup mounts dockerd needs). The daemon
 // gets its own session so a Ctrl-C at the terminal does not reach it, and
 // outlives Up: it is not tied to ctx. Its output goes to logPath.
-func (l *Lab) spawn(n Node, logPath string, argv ...string) (started, error) {
+func (l *Lab) spawn(n Node, logPath string, env []string, argv ...string) (started, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return started{}, err
@@ -69,7 +78,7 @@ func (l *Lab) spawn(n Node, logPath string, argv ...string) (started, error) {
 	args := append([]string{"--net=" + n.NetnsPath(), "--uts=" + n.UTS, "--"}, argv...)
 	cmd := exec.Command(l.tools.nsenter, args...)
 	cmd.Dir = "/"
-	cmd.Env = []string{cmdPath}
+	cmd.Env = append([]string{cmdPath}, env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -87,7 +96,7 @@ func (l *Lab) ensureDockerd(ctx context.Context, n Node) error {
 	var exited <-chan error
 	if _, ok := pidFromFile(filepath.Join(n.Dir, "dockerd.pid"), n.Dir+"/"); !ok {
 		_ = os.Remove(n.DockerSocket) // a stale socket from a killed daemon
-		s, err := l.spawn(n, filepath.Join(n.Dir, "dockerd.log"), append([]string{l.tools.dockerd}, l.dockerdArgs(n)...)...)
+		s, err := l.spawn(n, filepath.Join(n.Dir, "dockerd.log"), dockerdEnv(), append([]string{l.tools.dockerd}, l.dockerdArgs(n)...)...)
 		if err != nil {
 			return fmt.Errorf("start dockerd: %w", err)
 		}

@@ -99,7 +99,7 @@ func (l *Lab) ensureSSHD(ctx context.Context, n Node) error {
 			return fmt.Errorf("check sshd_config: %w", errors.New(strings.TrimSpace(out)))
 		}
 		// sshd re-executes itself and needs its absolute path for that.
-		s, err := l.spawn(n, logPath, l.tools.sshd, "-D", "-e", "-f", cfg)
+		s, err := l.spawn(n, logPath, nil, l.tools.sshd, "-D", "-e", "-f", cfg)
 		if err != nil {
 			return fmt.Errorf("start sshd: %w", err)
 		}
