@@ -15,6 +15,14 @@ resource "proxmox_vm_qemu" "vm" {
   start_at_node_boot = true
   vm_state           = "running"
 
+  # The provider reads this block back with these defaults (-1: any order,
+  # PVE's default delays); left out, every plan would show it as a change.
+  startup_shutdown {
+    order            = -1
+    shutdown_timeout = -1
+    startup_delay    = -1
+  }
+
   qemu_os = var.hardware.qemu_os
   bios    = var.hardware.bios
   scsihw  = var.hardware.scsihw # unset, the provider would switch to lsi
@@ -72,6 +80,7 @@ resource "proxmox_vm_qemu" "vm" {
   force_recreate_on_change_of = each.value.snippets_sha
 
   define_connection_info = true
+  skip_ipv6              = true # the lab LAN is IPv4: do not wait for an IPv6 address
   clone_wait             = var.clone_wait
   additional_wait        = var.additional_wait
 }

@@ -34,12 +34,13 @@ const (
 	DefaultAdditionalWait = 2
 )
 
-// The snippet kinds, in the order cicustom lists them, and their file name
-// suffixes: <lab>-<node>-user.yaml, ...
+// The snippet kinds and their file name suffixes (<lab>-<node>-user.yaml,
+// ...), in the order PVE prints cicustom's keys (alphabetical), so the
+// value reads back unchanged.
 var snippetKinds = []struct{ kind, suffix, seed string }{
-	{"user", "-user.yaml", render.UserData},
-	{"network", "-network.yaml", render.NetworkConfig},
 	{"meta", "-meta.yaml", render.MetaData},
+	{"network", "-network.yaml", render.NetworkConfig},
+	{"user", "-user.yaml", render.UserData},
 }
 
 // SnippetMode is the mode of uploaded snippets: user-data may hold keys.

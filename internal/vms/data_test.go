@@ -64,7 +64,7 @@ func TestBuildLocal(t *testing.T) {
 	if v.IPConfig0 != "ip=198.51.100.11/24,gw=198.51.100.1" || v.Nameserver != "198.51.100.1" {
 		t.Errorf("mgr-1 network: %q, %q", v.IPConfig0, v.Nameserver)
 	}
-	wantCI := "user=local:snippets/local-mgr-1-user.yaml,network=local:snippets/local-mgr-1-network.yaml,meta=local:snippets/local-mgr-1-meta.yaml"
+	wantCI := "meta=local:snippets/local-mgr-1-meta.yaml,network=local:snippets/local-mgr-1-network.yaml,user=local:snippets/local-mgr-1-user.yaml"
 	if v.CICustom != wantCI {
 		t.Errorf("cicustom = %q, want %q", v.CICustom, wantCI)
 	}
@@ -89,10 +89,10 @@ func TestBuildLocal(t *testing.T) {
 				t.Errorf("snippet %s: %d bytes, mode %v", f.Name, len(f.Content), f.Mode)
 			}
 		}
-		if strings.Join(names, ",") != "local-mgr-1-user.yaml,local-mgr-1-network.yaml,local-mgr-1-meta.yaml" {
+		if strings.Join(names, ",") != "local-mgr-1-meta.yaml,local-mgr-1-network.yaml,local-mgr-1-user.yaml" {
 			t.Errorf("snippets = %v", names)
 		}
-		if !strings.HasPrefix(string(vm.Snippets[0].Content), "#cloud-config") {
+		if !strings.HasPrefix(string(vm.Snippets[2].Content), "#cloud-config") {
 			t.Errorf("user-data snippet does not start with #cloud-config")
 		}
 	}

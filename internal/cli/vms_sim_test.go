@@ -1,0 +1,220 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/proxmox"
+	"github.com/fhlab/provision/internal/pvesim"
+	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/vms"
+	"github.com/fhlab/provision/templates"
+)
+
+// providerMirror returns a provider mirror holding telmate/proxmox
+// 3.0.2-rc07 (PROVISION_TERRAFORM_MIRROR, else testdata/terraform-mirror),
+// or skips the test saying so: the provider cannot be downloaded here.
+func providerMirror(t *testing.T) string {
+	t.Helper()
+	mirror := os.Getenv("PROVISION_TERRAFORM_MIRROR")
+	if mirror == "" {
+		mirror = filepath.Join("testdata", "terraform-mirror")
+	}
+	abs, err := filepath.Abs(mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unpacked (…/3.0.2-rc07/linux_amd64/) or packed (…_linux_amd64.zip)
+	// layout, as `terraform providers mirror` writes them.
+	base := filepath.Join(abs, "registry.terraform.io", "telmate", "proxmox")
+	unpacked, _ := filepath.Glob(filepath.Join(base, "3.0.2-rc07", "linux_amd64", "terraform-provider-proxmox*"))
+	packed, _ := filepath.Glob(filepath.Join(base, "terraform-provider-proxmox_3.0.2-rc07_linux_amd64.zip"))
+	if len(unpacked)+len(packed) == 0 {
+		t.Skipf("SKIPPED: no telmate/proxmox 3.0.2-rc07 provider in the mirror %s; set PROVISION_TERRAFORM_MIRROR to a directory made by `terraform providers mirror` to run this test", abs)
+	}
+	return abs
+}
+
+// TestVMsApplyAgainstSimulator runs `provision vms apply|plan|destroy` for
+// inventory/local.yaml with the real terraform and Telmate provider against
+// the Proxmox API simulator on loopback.
+func TestVMsApplyAgainstSimulator(t *testing.T) {
+	mirror := providerMirror(t)
+	if _, err := terraform.Find(t.Context(), terraform.FindOptions{}); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set but terraform cannot be found: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	ctx := t.Context()
+	// The guest agent answers with the VM's static address, as a booted
+	// clone with qemu-guest-agent would.
+	agent := func(_ context.Context, vm pvesim.VMEvent) ([]pvesim.AgentInterface, error) {
+		model, _, _ := strings.Cut(vm.Config["net0"], ",")
+		_, mac, _ := strings.Cut(model, "=")
+		return []pvesim.AgentInterface{{Name: "eth0", HardwareAddress: strings.ToLower(mac), Addresses: []netip.Prefix{vm.IP}}}, nil
+	}
+	sim, err := pvesim.New(pvesim.Options{Agent: agent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sim.Listen(ctx, "127.0.0.1:0", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	// local.yaml with the simulator's URL, its CA trusted (not insecure).
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../inventory/local.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(src), "apiURL: https://127.0.0.1:8006/api2/json", "apiURL: "+srv.URL+"\n  caFile: "+srv.CAFile, 1)
+	text = strings.Replace(text, "insecure: true", "insecure: false", 1)
+	if text == string(src) {
+		t.Fatal("could not point local.yaml at the simulator")
+	}
+	invPath := filepath.Join(dir, "local.yaml")
+	if err := os.MkdirAll(filepath.Join(dir, "racks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	csv, err := os.ReadFile("../../inventory/racks/local-p1.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "racks", "local-p1.csv"), csv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(invPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventory.Load(invPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenID, secret := "provision@pve!terraform", "sim-"+strings.Repeat("5", 12)
+	seedSim(t, sim, inv, tokenID, secret)
+	t.Setenv("PM_API_TOKEN_ID", tokenID)
+	t.Setenv("PM_API_TOKEN_SECRET", secret)
+	state := filepath.Join(dir, "state")
+	vmsRun := func(args ...string) (string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		all := append([]string{"vms"}, args...)
+		all = append(all, "-i", invPath, "--state-dir", state, "--terraform-mirror", mirror)
+		code := Run(ctx, all, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+		if strings.Contains(out.String()+errb.String(), secret) {
+			t.Errorf("the token secret was printed")
+		}
+		if code != 0 {
+			t.Fatalf("provision %s exited %d\nstdout:\n%s\nstderr:\n%s", strings.Join(all, " "), code, out.String(), errb.String())
+		}
+		return out.String(), errb.String()
+	}
+
+	out, _ := vmsRun("apply", "--yes", "--no-snippets")
+	if !strings.Contains(out, "VMs: 9 to create, 0 to update, 0 to REPLACE, 0 to DESTROY") {
+		t.Errorf("apply's plan:\n%s", out)
+	}
+	d, err := vms.Build(inv, mustRenderer(t), vms.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, vm := range sim.VMs() {
+		if vm.Template {
+			continue
+		}
+		want, ok := d.TFVars.VMs[vm.Name]
+		if !ok {
+			t.Errorf("unexpected VM %s (%d) on %s", vm.Name, vm.VMID, vm.Node)
+			continue
+		}
+		if vm.VMID != want.VMID || vm.Node != want.TargetNode || !vm.Running {
+			t.Errorf("VM %s: vmid %d on %s running %v, want %d on %s running", vm.Name, vm.VMID, vm.Node, vm.Running, want.VMID, want.TargetNode)
+		}
+		if vm.Config["cicustom"] != want.CICustom || vm.Config["scsihw"] != "virtio-scsi-single" || !strings.HasPrefix(vm.Config["ide2"], "local-lvm:vm-") {
+			t.Errorf("VM %s config: %v", vm.Name, vm.Config)
+		}
+		got = append(got, vm.Name)
+	}
+	sort.Strings(got)
+	if len(got) != 9 {
+		t.Fatalf("VMs after apply: %v, want the 9 of local.yaml", got)
+	}
+
+	out, _ = vmsRun("plan")
+	if !strings.Contains(out, "VMs: 0 to create, 0 to update, 0 to REPLACE, 0 to DESTROY, 9 unchanged.") {
+		t.Errorf("second plan is not empty:\n%s", out)
+	}
+
+	out, _ = vmsRun("destroy", "--yes")
+	if !strings.Contains(out, "9 to DESTROY") {
+		t.Errorf("destroy plan:\n%s", out)
+	}
+	for _, vm := range sim.VMs() {
+		if !vm.Template {
+			t.Errorf("VM %s (%d) still exists after destroy", vm.Name, vm.VMID)
+		}
+	}
+}
+
+func mustRenderer(t *testing.T) *render.Renderer {
+	t.Helper()
+	r, err := render.New(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// seedSim gives the simulator the inventory's hosts, storages, one
+// template per host with the lab template's hardware (proxmox.LabHardware)
+// and a token with the provider's privileges on /.
+func seedSim(t *testing.T, sim *pvesim.Sim, inv *inventory.Inventory, tokenID, secret string) {
+	t.Helper()
+	p := inv.Lab.Proxmox
+	hw := proxmox.LabHardware(p)
+	const gib = int64(1) << 30
+	var nodes []string
+	for _, n := range p.Nodes {
+		sim.AddNode(n.Name, true)
+		nodes = append(nodes, n.Name)
+	}
+	sim.AddStorage(pvesim.Storage{ID: p.SnippetsStorage, Type: "dir", Content: []string{"iso", "vztmpl", "backup", "import", "snippets"}, Total: 100 * gib, Path: "/var/lib/vz"})
+	sim.AddStorage(pvesim.Storage{ID: p.Storage, Type: "lvmthin", Content: []string{"images", "rootdir"}, Total: 1000 * gib})
+	for i, node := range nodes {
+		id := 9000 + i
+		disk := fmt.Sprintf("%s:base-%d-disk-0", hw.DiskStorage, id)
+		ci := fmt.Sprintf("%s:vm-%d-cloudinit", hw.CloudInitStorage, id)
+		sim.AddVolume(node, hw.DiskStorage, disk, 3*gib)
+		sim.AddVolume(node, hw.CloudInitStorage, ci, 4<<20)
+		err := sim.AddVM(pvesim.VM{Node: node, VMID: id, Name: p.Template, Template: true, Config: map[string]string{
+			"scsihw": hw.SCSIHW, "bios": hw.BIOS, "boot": hw.Boot, "ostype": hw.OSType, "agent": "1",
+			hw.DiskSlot: disk + ",size=3G", hw.CloudInitSlot: ci + ",media=cdrom",
+			"serial0": hw.Serial0, "vga": hw.VGA, "net0": fmt.Sprintf("%s=BC:24:11:00:00:%02X,bridge=%s", hw.NetModel, i+1, hw.Bridge),
+			"memory": strconv.Itoa(hw.Memory), "cores": strconv.Itoa(hw.Cores),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	privs := []string{"Datastore.AllocateSpace", "Datastore.Audit", "Pool.Allocate", "Pool.Audit", "Sys.Audit", "Sys.Console",
+		"Sys.Modify", "VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CDROM", "VM.Config.Cloudinit", "VM.Config.CPU",
+		"VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Migrate",
+		"VM.PowerMgmt", "VM.Monitor", "VM.GuestAgent.Audit"}
+	user, _, _ := strings.Cut(tokenID, "!")
+	sim.AddUser(user, map[string][]string{"/": privs})
+	sim.AddToken(tokenID, secret, false, nil)
+}
