@@ -5,22 +5,29 @@ import (
 	"strings"
 )
 
-// TelmatePrivileges is the Telmate provider's built-in minimum list
+// telmatePrivileges is the Telmate provider's built-in minimum list
 // (3.0.2-rc07, PVE 9: VM.Monitor dropped), checked on "/" at configure.
-var TelmatePrivileges = []string{
-	"Datastore.AllocateSpace", "Datastore.Audit", "Pool.Allocate", "Pool.Audit", "Sys.Audit", "Sys.Console", "Sys.Modify",
-	"VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CDROM", "VM.Config.Cloudinit", "VM.Config.CPU", "VM.Config.Disk",
-	"VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Migrate", "VM.PowerMgmt",
+func telmatePrivileges() []string {
+	return []string{
+		"Datastore.AllocateSpace", "Datastore.Audit", "Pool.Allocate", "Pool.Audit", "Sys.Audit", "Sys.Console", "Sys.Modify",
+		"VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CDROM", "VM.Config.Cloudinit", "VM.Config.CPU", "VM.Config.Disk",
+		"VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Migrate", "VM.PowerMgmt",
+	}
 }
 
-// TemplatePrivileges are what `provision template` needs beyond the list:
-// download-url of a cloud image (Datastore.AllocateTemplate on the storage,
-// Sys.Audit and Sys.Modify on /) and its import.
-var TemplatePrivileges = []string{"Datastore.AllocateTemplate"}
+// extraPrivileges are what provision needs beyond the provider's list:
+//   - Datastore.AllocateTemplate: `provision template`'s download-url of a
+//     cloud image (with Sys.Audit and Sys.Modify on /) and its import;
+//   - VM.GuestAgent.Audit: PVE 9 checks it on the agent calls the provider
+//     makes while reading a VM, so apply gets 403 without it although the
+//     provider's own configure check passes.
+func extraPrivileges() []string {
+	return []string{"Datastore.AllocateTemplate", "VM.GuestAgent.Audit"}
+}
 
 // RequiredPrivileges is every privilege provision needs on "/".
 func RequiredPrivileges() []string {
-	return append(append([]string{}, TelmatePrivileges...), TemplatePrivileges...)
+	return append(telmatePrivileges(), extraPrivileges()...)
 }
 
 // RoleName is the role the fix suggests creating.
