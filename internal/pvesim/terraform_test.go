@@ -20,17 +20,17 @@ import (
 // TestTerraformProvider runs the real Telmate provider 3.0.2-rc07 with the
 // project's Terraform module against the simulator over TLS (the CA via
 // SSL_CERT_FILE, no pm_tls_insecure): apply, a refresh plan, destroy.
-// Opt-in: set PVESIM_TF_MIRROR to a filesystem mirror holding
+// Opt-in: set PROVISION_TERRAFORM_MIRROR to a filesystem mirror holding
 // registry.terraform.io/telmate/proxmox/3.0.2-rc07 (terraform on PATH).
 // It takes about a minute.
 func TestTerraformProvider(t *testing.T) {
-	mirror := os.Getenv("PVESIM_TF_MIRROR")
+	mirror := os.Getenv("PROVISION_TERRAFORM_MIRROR")
 	if mirror == "" {
-		t.Skip("PVESIM_TF_MIRROR is not set: the end-to-end test with the Telmate provider is opt-in (see the package doc)")
+		t.Skip("PROVISION_TERRAFORM_MIRROR is not set: the end-to-end test with the Telmate provider is opt-in (see the package doc)")
 	}
 	tf, err := exec.LookPath("terraform")
 	if err != nil {
-		t.Fatalf("PVESIM_TF_MIRROR is set but terraform is not on PATH: %v", err)
+		t.Fatalf("PROVISION_TERRAFORM_MIRROR is set but terraform is not on PATH: %v", err)
 	}
 	s, err := New(Options{})
 	if err != nil {
