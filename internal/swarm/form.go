@@ -289,12 +289,7 @@ func (f *former) join(ctx context.Context, m *Member) error {
 	if m.Role == Manager {
 		token = f.tokens.Manager
 	}
-	remotes := []string{f.leader.swarmAddr()}
-	for _, o := range f.members {
-		if o != f.leader && o.Role == Manager && o.facts.clusterID == f.cluster && o.facts.control {
-			remotes = append(remotes, o.swarmAddr())
-		}
-	}
+	remotes := f.remotes(m)
 	start := time.Now()
 	err := m.Engine.SwarmJoin(ctx, swarm.JoinRequest{
 		ListenAddr:    m.swarmAddr(),
@@ -323,6 +318,29 @@ func (f *former) join(ctx context.Context, m *Member) error {
 			return err
 		}
 	}
+}
+
+// remotes are the managers a member joins through. Docker joins through
+// the first address only (the CSR, the first dispatcher session and the
+// gossip state all come from it), so workers are spread over the managers
+// that are already in the swarm, by their place in the inventory, instead
+// of all asking the leader; managers join through the leader.
+func (f *former) remotes(m *Member) []string {
+	managers := []*Member{f.leader}
+	for _, o := range f.members {
+		if o != f.leader && o.Role == Manager && o.facts.clusterID == f.cluster && o.facts.control {
+			managers = append(managers, o)
+		}
+	}
+	first := 0
+	if m.Role != Manager {
+		first = index(f.members, m) % len(managers)
+	}
+	var out []string
+	for i := range managers {
+		out = append(out, managers[(first+i)%len(managers)].swarmAddr())
+	}
+	return out
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -84,3 +84,33 @@ func TestCounterCountsOnlyMutations(t *testing.T) {
 		t.Errorf("mutations %d, calls %v; want one POST /swarm/leave", c.Mutations(), c.Calls())
 	}
 }
+
+// TestRemotes: workers are spread over the managers already in the swarm
+// (Docker joins through the first address only); managers join through the
+// leader; a manager not yet in the swarm is never a join target.
+func TestRemotes(t *testing.T) {
+	mk := func(name, role string, inSwarm bool) *Member {
+		m := &Member{Name: name, Addr: "192.0.2." + name[len(name)-1:], Role: role}
+		if inSwarm {
+			m.facts = facts{clusterID: "c1", control: true, state: swarm.LocalNodeStateActive}
+		}
+		return m
+	}
+	m1, m2, m3 := mk("mgr-1", Manager, true), mk("mgr-2", Manager, true), mk("mgr-3", Manager, false)
+	w4, w5, w6 := mk("w-4", Worker, false), mk("w-5", Worker, false), mk("w-6", Worker, false)
+	f := &former{leader: m1, cluster: "c1", members: []*Member{m1, m2, m3, w4, w5, w6}}
+	tests := []struct {
+		m    *Member
+		want string
+	}{
+		{m3, "192.0.2.1:2377,192.0.2.2:2377"},
+		{w4, "192.0.2.2:2377,192.0.2.1:2377"}, // index 3 % 2 managers
+		{w5, "192.0.2.1:2377,192.0.2.2:2377"},
+		{w6, "192.0.2.2:2377,192.0.2.1:2377"},
+	}
+	for _, tt := range tests {
+		if got := strings.Join(f.remotes(tt.m), ","); got != tt.want {
+			t.Errorf("remotes(%s) = %s, want %s", tt.m.Name, got, tt.want)
+		}
+	}
+}
