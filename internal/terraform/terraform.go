@@ -118,7 +118,7 @@ func New(cfg Config) (*Runner, error) {
 func (r *Runner) Dir() string { return r.cfg.Dir }
 
 // environment is os.Environ() without the variables terraform-exec manages,
-// plus cfg.Env and, with a mirror, TF_CLI_CONFIG_FILE.
+// plus cfg.Env, CHECKPOINT_DISABLE and, with a mirror, TF_CLI_CONFIG_FILE.
 func (r *Runner) environment() (map[string]string, error) {
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
@@ -143,6 +143,9 @@ func (r *Runner) environment() (map[string]string, error) {
 	if r.cfg.Mirror != "" {
 		env["TF_CLI_CONFIG_FILE"] = filepath.Join(r.cfg.Dir, CLIConfigName)
 	}
+	// No update or security-bulletin check with HashiCorp: labs may be air-
+	// gapped, and terraform would otherwise reach out on every command.
+	env["CHECKPOINT_DISABLE"] = "1"
 	return env, nil
 }
 

@@ -28,7 +28,7 @@ resource "terraform_data" "failing" {
   input = var.fail_message
 
   provisioner "local-exec" {
-    command = "echo \"$MSG (secret: $PROVISION_TEST_SECRET)\" >&2; exit 1"
+    command = "echo \"$MSG (secret: $PROVISION_TEST_SECRET, checkpoint disabled: $CHECKPOINT_DISABLE)\" >&2; exit 1"
     environment = {
       MSG = var.fail_message
     }
