@@ -95,15 +95,10 @@ func (s VMs) Run(ctx context.Context, env *pipeline.Env) error {
 // Apply is Run; with destroy it shows and applies a destroy plan instead
 // (no snippets are uploaded).
 func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
-	sess, err := s.session(ctx, env)
+	sess, p, err := s.showPlan(ctx, env, destroy)
 	if err != nil {
 		return err
 	}
-	p, err := sess.Runner.Plan(ctx, destroy)
-	if err != nil {
-		return err
-	}
-	vms.WriteSummary(env.Out, vms.Changes(sess.Data, p))
 	if p.Empty() {
 		if !destroy {
 			if err := s.upload(ctx, env, sess.Data); err != nil {
@@ -135,16 +130,22 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 
 // ShowPlan prints terraform's plan per VM without changing anything.
 func (s VMs) ShowPlan(ctx context.Context, env *pipeline.Env, destroy bool) error {
+	_, _, err := s.showPlan(ctx, env, destroy)
+	return err
+}
+
+// showPlan makes terraform's plan (to a file) and prints it per VM.
+func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool) (*vms.Session, *terraform.Plan, error) {
 	sess, err := s.session(ctx, env)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	p, err := sess.Runner.Plan(ctx, destroy)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	vms.WriteSummary(env.Out, vms.Changes(sess.Data, p))
-	return nil
+	return sess, p, nil
 }
 
 func (s VMs) upload(ctx context.Context, env *pipeline.Env, d *vms.Data) error {
