@@ -479,47 +479,41 @@ func (s *Sim) postQemuTemplate(r *request) (any, error) {
 	if _, err := check(); err != nil {
 		return nil, err
 	}
-	release, err := s.acquireLock(r.ctx, vmid)
-	if err != nil {
-		return nil, err
-	}
-	return s.startTask(taskSpec{node: node, typ: "qmtemplate", id: strconv.Itoa(vmid), user: r.authID,
-		release: release,
-		run: func(ctx context.Context, t *task) error {
-			v, err := check()
-			if err != nil {
-				return err
+	return s.vmTask(r, node, vmid, "qmtemplate", func(ctx context.Context, t *task) error {
+		v, err := check()
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		v.conf["template"] = "1"
+		for _, slot := range diskSlots() {
+			val, ok := v.conf[slot]
+			if !ok || (r.has("disk") && r.str("disk") != slot) {
+				continue
 			}
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			v.conf["template"] = "1"
-			for _, slot := range diskSlots() {
-				val, ok := v.conf[slot]
-				if !ok || (r.has("disk") && r.str("disk") != slot) {
-					continue
-				}
-				drive, err := s.parseProp(slot, val)
-				if err != nil || drive["media"] == "cdrom" {
-					continue
-				}
-				old := drive["file"]
-				nv := strings.Replace(old, fmt.Sprintf("vm-%d-disk", vmid), fmt.Sprintf("base-%d-disk", vmid), 1)
-				if nv == old {
-					continue
-				}
-				storage, _, _ := strings.Cut(old, ":")
-				vols := s.volumes[s.contentKey(node, storage)]
-				if vol := vols[old]; vol != nil {
-					delete(vols, old)
-					vol.volid = nv
-					vols[nv] = vol
-				}
-				drive["file"] = nv
-				v.conf[slot] = s.printProp(slot, drive)
-				t.logf("%s: converted %s to base volume %s", slot, old, nv)
+			drive, err := s.parseProp(slot, val)
+			if err != nil || drive["media"] == "cdrom" {
+				continue
 			}
-			return nil
-		}}), nil
+			old := drive["file"]
+			nv := strings.Replace(old, fmt.Sprintf("vm-%d-disk", vmid), fmt.Sprintf("base-%d-disk", vmid), 1)
+			if nv == old {
+				continue
+			}
+			storage, _, _ := strings.Cut(old, ":")
+			vols := s.volumes[s.contentKey(node, storage)]
+			if vol := vols[old]; vol != nil {
+				delete(vols, old)
+				vol.volid = nv
+				vols[nv] = vol
+			}
+			drive["file"] = nv
+			v.conf[slot] = s.printProp(slot, drive)
+			t.logf("%s: converted %s to base volume %s", slot, old, nv)
+		}
+		return nil
+	})
 }
 
 func (s *Sim) postQemuClone(r *request) (any, error) {
@@ -1044,55 +1038,50 @@ func (s *Sim) putQemuResize(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	release, err := s.acquireLock(r.ctx, vmid)
-	if err != nil {
-		return nil, err
-	}
-	return s.startTask(taskSpec{node: node, typ: "resize", id: strconv.Itoa(vmid), user: r.authID, release: release,
-		run: func(ctx context.Context, t *task) error {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			val, ok := v.conf[disk]
-			if !ok {
-				return fmt.Errorf("disk '%s' does not exist", disk)
-			}
-			drive, err := s.parseProp(disk, val)
-			if err != nil {
-				return err
-			}
-			if drive["media"] == "cdrom" {
-				return fmt.Errorf("you can't resize a cdrom")
-			}
-			storage, _, _ := strings.Cut(drive["file"], ":")
-			vol := s.volumes[s.contentKey(node, storage)][drive["file"]]
-			size := parseSize(drive["size"])
-			if vol != nil {
-				size = vol.size
-			}
-			var newSize int64
-			if rest, ok := strings.CutPrefix(sizeArg, "+"); ok {
-				newSize = size + parseSize(rest)
-			} else {
-				newSize = parseSize(sizeArg)
-			}
-			if newSize < 0 {
-				return fmt.Errorf("invalid size '%s'", sizeArg)
-			}
-			if newSize < size {
-				return fmt.Errorf("shrinking disks is not supported")
-			}
-			if newSize == size {
-				t.logf("size unchanged")
-				return nil
-			}
-			if vol != nil {
-				vol.size = newSize
-			}
-			drive["size"] = formatSize(newSize)
-			v.conf[disk] = s.printProp(disk, drive)
-			t.logf("resized %s to %s", disk, drive["size"])
+	return s.vmTask(r, node, vmid, "resize", func(ctx context.Context, t *task) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		val, ok := v.conf[disk]
+		if !ok {
+			return fmt.Errorf("disk '%s' does not exist", disk)
+		}
+		drive, err := s.parseProp(disk, val)
+		if err != nil {
+			return err
+		}
+		if drive["media"] == "cdrom" {
+			return fmt.Errorf("you can't resize a cdrom")
+		}
+		storage, _, _ := strings.Cut(drive["file"], ":")
+		vol := s.volumes[s.contentKey(node, storage)][drive["file"]]
+		size := parseSize(drive["size"])
+		if vol != nil {
+			size = vol.size
+		}
+		var newSize int64
+		if rest, ok := strings.CutPrefix(sizeArg, "+"); ok {
+			newSize = size + parseSize(rest)
+		} else {
+			newSize = parseSize(sizeArg)
+		}
+		if newSize < 0 {
+			return fmt.Errorf("invalid size '%s'", sizeArg)
+		}
+		if newSize < size {
+			return fmt.Errorf("shrinking disks is not supported")
+		}
+		if newSize == size {
+			t.logf("size unchanged")
 			return nil
-		}}), nil
+		}
+		if vol != nil {
+			vol.size = newSize
+		}
+		drive["size"] = formatSize(newSize)
+		v.conf[disk] = s.printProp(disk, drive)
+		t.logf("resized %s to %s", disk, drive["size"])
+		return nil
+	})
 }
 
 func (s *Sim) postQemuMoveDisk(r *request) (any, error) {
@@ -1142,49 +1131,44 @@ func (s *Sim) postQemuMoveDisk(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	release, err := s.acquireLock(r.ctx, vmid)
-	if err != nil {
-		return nil, err
-	}
-	return s.startTask(taskSpec{node: node, typ: "qmmove", id: strconv.Itoa(vmid), user: r.authID, release: release,
-		run: func(ctx context.Context, t *task) error {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			old := drive["file"]
-			srcStorage, _, _ := strings.Cut(old, ":")
-			vol := s.volumes[s.contentKey(node, srcStorage)][old]
-			size := parseSize(drive["size"])
-			if vol != nil {
-				size = vol.size
-			}
-			format := ""
-			if fileBased(st.Type) {
-				format = r.str("format")
-			}
-			volid, f := s.nextDiskNameLocked(node, storage, vmid, format)
-			s.putVolume(node, storage, volid, size)
-			nd := maps.Clone(drive)
-			nd["file"] = volid
-			if fileBased(st.Type) {
-				nd["format"] = f
-			} else {
-				delete(nd, "format")
-			}
-			v.conf[disk] = s.printProp(disk, nd)
-			t.logf("moving disk '%s' to '%s'", old, volid)
-			if r.bool("delete") {
-				delete(s.volumes[s.contentKey(node, srcStorage)], old)
-			} else {
-				for i := 0; ; i++ {
-					key := fmt.Sprintf("unused%d", i)
-					if _, used := v.conf[key]; !used {
-						v.conf[key] = old
-						break
-					}
+	return s.vmTask(r, node, vmid, "qmmove", func(ctx context.Context, t *task) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		old := drive["file"]
+		srcStorage, _, _ := strings.Cut(old, ":")
+		vol := s.volumes[s.contentKey(node, srcStorage)][old]
+		size := parseSize(drive["size"])
+		if vol != nil {
+			size = vol.size
+		}
+		format := ""
+		if fileBased(st.Type) {
+			format = r.str("format")
+		}
+		volid, f := s.nextDiskNameLocked(node, storage, vmid, format)
+		s.putVolume(node, storage, volid, size)
+		nd := maps.Clone(drive)
+		nd["file"] = volid
+		if fileBased(st.Type) {
+			nd["format"] = f
+		} else {
+			delete(nd, "format")
+		}
+		v.conf[disk] = s.printProp(disk, nd)
+		t.logf("moving disk '%s' to '%s'", old, volid)
+		if r.bool("delete") {
+			delete(s.volumes[s.contentKey(node, srcStorage)], old)
+		} else {
+			for i := 0; ; i++ {
+				key := fmt.Sprintf("unused%d", i)
+				if _, used := v.conf[key]; !used {
+					v.conf[key] = old
+					break
 				}
 			}
-			return nil
-		}}), nil
+		}
+		return nil
+	})
 }
 
 func (s *Sim) getQemuStatus(r *request) (any, error) {
@@ -1231,22 +1215,17 @@ func (s *Sim) powerOp(r *request, typ string, work func(ctx context.Context, v *
 	if r.bool("skiplock") && (r.userID != "root@pam" || strings.Contains(r.authID, "!")) {
 		return nil, paramErr1("skiplock", "Only root may use this option.")
 	}
-	release, err := s.acquireLock(r.ctx, vmid)
-	if err != nil {
-		return nil, err
-	}
-	return s.startTask(taskSpec{node: node, typ: typ, id: strconv.Itoa(vmid), user: r.authID, release: release,
-		run: func(ctx context.Context, t *task) error {
-			if !r.bool("skiplock") {
-				s.mu.Lock()
-				err := checkConfLock(v)
-				s.mu.Unlock()
-				if err != nil {
-					return err
-				}
+	return s.vmTask(r, node, vmid, typ, func(ctx context.Context, t *task) error {
+		if !r.bool("skiplock") {
+			s.mu.Lock()
+			err := checkConfLock(v)
+			s.mu.Unlock()
+			if err != nil {
+				return err
 			}
-			return work(ctx, v, t)
-		}}), nil
+		}
+		return work(ctx, v, t)
+	})
 }
 
 // startVM marks a VM running after the OnStart hook agreed.
@@ -1408,41 +1387,47 @@ func (s *Sim) deleteQemu(r *request) (any, error) {
 	if _, err := early(); err != nil {
 		return nil, err
 	}
+	return s.vmTask(r, node, vmid, "qmdestroy", func(ctx context.Context, t *task) error {
+		v, err := early()
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !r.bool("skiplock") {
+			if err := checkConfLock(v); err != nil {
+				return err
+			}
+		}
+		if v.conf["template"] == "1" {
+			for _, other := range s.vms {
+				for k, val := range other.conf {
+					if isDiskSlot(k) && other != v && strings.Contains(propFile(val), fmt.Sprintf("base-%d-disk", vmid)) {
+						return fmt.Errorf("base volume '%s' is still in use by linked clone %d", propFile(val), other.vmid)
+					}
+				}
+			}
+		}
+		for key, vols := range s.volumes {
+			for id, vol := range vols {
+				if vol.vmid == vmid && (strings.HasPrefix(key, v.node+"/") || !strings.Contains(key, "/")) {
+					delete(vols, id)
+					t.logf("Removing image: %s", id)
+				}
+			}
+		}
+		delete(s.vms, vmid)
+		return nil
+	})
+}
+
+// vmTask takes the VM's lock (waiting as PVE does, then failing with its
+// "can't lock file" message) and starts a task of typ on node that holds the
+// lock until run returns.
+func (s *Sim) vmTask(r *request, node string, vmid int, typ string, run func(ctx context.Context, t *task) error) (any, error) {
 	release, err := s.acquireLock(r.ctx, vmid)
 	if err != nil {
 		return nil, err
 	}
-	return s.startTask(taskSpec{node: node, typ: "qmdestroy", id: strconv.Itoa(vmid), user: r.authID, release: release,
-		run: func(ctx context.Context, t *task) error {
-			v, err := early()
-			if err != nil {
-				return err
-			}
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if !r.bool("skiplock") {
-				if err := checkConfLock(v); err != nil {
-					return err
-				}
-			}
-			if v.conf["template"] == "1" {
-				for _, other := range s.vms {
-					for k, val := range other.conf {
-						if isDiskSlot(k) && other != v && strings.Contains(propFile(val), fmt.Sprintf("base-%d-disk", vmid)) {
-							return fmt.Errorf("base volume '%s' is still in use by linked clone %d", propFile(val), other.vmid)
-						}
-					}
-				}
-			}
-			for key, vols := range s.volumes {
-				for id, vol := range vols {
-					if vol.vmid == vmid && (strings.HasPrefix(key, v.node+"/") || !strings.Contains(key, "/")) {
-						delete(vols, id)
-						t.logf("Removing image: %s", id)
-					}
-				}
-			}
-			delete(s.vms, vmid)
-			return nil
-		}}), nil
+	return s.startTask(taskSpec{node: node, typ: typ, id: strconv.Itoa(vmid), user: r.authID, release: release, run: run}), nil
 }
