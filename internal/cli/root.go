@@ -152,6 +152,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.inventoryCommand(),
 		a.renderCommand(),
 		a.planCommand(),
+		a.applyCommand(),
 		a.swarmCommand(),
 		a.verifyCommand(),
 		a.labCommand(),

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/fhlab/provision/internal/stages"
+)
+
+func (a *app) applyCommand() *cobra.Command {
+	var only []string
+	var yes, force bool
+	var outDir string
+	cmd := &cobra.Command{
+		Use:   "apply -i FILE",
+		Short: "Run the runbook: every stage in order, each changing only what differs",
+		Long: `Run every stage of the runbook in order, stopping at the first that fails:
+
+  validate → render → vms → pi-image → pi-boot → discover → swarm
+
+Each stage reads what is there first and changes only what differs, so a
+re-run after a failure or on a finished lab is safe. Stages that do not
+apply to this inventory are skipped with the reason; stages that are not
+built yet stop the run and say so. The state file is saved after every
+stage.
+
+Run 'provision plan' first to see what every stage would change. The vms
+stage shows Terraform's plan per VM and asks before applying it (--yes
+answers for you; without a terminal and without --yes it changes nothing);
+the swarm stage leaves nodes of another swarm alone unless --force-swarm.`,
+		Example: "  provision plan -i inventory/example.yaml\n" +
+			"  provision apply -i inventory/example.yaml\n" +
+			"  provision apply -i lab.yaml --only validate,render,vms --yes",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, d, err := a.session(outDir)
+			if err != nil {
+				return err
+			}
+			defer d.SSH.Close()
+			d.Terraform = a.terraformSettings(yes)
+			d.ForceSwarm = force
+			p, err := stages.Apply(d).Select(only)
+			if err != nil {
+				return exitError{2, err}
+			}
+			return p.Run(cmd.Context(), env)
+		},
+	}
+	cmd.Flags().StringSliceVar(&only, "only", nil, "run only these stages (comma-separated), in runbook order")
+	cmd.Flags().BoolVar(&yes, "yes", false, "apply the VM plan shown without asking")
+	cmd.Flags().BoolVar(&force, "force-swarm", false, "make nodes that are in another swarm leave it and join this one")
+	cmd.Flags().StringVarP(&outDir, "output-dir", "o", "", "where seeds are rendered (default <state-dir>/cloud-init)")
+	return cmd
+}

@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestApply runs the runbook's first stages on the emulated lab's inventory
+// (no lab needed: validate and render touch nothing remote): the seeds are
+// written, a re-run changes nothing, a stage that is not built stops the run
+// with exit 1, and an unknown stage is a usage error.
+func TestApply(t *testing.T) {
+	state := t.TempDir()
+	args := []string{"apply", "-i", "../../inventory/local.yaml", "--state-dir", state}
+	tests := []struct {
+		name    string
+		only    string
+		code    int
+		wantErr string // in stderr
+	}{
+		{"first run writes the seeds", "validate,render", 0, "15 written, 0 unchanged"},
+		{"re-run changes nothing", "validate,render", 0, "0 written, 15 unchanged"},
+		{"a stage not built yet stops the run", "validate,pi-image", 1, "pi-image: not built yet"},
+		{"unknown stage", "nope", 2, `no stage named "nope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errs := run(t, append(args, "--only", tt.only)...)
+			if code != tt.code || !strings.Contains(errs, tt.wantErr) {
+				t.Errorf("apply --only %s: exit %d, want %d with %q in:\n%s", tt.only, code, tt.code, tt.wantErr, errs)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(state, "cloud-init", "pi-p1-01", "user-data")); err != nil {
+		t.Errorf("no seed written: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(state, "state.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file: %v, mode %v; want 0600", err, fi)
+	}
+}
