@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -332,7 +333,7 @@ func (c *Client) GuestConfig(ctx context.Context, node, kind string, vmid int) (
 }
 
 // Keys returns the config's keys, sorted.
-func (cfg VMConfig) Keys() []string { return sortedKeys(cfg) }
+func (cfg VMConfig) Keys() []string { return slices.Sorted(maps.Keys(cfg)) }
 
 // CreateVM creates a VM on node (POST /nodes/{node}/qemu) and returns the
 // task's UPID. params holds vmid, name and the hardware options.
@@ -402,13 +403,4 @@ func (c *Client) RunTask(ctx context.Context, upid string, err error, timeout ti
 		return err
 	}
 	return c.WaitTask(ctx, upid, timeout)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

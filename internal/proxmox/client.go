@@ -18,10 +18,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -397,7 +399,7 @@ func (e *APIError) Error() string {
 	}
 	if len(e.Errors) > 0 {
 		b.WriteString(" (")
-		for i, k := range sortedKeys(e.Errors) {
+		for i, k := range slices.Sorted(maps.Keys(e.Errors)) {
 			if i > 0 {
 				b.WriteString("; ")
 			}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -434,14 +433,4 @@ func unescapePVE(s string) string {
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// sortedParamNames lists parameter names for stable iteration.
-func sortedParamNames(ps params) []string {
-	names := make([]string, 0, len(ps))
-	for k := range ps {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }

@@ -2,8 +2,10 @@ package pvesim
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -326,7 +328,7 @@ func (c *checker) parsePropertyString(format map[string]*propSchema, data, path 
 			if defaultKey != "" {
 				return nil, "duplicate key in comma-separated list property: " + defaultKey + "\n"
 			}
-			for _, key := range sortedKeys(format) {
+			for _, key := range slices.Sorted(maps.Keys(format)) {
 				if format[key].DefaultKey {
 					defaultKey = key
 					if res[key] != "" {
@@ -344,7 +346,7 @@ func (c *checker) parsePropertyString(format map[string]*propSchema, data, path 
 		return nil, "missing key in comma-separated list property\n"
 	}
 	errs := map[string]string{}
-	for _, k := range sortedKeys(format) {
+	for _, k := range slices.Sorted(maps.Keys(format)) {
 		p := format[k]
 		sub := k
 		if path != "" {
@@ -359,7 +361,7 @@ func (c *checker) parsePropertyString(format map[string]*propSchema, data, path 
 		}
 		c.checkProp(errs, sub, p, scalar(v))
 	}
-	for _, k := range sortedKeys(res) {
+	for _, k := range slices.Sorted(maps.Keys(res)) {
 		if format[k] == nil {
 			sub := k
 			if path != "" {
@@ -370,21 +372,12 @@ func (c *checker) parsePropertyString(format map[string]*propSchema, data, path 
 	}
 	if len(errs) > 0 {
 		msg := "format error\n"
-		for _, k := range sortedKeys(errs) {
+		for _, k := range slices.Sorted(maps.Keys(errs)) {
 			msg += k + ": " + errs[k] + "\n"
 		}
 		return nil, msg
 	}
 	return res, ""
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 var (

@@ -52,7 +52,7 @@ func (s *Sim) printProp(key string, data map[string]string) string {
 	f := s.qemuFormat(key)
 	var parts []string
 	skip := map[string]bool{}
-	for _, k := range sortedKeys(f) {
+	for _, k := range slices.Sorted(maps.Keys(f)) {
 		if !f[k].DefaultKey {
 			continue
 		}
@@ -69,7 +69,7 @@ func (s *Sim) printProp(key string, data map[string]string) string {
 		}
 		break
 	}
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		if !skip[k] {
 			parts = append(parts, k+"="+data[k])
 		}
@@ -383,7 +383,7 @@ func (s *Sim) postQemuCreate(r *request) (any, error) {
 	conf := map[string]string{}
 	var disks []*diskRequest
 	template := r.bool("template")
-	for _, k := range sortedParamNames(r.p) {
+	for _, k := range slices.Sorted(maps.Keys(r.p)) {
 		v, ok := r.p.get(k)
 		if nonConfigParams[k] || !ok {
 			continue
@@ -736,7 +736,7 @@ func (s *Sim) configView(v *simVM, current bool) map[string]string {
 
 func configDigest(conf map[string]string) string {
 	h := sha1.New()
-	for _, k := range sortedKeys(conf) {
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
 		fmt.Fprintf(h, "%s: %s\n", k, conf[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -774,7 +774,7 @@ func (s *Sim) getQemuPending(r *request) (any, error) {
 		keys[k] = true
 	}
 	out := []map[string]any{}
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		e := map[string]any{"key": k}
 		if val, ok := v.conf[k]; ok {
 			e["value"] = s.typedValue(k, val)
@@ -884,14 +884,14 @@ func (s *Sim) updateConfig(r *request, t *task) error {
 		}
 	}
 	sets := map[string]string{}
-	for _, k := range sortedParamNames(r.p) {
+	for _, k := range slices.Sorted(maps.Keys(r.p)) {
 		val, ok := r.p.get(k)
 		if nonConfigParams[k] || !ok {
 			continue
 		}
 		sets[k] = val
 	}
-	for _, k := range slices.Concat(del, sortedKeys(sets)) {
+	for _, k := range slices.Concat(del, slices.Sorted(maps.Keys(sets))) {
 		if err := s.requirePrivUnlocked(r, fmt.Sprintf("/vms/%d", vmid), configPriv(k, sets[k]+v.conf[k])); err != nil {
 			return err
 		}
@@ -945,7 +945,7 @@ func (s *Sim) updateConfig(r *request, t *task) error {
 	}
 	// Sets.
 	var vols []allocated
-	for _, k := range sortedKeys(sets) {
+	for _, k := range slices.Sorted(maps.Keys(sets)) {
 		val := sets[k]
 		if d := plans[k]; d != nil {
 			if old, ok := v.conf[k]; ok {
