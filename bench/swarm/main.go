@@ -72,9 +72,7 @@ func run(tb *benchTB, racks, perRack int, verbose bool, concurrency int, withAnc
 	// emulated lab; the inventory turns the ingress network off (as a lab
 	// that publishes ports in host mode would) and the anchor removes it
 	// too, right after init, so both form the same swarm. -ingress keeps it.
-	if withIngress {
-		f.Swarm = "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3}"
-	} else {
+	if !withIngress {
 		f.Swarm = "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3, ingress: {enabled: false}}"
 	}
 	var rackYAML []string

@@ -25,7 +25,8 @@ const ingressName = "ingress"
 // the load balancer, and the embedded DNS's rules), so removing or
 // replacing it later costs every node that work twice. It changes nothing
 // when the network already matches. Docker refuses to remove an ingress
-// network that services publish ports on; that error is returned as is.
+// network that services publish ports on; that error is returned with
+// what to do about it.
 func (f *former) ensureIngress(ctx context.Context) error {
 	want := f.opts.Ingress
 	eng := f.leader.Engine
