@@ -70,6 +70,13 @@ func newSimLab(t *testing.T, yaml string) *simLab {
 	if err := pvetest.Cluster(sim, inv, tokenID, secret(), pvetest.Seed{Templates: true}); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
+	return serveSim(t, sim, inv)
+}
+
+// serveSim serves a seeded simulator over HTTPS on loopback and connects a
+// client with the lab token.
+func serveSim(t *testing.T, sim *pvesim.Sim, inv *inventory.Inventory) *simLab {
+	t.Helper()
 	srv, err := pvetest.Serve(context.Background(), sim)
 	if err != nil {
 		t.Fatal(err)
@@ -450,16 +457,7 @@ func TestSimulatorSeedPasses(t *testing.T) {
 	if err := pvesim.SeedFromInventory(sim, inv, tokenID, secret()); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := pvetest.Serve(context.Background(), sim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	c, err := proxmox.New(proxmox.Config{BaseURL: srv.URL, TokenID: tokenID, TokenSecret: secret(), CAFile: srv.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := serveSim(t, sim, inv).c
 	rep := run(t, c, inv)
 	if rep.Failed() != 0 || rep.Warnings() != 0 {
 		var b bytes.Buffer
@@ -521,16 +519,7 @@ func TestOldPVEWarns(t *testing.T) {
 	if err := pvetest.Cluster(sim, inv, tokenID, secret(), pvetest.Seed{Templates: true}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := pvetest.Serve(context.Background(), sim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	c, err := proxmox.New(proxmox.Config{BaseURL: srv.URL, TokenID: tokenID, TokenSecret: secret(), CAFile: srv.CAFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := serveSim(t, sim, inv).c
 	rep := run(t, c, inv)
 	r := one(t, rep, "api", c.Host())
 	if !r.OK || !r.Warning || !strings.Contains(r.Message, "Proxmox VE 8.2.4") || !strings.Contains(r.Message, "older than 8.3") || !strings.Contains(r.Fix, "upgrade") {
