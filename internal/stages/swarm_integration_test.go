@@ -162,7 +162,7 @@ func TestIntegrationSwarmFault(t *testing.T) {
 	status := &lockedBuffer{}
 	status.on = func(line string) {
 		// The progress line comes before the first worker joins.
-		if !stopped && strings.Contains(line, "joining workers") {
+		if !stopped && regexp.MustCompile(`joining (\d+ )?workers`).MatchString(line) {
 			stopped = true
 			f.StopDockerd(t, "vm-2")
 		}
@@ -235,7 +235,7 @@ func TestIntegrationSwarmSlowNode(t *testing.T) {
 		err error
 	}{out, runErr}
 	if !joined {
-		t.Fatalf("the other nodes were not Ready in the swarm before vm-2 was reachable (run: %v)\n%s", r.err, status)
+		t.Errorf("the other nodes were not Ready in the swarm before vm-2 was reachable (run: %v)\n%s", r.err, status)
 	}
 	if r.err != nil {
 		t.Fatalf("provision swarm with vm-2 late: %v\n%s%s", r.err, status, r.out)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"regexp"
 	"slices"
@@ -432,4 +434,41 @@ func TestFormSlowNodesHoldUpNoOther(t *testing.T) {
 			t.Errorf("mgr-3 was not joined late:\n%s", strings.Join(r.progress, "\n"))
 		}
 	})
+}
+
+// TestFormLogsOnlyAtDebug: the per-node records ("updating node", "join
+// request answered") are Debug; progress is on the Progress lines, so the
+// terminal at the default level shows no log record.
+func TestFormLogsOnlyAtDebug(t *testing.T) {
+	l := newFakeLab(t, 3, 4)
+	var info, debug strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &info}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	dlog := slog.New(slog.NewTextHandler(lockedWriter{&mu, &debug}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if r := l.form(t, swarm.Options{Log: log}); r.err != nil {
+		t.Fatalf("Form: %v", r.err)
+	}
+	l.w.SetLabels("wrk-1", nil)
+	if r := l.form(t, swarm.Options{Log: dlog}); r.err != nil {
+		t.Fatalf("Form: %v", r.err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if info.Len() > 0 {
+		t.Errorf("records at Info or above:\n%s", info.String())
+	}
+	if !strings.Contains(debug.String(), `msg="updating node" node=wrk-1`) {
+		t.Errorf("no debug record of the update:\n%s", debug.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
