@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhlab/provision/internal/stages"
-	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/ui"
 	"github.com/fhlab/provision/internal/vms"
 )
 
@@ -15,8 +15,8 @@ func (a *app) terraformSettings(yes bool) stages.Terraform {
 		Path:    a.settings.Terraform,
 		Mirror:  a.settings.TFMirror,
 		KeyPath: a.settings.SSHKey,
-		Prompt: terraform.Prompt{
-			In: a.streams.In, Out: a.streams.Err, TTY: terraform.IsTerminal(a.streams.In), Yes: yes,
+		Prompt: ui.Prompt{
+			In: a.streams.In, Out: a.streams.Err, TTY: ui.IsTerminal(a.streams.In), Yes: yes,
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/fhlab/provision/internal/remote"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/ui"
 	"github.com/fhlab/provision/internal/vms"
 )
 
@@ -20,7 +21,7 @@ type Terraform struct {
 	Path       string // the `terraform` setting; "" searches PATH
 	Mirror     string // provider mirror directory (the `terraform-mirror` setting)
 	Install    bool   // --install-terraform: download terraform when none is found
-	Prompt     terraform.Prompt
+	Prompt     ui.Prompt
 	NoSnippets bool   // snippets are placed by other means (shared storage)
 	KeyPath    string // SSH key for the Proxmox hosts; default the inventory's
 	Settings   vms.Settings

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/ui"
 )
 
 // requireTerraform returns the terraform binary, skipping the test when
@@ -310,35 +311,6 @@ func TestCancelInterruptsTerraform(t *testing.T) {
 	}
 }
 
-func TestConfirm(t *testing.T) {
-	cases := []struct {
-		name  string
-		p     terraform.Prompt
-		input string
-		want  error
-	}{
-		{"yes flag", terraform.Prompt{Yes: true}, "", nil},
-		{"no tty, no --yes", terraform.Prompt{TTY: false}, "y\n", terraform.ErrNeedYes},
-		{"tty y", terraform.Prompt{TTY: true}, "y\n", nil},
-		{"tty YES", terraform.Prompt{TTY: true}, " YES \n", nil},
-		{"tty empty", terraform.Prompt{TTY: true}, "\n", terraform.ErrDeclined},
-		{"tty no", terraform.Prompt{TTY: true}, "no\n", terraform.ErrDeclined},
-		{"tty eof", terraform.Prompt{TTY: true}, "", terraform.ErrDeclined},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var out bytes.Buffer
-			c.p.In, c.p.Out = strings.NewReader(c.input), &out
-			if err := c.p.Confirm(t.Context(), "Apply?"); !errors.Is(err, c.want) {
-				t.Errorf("Confirm = %v, want %v", err, c.want)
-			}
-			if c.p.TTY && !c.p.Yes && out.String() != "Apply? [y/N]: " {
-				t.Errorf("asked %q", out.String())
-			}
-		})
-	}
-}
-
 func TestRefusalChangesNothing(t *testing.T) {
 	r, dir, _ := fixture(t, nil)
 	ctx := t.Context()
@@ -350,8 +322,8 @@ func TestRefusalChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = terraform.ApplyConfirmed(ctx, r, p, terraform.Prompt{In: strings.NewReader("y\n")}, "Apply?")
-	if !errors.Is(err, terraform.ErrNeedYes) {
+	err = terraform.ApplyConfirmed(ctx, r, p, ui.Prompt{In: strings.NewReader("y\n")}, "Apply?")
+	if !errors.Is(err, ui.ErrNeedYes) {
 		t.Fatalf("ApplyConfirmed without a terminal and --yes = %v, want ErrNeedYes", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "terraform.tfstate")); !errors.Is(err, fs.ErrNotExist) {
