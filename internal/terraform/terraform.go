@@ -38,6 +38,8 @@ const CLIConfigName = "provision.tfrc"
 // Config says where and how terraform runs.
 type Config struct {
 	// Dir is the root module's directory; state and plan files live here.
+	// A relative Dir (or Mirror) is taken from the current directory and
+	// made absolute by New.
 	Dir string
 	// ExecPath is the terraform binary (see Find).
 	ExecPath string
@@ -80,6 +82,25 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.ExecPath == "" {
 		return nil, errors.New("terraform: no terraform binary (see Find)")
+	}
+	// Terraform runs inside Dir: every path it is handed (the CLI
+	// configuration, the saved plan, terraform itself for exec) must be
+	// absolute, or it would be read relative to Dir instead of to where
+	// provision was started.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("terraform working directory %s: %w", cfg.Dir, err)
+	}
+	cfg.Dir = dir
+	if cfg.ExecPath, err = filepath.Abs(cfg.ExecPath); err != nil {
+		return nil, fmt.Errorf("terraform binary: %w", err)
+	}
+	if cfg.Mirror != "" {
+		mirror, err := filepath.Abs(cfg.Mirror)
+		if err != nil {
+			return nil, fmt.Errorf("terraform provider mirror %s: %w", cfg.Mirror, err)
+		}
+		cfg.Mirror = mirror
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -133,6 +154,18 @@ func (r *Runner) environment() (map[string]string, error) {
 	}
 	for k, v := range r.cfg.Env {
 		env[k] = v
+	}
+	// Paths in the environment (the CLI configuration, the plugin cache,
+	// the CA file the provider trusts) are meant from provision's working
+	// directory; terraform would read them from Dir.
+	for _, k := range []string{"TF_CLI_CONFIG_FILE", "TF_PLUGIN_CACHE_DIR", "SSL_CERT_FILE"} {
+		if v := env[k]; v != "" && !filepath.IsAbs(v) {
+			abs, err := filepath.Abs(v)
+			if err != nil {
+				return nil, fmt.Errorf("terraform environment: %s=%s: %w", k, v, err)
+			}
+			env[k] = abs
+		}
 	}
 	if f, ok := env["TF_CLI_CONFIG_FILE"]; ok {
 		if _, err := os.Stat(f); err != nil {

@@ -390,6 +390,87 @@ provider_installation {
 	}
 }
 
+// With a relative working directory and mirror (the default state dir is
+// .provision/<lab>) every path terraform is handed must still work from
+// terraform's own working directory: the CLI configuration (else the mirror
+// is silently ignored and terraform goes to the registry) and the saved plan.
+func TestRelativeDirUnderMirror(t *testing.T) {
+	exe := requireTerraform(t)
+	module, err := os.ReadFile("testdata/module/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	for _, d := range []string{"mirror", "state/empty", "state/terraform"} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	absMirror, err := filepath.Abs("mirror")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A provider only the mirror could hold: the (empty) mirror is where
+	// terraform looked, and it could open the CLI configuration.
+	mod := "terraform {\n  required_providers {\n    proxmox = { source = \"telmate/proxmox\", version = \"3.0.2-rc07\" }\n  }\n}\n"
+	if err := os.WriteFile("state/empty/versions.tf", []byte(mod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r, err := terraform.New(terraform.Config{Dir: "state/empty", ExecPath: exe, Mirror: "mirror", Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Init(t.Context())
+	if err == nil {
+		t.Fatal("init with an empty mirror succeeded")
+	}
+	for _, s := range []string{"not found in any of the search locations", absMirror} {
+		if !strings.Contains(strings.Join(strings.Fields(err.Error()), " "), s) {
+			t.Errorf("init error lacks %q (terraform did not use the mirror):\n%v", s, err)
+		}
+	}
+	if s := "Unable to open CLI configuration file"; strings.Contains(err.Error()+logs.String(), s) {
+		t.Errorf("terraform could not open the CLI configuration:\n%v\n%s", err, logs.String())
+	}
+
+	// The whole cycle in a relative directory: init, plan, apply of the
+	// saved plan; terraform finds the CLI configuration from its working
+	// directory.
+	if err := os.WriteFile("state/terraform/main.tf", module, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, "state/terraform", map[string]any{"items": map[string]item{"a": {"a1", "t"}}, "show_cli_config": true})
+	logs = &logBuffer{}
+	log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r, err = terraform.New(terraform.Config{Dir: "state/terraform", ExecPath: exe, Mirror: "mirror", Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Plan(t.Context(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(p.File) {
+		t.Errorf("plan file %q is not absolute", p.File)
+	}
+	if err := r.Apply(t.Context(), p); err != nil {
+		t.Fatalf("apply of the saved plan in a relative directory: %v", err)
+	}
+	want := "cli-config=" + filepath.Join(filepath.Dir(absMirror), "state", "terraform", terraform.CLIConfigName) + " exists=yes"
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("terraform's local-exec did not report %q:\n%s", want, logs.String())
+	}
+	if s := "Unable to open CLI configuration file"; strings.Contains(logs.String(), s) {
+		t.Errorf("terraform could not open the CLI configuration:\n%s", logs.String())
+	}
+}
+
 func TestFind(t *testing.T) {
 	if _, err := terraform.Find(t.Context(), terraform.FindOptions{Path: filepath.Join(t.TempDir(), "terraform")}); err == nil ||
 		!strings.Contains(err.Error(), "the configured binary") {

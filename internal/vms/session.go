@@ -57,7 +57,11 @@ func Prepare(ctx context.Context, inv *inventory.Inventory, r *render.Renderer, 
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(o.StateDir, ModuleDir)
+	// Absolute: terraform runs inside dir and gets paths under it.
+	dir, err := filepath.Abs(filepath.Join(o.StateDir, ModuleDir))
+	if err != nil {
+		return nil, fmt.Errorf("vms: state directory %s: %w", o.StateDir, err)
+	}
 	if _, err := Materialise(dir, tfmodule.FS, d); err != nil {
 		return nil, err
 	}

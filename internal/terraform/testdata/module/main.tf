@@ -51,3 +51,18 @@ output "env_seen" {
   value     = "fixed"
   sensitive = true
 }
+
+variable "show_cli_config" {
+  type    = bool
+  default = false
+}
+
+# Reports, from terraform's own working directory, which CLI configuration
+# file terraform was given and whether it can be opened from there.
+resource "terraform_data" "cli_config" {
+  count = var.show_cli_config ? 1 : 0
+
+  provisioner "local-exec" {
+    command = "if test -f \"$TF_CLI_CONFIG_FILE\"; then e=yes; else e=no; fi; echo \"cli-config=$TF_CLI_CONFIG_FILE exists=$e\""
+  }
+}
