@@ -67,6 +67,11 @@ func (s VMs) Plan(ctx context.Context, env *pipeline.Env) (pipeline.Plan, error)
 	for _, c := range vms.Changes(sess.Data, p) {
 		out.Changes = append(out.Changes, pipeline.Change{Node: c.VM, Action: pipeline.Action(c.Action), Detail: c.Detail})
 	}
+	if !s.TF.NoSnippets {
+		if _, err := s.dialer(env); err != nil {
+			out.Notes = append(out.Notes, "the apply will stop before terraform: "+err.Error())
+		}
+	}
 	return out, nil
 }
 
@@ -96,13 +101,22 @@ func (s VMs) Run(ctx context.Context, env *pipeline.Env) error {
 // Apply is Run; with destroy it shows and applies a destroy plan instead
 // (no snippets are uploaded).
 func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
+	var dial vms.Dialer
+	if !destroy && !s.TF.NoSnippets {
+		// The key is checked before terraform plans: a plan that cannot
+		// be applied for want of a key is time lost.
+		var err error
+		if dial, err = s.dialer(env); err != nil {
+			return fmt.Errorf("%w; nothing was planned or changed", err)
+		}
+	}
 	sess, p, err := s.showPlan(ctx, env, destroy)
 	if err != nil {
 		return err
 	}
 	if p.Empty() {
 		if !destroy {
-			if err := s.upload(ctx, env, sess.Data); err != nil {
+			if err := s.upload(ctx, env, sess.Data, dial); err != nil {
 				return err
 			}
 		}
@@ -116,7 +130,7 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 		return err
 	}
 	if !destroy {
-		if err := s.upload(ctx, env, sess.Data); err != nil {
+		if err := s.upload(ctx, env, sess.Data, dial); err != nil {
 			return err
 		}
 	}
@@ -149,24 +163,29 @@ func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool) (*vm
 	return sess, p, nil
 }
 
-func (s VMs) upload(ctx context.Context, env *pipeline.Env, d *vms.Data) error {
+// dialer loads the SSH key for the Proxmox hosts (--ssh-key, else the
+// inventory's ssh.privateKeyFile) and returns how to reach them.
+func (s VMs) dialer(env *pipeline.Env) (vms.Dialer, error) {
+	inv := env.Inventory
+	keyPath, from := s.TF.KeyPath, "--ssh-key"
+	if keyPath == "" {
+		keyPath, from = inv.PrivateKeyPath(), "the inventory's ssh.privateKeyFile"
+	}
+	signer, err := remote.LoadSigner(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("snippets: the SSH key for the Proxmox hosts (%s): %w — name a readable key with --ssh-key FILE (or ssh-key in provision.yaml), or pass --no-snippets when the snippets are on shared storage already", from, err)
+	}
+	return vms.SSHDialer(inv.Lab.Proxmox.SSHUser, remote.DefaultPort, remote.Config{
+		Signer: signer, KnownHosts: remote.NewKnownHosts(filepath.Join(env.StateDir, "known_hosts")),
+		Logger: env.Log,
+	}), nil
+}
+
+func (s VMs) upload(ctx context.Context, env *pipeline.Env, d *vms.Data, dial vms.Dialer) error {
 	if s.TF.NoSnippets {
 		env.Status.Progress("snippets: not uploaded (--no-snippets)")
 		return nil
 	}
-	inv := env.Inventory
-	keyPath := s.TF.KeyPath
-	if keyPath == "" {
-		keyPath = inv.PrivateKeyPath()
-	}
-	signer, err := remote.LoadSigner(keyPath)
-	if err != nil {
-		return fmt.Errorf("snippets: ssh key for the Proxmox hosts: %w", err)
-	}
-	dial := vms.SSHDialer(inv.Lab.Proxmox.SSHUser, remote.DefaultPort, remote.Config{
-		Signer: signer, KnownHosts: remote.NewKnownHosts(filepath.Join(env.StateDir, "known_hosts")),
-		Logger: env.Log,
-	})
 	rep, err := vms.UploadSnippets(ctx, d, dial, env.Concurrency, env.Log)
 	env.Status.Progress("snippets: %d written, %d unchanged, on %d Proxmox hosts", rep.Written, rep.Unchanged, rep.Hosts)
 	if err != nil {
