@@ -3,9 +3,10 @@
 // an offline provider mirror, and runs init, plan to a file, apply of exactly
 // that plan, destroy (a destroy plan, shown and then applied) and output.
 //
-// Terraform's output is streamed to the logger line by line. Cancelling the
-// context sends SIGINT to terraform, which stops gracefully and releases its
-// state lock; it is killed only if it has not exited after WaitDelay.
+// Terraform's output is streamed to the logger line by line, as debug
+// records. Cancelling the context sends SIGINT to terraform, which stops
+// gracefully and releases its state lock; it is killed only if it has not
+// exited after WaitDelay.
 //
 // Credentials reach terraform only through its environment (Config.Env),
 // never through files; values listed in Config.Secrets are masked in every
@@ -62,7 +63,8 @@ type Config struct {
 	// WaitDelay is how long terraform gets after SIGINT; 0 means
 	// DefaultWaitDelay.
 	WaitDelay time.Duration
-	// Log receives terraform's output, one record per line; nil discards.
+	// Log receives terraform's output, one debug record per line; nil
+	// discards.
 	Log *slog.Logger
 }
 
@@ -126,9 +128,10 @@ func New(cfg Config) (*Runner, error) {
 	if err := tf.SetWaitDelay(cfg.WaitDelay); err != nil {
 		return nil, fmt.Errorf("terraform: %w", err)
 	}
-	r.stdout = &lineLogger{log: cfg.Log, level: slog.LevelInfo, mask: r.mask}
-	// Terraform writes errors to stderr, and they reach the caller in the
-	// returned error: logged at debug level only, not twice.
+	// Terraform's output is detail for the log file: the caller prints
+	// what was planned and applied itself. Errors (stderr) also reach the
+	// caller in the returned error.
+	r.stdout = &lineLogger{log: cfg.Log, level: slog.LevelDebug, mask: r.mask}
 	r.stderr = &lineLogger{log: cfg.Log, level: slog.LevelDebug, mask: r.mask}
 	tf.SetStdout(r.stdout)
 	tf.SetStderr(r.stderr)

@@ -80,7 +80,7 @@ func fixture(t *testing.T, env map[string]string, secrets ...string) (*terraform
 	logs := &logBuffer{}
 	r, err := terraform.New(terraform.Config{
 		Dir: dir, ExecPath: exe, Env: env, Secrets: secrets,
-		Log: slog.New(slog.NewTextHandler(logs, nil)), WaitDelay: 20 * time.Second,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), WaitDelay: 20 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -237,6 +237,37 @@ func TestLifecycle(t *testing.T) {
 	}
 	if len(out) != 0 {
 		t.Errorf("outputs after destroy = %v, want none", out)
+	}
+}
+
+// Terraform's own output is detail for the log file, not for the terminal:
+// every line is a debug record (secrets masked), none is at info level or
+// above.
+func TestTerraformOutputIsLoggedAtDebug(t *testing.T) {
+	r, dir, logs := fixture(t, nil)
+	ctx := t.Context()
+	if err := r.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, dir, map[string]any{"items": map[string]item{"a": {"a1", "t"}}})
+	p, err := r.Plan(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	debug := 0
+	for _, l := range lines {
+		if !strings.Contains(l, "level=DEBUG") {
+			t.Errorf("terraform line logged above debug level: %s", l)
+			continue
+		}
+		debug++
+	}
+	if debug < 10 || !strings.Contains(logs.String(), "Apply complete!") {
+		t.Errorf("%d debug records, want terraform's output line by line:\n%s", debug, logs.String())
 	}
 }
 
