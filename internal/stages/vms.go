@@ -103,14 +103,15 @@ func (s VMs) Run(ctx context.Context, env *pipeline.Env) error {
 func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 	var dial vms.Dialer
 	if !destroy && !s.TF.NoSnippets {
-		// The key is checked before terraform plans: a plan that cannot
-		// be applied for want of a key is time lost.
-		var err error
-		if dial, err = s.dialer(env); err != nil {
-			return fmt.Errorf("%w; nothing was planned or changed", err)
+		// The key is checked before terraform plans (a plan that cannot
+		// be applied for want of a key is time lost), together with the
+		// token, so both problems are reported at once.
+		var keyErr error
+		if dial, keyErr = s.dialer(env); keyErr != nil {
+			return fmt.Errorf("%w; nothing was planned or changed", errors.Join(vms.CheckCredentials(env.Inventory, nil), keyErr))
 		}
 	}
-	sess, p, err := s.showPlan(ctx, env, destroy)
+	sess, p, changes, err := s.showPlan(ctx, env, destroy)
 	if err != nil {
 		return err
 	}
@@ -120,7 +121,11 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 				return err
 			}
 		}
-		return sess.Record(ctx, env.State)
+		if err := sess.Record(ctx, env.State); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Out, vms.AppliedSummary(nil))
+		return nil
 	}
 	question := fmt.Sprintf("Apply this plan to the Proxmox VMs of lab %s?", env.Inventory.Lab.Metadata.Name)
 	if destroy {
@@ -134,33 +139,39 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 			return err
 		}
 	}
+	env.Status.Progress("applying the plan with terraform")
 	applyErr := sess.Runner.Apply(ctx, p)
 	// Record what exists even after a partial apply.
 	recErr := sess.Record(context.WithoutCancel(ctx), env.State)
 	if applyErr != nil {
 		return applyErr
 	}
-	return recErr
+	if recErr != nil {
+		return recErr
+	}
+	fmt.Fprintln(env.Out, vms.AppliedSummary(changes))
+	return nil
 }
 
 // ShowPlan prints terraform's plan per VM without changing anything.
 func (s VMs) ShowPlan(ctx context.Context, env *pipeline.Env, destroy bool) error {
-	_, _, err := s.showPlan(ctx, env, destroy)
+	_, _, _, err := s.showPlan(ctx, env, destroy)
 	return err
 }
 
 // showPlan makes terraform's plan (to a file) and prints it per VM.
-func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool) (*vms.Session, *terraform.Plan, error) {
+func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool) (*vms.Session, *terraform.Plan, []vms.Change, error) {
 	sess, err := s.session(ctx, env)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	p, err := sess.Runner.Plan(ctx, destroy)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	vms.WriteSummary(env.Out, vms.Changes(sess.Data, p))
-	return sess, p, nil
+	changes := vms.Changes(sess.Data, p)
+	vms.WriteSummary(env.Out, changes)
+	return sess, p, changes, nil
 }
 
 // dialer loads the SSH key for the Proxmox hosts (--ssh-key, else the

@@ -138,3 +138,25 @@ func vmCount(n int) string {
 	}
 	return fmt.Sprintf("%d VMs", n)
 }
+
+// AppliedSummary is the line a successful apply ends with: what the
+// applied plan did, e.g. "15 created, 0 changed, 0 destroyed"; replaced
+// and rebooted VMs are added when there are any.
+func AppliedSummary(changes []Change) string {
+	count := map[string]int{}
+	rebooted := 0
+	for _, c := range changes {
+		count[c.Action]++
+		if c.Reboot.Needed() && c.Reboot.Automatic {
+			rebooted++
+		}
+	}
+	s := fmt.Sprintf("%d created, %d changed, %d destroyed", count["create"], count["update"], count["destroy"])
+	if n := count["replace"]; n > 0 {
+		s += fmt.Sprintf(", %d replaced", n)
+	}
+	if rebooted > 0 {
+		s += fmt.Sprintf(", %d rebooted", rebooted)
+	}
+	return s
+}

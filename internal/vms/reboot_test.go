@@ -117,3 +117,25 @@ func TestPlanSummaryCountsReboots(t *testing.T) {
 		})
 	}
 }
+
+func TestAppliedSummary(t *testing.T) {
+	d := build(t, "../../inventory/local.yaml")
+	cases := []struct {
+		fixture string
+		want    string
+	}{
+		{"hardware-a.json", "0 created, 9 changed, 0 destroyed, 3 rebooted"},
+		{"hardware-b.json", "0 created, 8 changed, 0 destroyed, 1 replaced, 4 rebooted"},
+		{"workers-memory.json", "0 created, 6 changed, 0 destroyed, 6 rebooted"},
+	}
+	for _, c := range cases {
+		t.Run(c.fixture, func(t *testing.T) {
+			if got := vms.AppliedSummary(vms.Changes(d, planFixture(t, c.fixture))); got != c.want {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+	if got := vms.AppliedSummary(nil); got != "0 created, 0 changed, 0 destroyed" {
+		t.Errorf("empty plan: %q", got)
+	}
+}

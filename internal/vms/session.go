@@ -82,6 +82,14 @@ func Prepare(ctx context.Context, inv *inventory.Inventory, r *render.Renderer, 
 	return &Session{Data: d, Runner: run, Dir: dir}, nil
 }
 
+// CheckCredentials reports what Prepare would find wrong with the API
+// token in the environment (getenv; nil means os.Getenv), without running
+// anything.
+func CheckCredentials(inv *inventory.Inventory, getenv func(string) string) error {
+	_, _, err := credentials(inv, getenv)
+	return err
+}
+
 // credentials reads the token from the variables the inventory names and
 // gives it to terraform under the provider's names.
 func credentials(inv *inventory.Inventory, getenv func(string) string) (map[string]string, []string, error) {
