@@ -102,7 +102,7 @@ func uploadHost(ctx context.Context, host inventory.ProxmoxNode, dir string, fil
 // sshd restarting).
 const (
 	proxmoxDialAttempts       = 2
-	proxmoxDialAttemptTimeout = 10 * time.Second
+	proxmoxDialAttemptTimeout = 5 * time.Second
 	proxmoxDialPause          = 500 * time.Millisecond
 )
 
@@ -118,7 +118,9 @@ func SSHDialer(user string, port int, cfg remote.Config) Dialer {
 			MaxAttempts: proxmoxDialAttempts, InitialDelay: proxmoxDialPause, MaxDelay: proxmoxDialPause,
 			AttemptTimeout: proxmoxDialAttemptTimeout,
 		}
-		c.Timeout = proxmoxDialAttempts*proxmoxDialAttemptTimeout + proxmoxDialPause
+		// MaxAttempts ends the dial; the overall timeout only must not cut
+		// the last attempt short.
+		c.Timeout = proxmoxDialAttempts*(proxmoxDialAttemptTimeout+2*proxmoxDialPause) + 5*time.Second
 		cl, err := remote.Dial(ctx, c)
 		if err != nil {
 			return nil, nil, dialHint(err, host.Name, user, port)

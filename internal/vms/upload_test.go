@@ -31,10 +31,56 @@ func refusedPort(t *testing.T) int {
 	return port
 }
 
-// Proxmox hosts are up already: a host whose sshd refuses connections is
-// not waited for as a booting VM would be. It fails after at most two
-// attempts, naming the host and what to check.
-func TestSnippetUploadToARefusingHostFailsFast(t *testing.T) {
+// silentPort is a loopback port that accepts connections and never says a
+// word, as a hung sshd or a host behind a dropping firewall would look.
+func silentPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				break
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Proxmox hosts are up already: a host whose sshd refuses connections, or
+// answers nothing, is not waited for as a booting VM would be. It fails
+// after at most two attempts, naming the host and what to check.
+func TestSnippetUploadToABrokenHostFailsFast(t *testing.T) {
+	cases := []struct {
+		name  string
+		port  func(t *testing.T) int
+		cause string
+	}{
+		{"refused", refusedPort, "connection refused (after 2 attempts in "},
+		{"silent", silentPort, "no SSH handshake within 5s: context deadline exceeded (after 2 attempts in "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			testBrokenHost(t, c.port(t), c.cause)
+		})
+	}
+}
+
+func testBrokenHost(t *testing.T, port int, cause string) {
 	d := build(t, "../../inventory/local.yaml")
 	for i := range d.VMs {
 		d.VMs[i].Host.Address = "127.0.0.1"
@@ -47,17 +93,16 @@ func TestSnippetUploadToARefusingHostFailsFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := refusedPort(t)
 	dial := vms.SSHDialer("root", port, remote.Config{
 		Signer: signer, KnownHosts: remote.NewKnownHosts(filepath.Join(t.TempDir(), "known_hosts")),
 	})
 	// The old behaviour retried for two minutes; this bound only keeps a
 	// regression from holding the test that long.
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	_, err = vms.UploadSnippets(ctx, d, dial, 4, nil)
 	if err == nil {
-		t.Fatal("upload to a refusing host succeeded")
+		t.Fatal("upload to a broken host succeeded")
 	}
 	var de *remote.DialError
 	if !errors.As(err, &de) {
@@ -70,7 +115,7 @@ func TestSnippetUploadToARefusingHostFailsFast(t *testing.T) {
 	for _, host := range []string{"pve1", "pve2", "pve3"} {
 		for _, s := range []string{
 			"snippets to " + host + " (127.0.0.1): ssh root@127.0.0.1:" + itoa(port) + ": ",
-			"connection refused (after 2 attempts in ",
+			cause,
 			") — check sshd on " + host + " (port " + itoa(port) + "), proxmox.sshUser (root), or pass --no-snippets",
 		} {
 			if !strings.Contains(msg, s) {
