@@ -476,7 +476,12 @@ func TestRelativeDirUnderMirror(t *testing.T) {
 	writeVars(t, "state/terraform", map[string]any{"items": map[string]item{"a": {"a1", "t"}}, "show_cli_config": true})
 	logs = &logBuffer{}
 	log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	r, err = terraform.New(terraform.Config{Dir: "state/terraform", ExecPath: exe, Mirror: "mirror", Log: log})
+	// A CA file named relative to here (proxmox.caFile beside a relative
+	// inventory) reaches the provider as SSL_CERT_FILE.
+	if err := os.WriteFile("ca.pem", []byte("not checked here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err = terraform.New(terraform.Config{Dir: "state/terraform", ExecPath: exe, Mirror: "mirror", Log: log, Env: map[string]string{"SSL_CERT_FILE": "ca.pem"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,9 +498,14 @@ func TestRelativeDirUnderMirror(t *testing.T) {
 	if err := r.Apply(t.Context(), p); err != nil {
 		t.Fatalf("apply of the saved plan in a relative directory: %v", err)
 	}
-	want := "cli-config=" + filepath.Join(filepath.Dir(absMirror), "state", "terraform", terraform.CLIConfigName) + " exists=yes"
-	if !strings.Contains(logs.String(), want) {
-		t.Errorf("terraform's local-exec did not report %q:\n%s", want, logs.String())
+	base := filepath.Dir(absMirror)
+	for _, want := range []string{
+		"TF_CLI_CONFIG_FILE=" + filepath.Join(base, "state", "terraform", terraform.CLIConfigName) + " exists=yes",
+		"SSL_CERT_FILE=" + filepath.Join(base, "ca.pem") + " exists=yes",
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("terraform's local-exec did not report %q:\n%s", want, logs.String())
+		}
 	}
 	if s := "Unable to open CLI configuration file"; strings.Contains(logs.String(), s) {
 		t.Errorf("terraform could not open the CLI configuration:\n%s", logs.String())

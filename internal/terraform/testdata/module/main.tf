@@ -58,11 +58,11 @@ variable "show_cli_config" {
 }
 
 # Reports, from terraform's own working directory, which CLI configuration
-# file terraform was given and whether it can be opened from there.
+# and CA files terraform was given and whether they can be opened from there.
 resource "terraform_data" "cli_config" {
   count = var.show_cli_config ? 1 : 0
 
   provisioner "local-exec" {
-    command = "if test -f \"$TF_CLI_CONFIG_FILE\"; then e=yes; else e=no; fi; echo \"cli-config=$TF_CLI_CONFIG_FILE exists=$e\""
+    command = "for v in TF_CLI_CONFIG_FILE SSL_CERT_FILE; do eval f=\\$$v; if test -f \"$f\"; then e=yes; else e=no; fi; echo \"$v=$f exists=$e\"; done"
   }
 }
