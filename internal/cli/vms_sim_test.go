@@ -107,12 +107,15 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 	seedSim(t, sim, inv, tokenID, secret)
 	t.Setenv("PM_API_TOKEN_ID", tokenID)
 	t.Setenv("PM_API_TOKEN_SECRET", secret)
-	state := filepath.Join(dir, "state")
+	// Relative paths, as an admin types them: terraform runs inside the
+	// state dir, so everything it is handed must still be found.
+	t.Chdir(dir)
+	state := "state"
 	vmsRun := func(args ...string) (string, string) {
 		t.Helper()
 		var out, errb bytes.Buffer
 		all := append([]string{"vms"}, args...)
-		all = append(all, "-i", invPath, "--state-dir", state, "--terraform-mirror", mirror)
+		all = append(all, "-i", "local.yaml", "--state-dir", state, "--terraform-mirror", mirror)
 		code := Run(ctx, all, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
 		if strings.Contains(out.String()+errb.String(), secret) {
 			t.Errorf("the token secret was printed")
@@ -123,9 +126,15 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 		return out.String(), errb.String()
 	}
 
-	out, _ := vmsRun("apply", "--yes", "--no-snippets")
+	out, errs := vmsRun("apply", "--yes", "--no-snippets")
 	if !strings.Contains(out, "VMs: 9 to create, 0 to update, 0 to REPLACE, 0 to DESTROY") {
 		t.Errorf("apply's plan:\n%s", out)
+	}
+	if !strings.HasSuffix(out, "\n9 created, 0 changed, 0 destroyed\n") {
+		t.Errorf("apply's stdout does not end with what was applied:\n%s", out)
+	}
+	if strings.Contains(out+errs, `msg="terraform: `) || strings.Contains(out+errs, "Apply complete!") {
+		t.Errorf("terraform's own output reached the terminal:\nstdout:\n%s\nstderr:\n%s", out, errs)
 	}
 	d, err := vms.Build(inv, mustRenderer(t), vms.Settings{})
 	if err != nil {
@@ -159,9 +168,32 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 		t.Errorf("second plan is not empty:\n%s", out)
 	}
 
+	// More memory for every worker: an in-place change the provider
+	// applies by rebooting them, and the plan says so.
+	bigger := strings.Replace(text, "{name: vm-%d,  count: 6, role: worker,  cores: 1, memory: 1024,", "{name: vm-%d,  count: 6, role: worker,  cores: 1, memory: 2048,", 1)
+	if bigger == text {
+		t.Fatal("could not change the workers' memory in local.yaml")
+	}
+	if err := os.WriteFile(invPath, []byte(bigger), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = vmsRun("plan")
+	for _, s := range []string{
+		"VMs: 0 to create, 6 to update, 0 to REPLACE, 0 to DESTROY, 3 unchanged.",
+		"vm-1 on pve1: in place: memory — REBOOTS (automatic_reboot)",
+		"WARNING: 6 VMs will be rebooted by the provider while the apply runs (automatic_reboot): vm-1, vm-2, vm-3, vm-4, vm-5, vm-6",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("plan of a memory change lacks %q:\n%s", s, out)
+		}
+	}
+
 	out, _ = vmsRun("destroy", "--yes")
 	if !strings.Contains(out, "9 to DESTROY") {
 		t.Errorf("destroy plan:\n%s", out)
+	}
+	if !strings.HasSuffix(out, "\n0 created, 0 changed, 9 destroyed\n") {
+		t.Errorf("destroy's stdout does not end with what was applied:\n%s", out)
 	}
 	for _, vm := range sim.VMs() {
 		if !vm.Template {
