@@ -46,7 +46,7 @@
 // has CAPEM and Addr), SetPassword (ticket login), SetNextIDRange,
 // SetStorageContent, VM, Volumes, Snapshot/Restore (state without
 // secrets); Seed with SeedOptions (privsep token, SkipTemplates),
-// AddTemplate, TemplateConfig, LabTokenPrivileges, TemplateVMIDBase.
+// AddTemplate, TemplateConfig, LabTokenPrivileges(), TemplateVMIDBase.
 //
 // Deliberate PVE behaviours worth knowing: a template's clone is linked
 // unless full=1; creating an existing VMID fails with "unable to create VM

@@ -38,7 +38,7 @@ func (s *Sim) powerOp(r *request, typ string, work func(ctx context.Context, v *
 func (s *Sim) startVM(ctx context.Context, v *simVM, ev VMEvent) error {
 	if s.opts.OnStart != nil {
 		if err := s.opts.OnStart(ctx, ev); err != nil {
-			return fmt.Errorf("start failed: %v", err)
+			return fmt.Errorf("start failed: %w", err)
 		}
 	}
 	s.mu.Lock()
@@ -60,7 +60,7 @@ func (s *Sim) stopVM(ctx context.Context, v *simVM) error {
 	s.mu.Unlock()
 	if s.opts.OnStop != nil {
 		if err := s.opts.OnStop(ctx, ev); err != nil {
-			return fmt.Errorf("stop failed: %v", err)
+			return fmt.Errorf("stop failed: %w", err)
 		}
 	}
 	s.mu.Lock()
