@@ -44,7 +44,7 @@
 // Options.LockTimeout, AuthFailureDelay, Agent (agent answers),
 // PlaceholderDownloads, InsecureDownloads; Sim.Close, Listen (Server also
 // has CAPEM and Addr), SetPassword (ticket login), SetNextIDRange,
-// SetStorageContent, VM, Volumes, Snapshot/Restore (state without
+// SetStorageContent, SetNodeDir, SnippetsDir, VM, Volumes, Snapshot/Restore (state without
 // secrets); Seed with SeedOptions (privsep token, SkipTemplates),
 // AddTemplate, TemplateConfig, LabTokenPrivileges(), TemplateVMIDBase.
 //
@@ -56,6 +56,11 @@
 // "="-separated fields, as PVE's decode_urlencoded does; permission
 // checks run before parameter checks, and the proxy to the node before
 // both, so a bad node name in the path is "500 hostname lookup ...".
+// A VM with its cloud-init drive starts only when its cicustom snippets
+// can be read (PVE regenerates the cloud-init ISO at every start): known
+// to the Sim (AddVolume) or files under the node's directory (SetNodeDir,
+// where StartSSHD's SFTP uploads land); else the start task fails with
+// pve-storage's "can't find file 'local:snippets/x.yaml'".
 // PVE 9 wants VM.GuestAgent.Audit for agent calls, which the Telmate
 // provider's minimum privilege set lacks.
 //

@@ -34,8 +34,15 @@ func (s *Sim) powerOp(r *request, typ string, work func(ctx context.Context, v *
 	})
 }
 
-// startVM marks a VM running after the OnStart hook agreed.
+// startVM marks a VM running after its cicustom snippets were found and
+// the OnStart hook agreed.
 func (s *Sim) startVM(ctx context.Context, v *simVM, ev VMEvent) error {
+	s.mu.Lock()
+	err := s.checkCICustomLocked(v.node, v.vmid, s.configView(v, false))
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if s.opts.OnStart != nil {
 		if err := s.opts.OnStart(ctx, ev); err != nil {
 			return fmt.Errorf("start failed: %w", err)

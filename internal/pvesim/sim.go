@@ -137,6 +137,7 @@ type simNode struct {
 	online bool
 	skew   time.Duration
 	boot   time.Time
+	dir    string // stands for the node's root file system (SetNodeDir); "" for none
 }
 
 type volume struct {

@@ -49,6 +49,9 @@ func TestTerraformProvider(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, n := range []string{"pve1", "pve2"} {
+		s.AddVolume(n, "local", "local:snippets/x-user.yaml", 512) // the VMs' cicustom, read at start
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	srv, err := s.Listen(ctx, "127.0.0.1:0", true)
