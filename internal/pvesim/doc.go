@@ -19,8 +19,13 @@
 // {"data":null,"message":"...\n"[,"errors":{...}]} and Connection: close.
 // 401 answers carry no body, as in PVE ("401 No ticket" without
 // credentials, "401 Authentication failed!" for a wrong token, PVE ≥ 9.1.5
-// wording). Listen serves HTTPS with a generated CA (Server.CAFile) and
-// HTTP/2 off, or plain HTTP.
+// wording). Control characters in a status line (which can come from the
+// URL) are sent as \xNN. A body over pve-http-server's limit (512 KiB) is
+// refused like pveproxy does, "501 for data too large", before it is read
+// when its length is announced. Listen serves HTTPS with a generated CA
+// (Server.CAFile) and HTTP/2 off, or plain HTTP; a client that takes longer
+// than Options.ReadTimeout to send a request, or idles longer than
+// IdleTimeout, is disconnected.
 //
 // Use from tests:
 //
