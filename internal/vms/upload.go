@@ -95,11 +95,15 @@ func uploadHost(ctx context.Context, host inventory.ProxmoxNode, dir string, fil
 }
 
 // SSHDialer dials Proxmox hosts over SSH as user with signer, checking host
-// keys against known (trust on first use, a changed key refused).
+// keys against known (trust on first use, a changed key refused), at the
+// host's sshPort or else port.
 func SSHDialer(user string, port int, cfg remote.Config) Dialer {
 	return func(ctx context.Context, host inventory.ProxmoxNode) (Uploader, func() error, error) {
 		c := cfg
 		c.Host, c.User, c.Port = host.Address, user, port
+		if host.SSHPort != 0 {
+			c.Port = host.SSHPort
+		}
 		cl, err := remote.Dial(ctx, c)
 		if err != nil {
 			return nil, nil, err
