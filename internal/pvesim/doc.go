@@ -69,6 +69,10 @@
 // PVE 9 wants VM.GuestAgent.Audit for agent calls, which the Telmate
 // provider's minimum privilege set lacks.
 //
+// StartSSHD gives a simulated host an SFTP endpoint: a real OpenSSH sshd
+// on a loopback port, SFTP only, chrooted into the node's directory, so
+// snippets uploaded to /var/lib/vz/snippets are what its VMs' starts read.
+//
 // The Sim never logs token secrets and never contacts a non-loopback
 // host: download-url fetches only from 127.0.0.0/8, ::1 and localhost
 // unless Options.Download is replaced.
