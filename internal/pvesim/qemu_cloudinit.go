@@ -114,3 +114,13 @@ func (s *Sim) findSnippetLocked(node, volid string) error {
 	}
 	return errors.New("can't find file '" + volid + "'")
 }
+
+// NodeDir is the directory given to a node with SetNodeDir, or "".
+func (s *Sim) NodeDir(node string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.nodes[node]; ok {
+		return n.dir
+	}
+	return ""
+}

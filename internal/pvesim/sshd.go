@@ -152,7 +152,9 @@ func startSSHD(ctx context.Context, c SSHDConfig, addr netip.AddrPort, pub strin
 	// sshd re-executes itself and needs its absolute path for that.
 	cmd := exec.Command(c.Path, "-D", "-e", "-f", cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Close ends its session processes too
+	// Close ends its session processes too; it dies with this process
+	// even when that cannot run Close (a second Ctrl-C, SIGKILL).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
