@@ -200,3 +200,20 @@ func TestStalledClientsLoseTheirConnection(t *testing.T) {
 		wantClosed(t, br, "an idle kept-alive connection")
 	})
 }
+
+// FuzzEscapeControls: whatever a message holds, the reason phrase made of
+// it has no control character, and text without one is left alone.
+func FuzzEscapeControls(f *testing.F) {
+	f.Add("hostname lookup 'x\x1b[31m' failed")
+	f.Add("Method 'GET /a\rb' not implemented")
+	f.Add("caf\u00e9 \u009b\x7f\x00")
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := escapeControls(msg)
+		if strings.ContainsFunc(got, isControl) {
+			t.Fatalf("escapeControls(%q) = %q", msg, got)
+		}
+		if !strings.ContainsFunc(msg, isControl) && got != msg {
+			t.Fatalf("escapeControls(%q) changed it to %q", msg, got)
+		}
+	})
+}
