@@ -107,13 +107,16 @@ const (
 )
 
 // SSHDialer dials Proxmox hosts over SSH as user with signer, checking host
-// keys against known (trust on first use, a changed key refused). Its
-// retry policy and timeout are its own (see proxmoxDialAttempts); an error
-// names the host and what to check.
+// keys against known (trust on first use, a changed key refused), at the
+// host's sshPort or else port. Its retry policy and timeout are its own
+// (see proxmoxDialAttempts); an error names the host and what to check.
 func SSHDialer(user string, port int, cfg remote.Config) Dialer {
 	return func(ctx context.Context, host inventory.ProxmoxNode) (Uploader, func() error, error) {
 		c := cfg
 		c.Host, c.User, c.Port = host.Address, user, port
+		if host.SSHPort != 0 {
+			c.Port = host.SSHPort
+		}
 		c.Retry = remote.RetryPolicy{
 			MaxAttempts: proxmoxDialAttempts, InitialDelay: proxmoxDialPause, MaxDelay: proxmoxDialPause,
 			AttemptTimeout: proxmoxDialAttemptTimeout,
@@ -123,7 +126,7 @@ func SSHDialer(user string, port int, cfg remote.Config) Dialer {
 		c.Timeout = proxmoxDialAttempts*(proxmoxDialAttemptTimeout+2*proxmoxDialPause) + 5*time.Second
 		cl, err := remote.Dial(ctx, c)
 		if err != nil {
-			return nil, nil, dialHint(err, host.Name, user, port)
+			return nil, nil, dialHint(err, host.Name, user, c.Port)
 		}
 		return cl, cl.Close, nil
 	}
