@@ -84,6 +84,7 @@ func testBrokenHost(t *testing.T, port int, cause string) {
 	d := build(t, "../../inventory/local.yaml")
 	for i := range d.VMs {
 		d.VMs[i].Host.Address = "127.0.0.1"
+		d.VMs[i].Host.SSHPort = 0 // local.yaml names ports of pve-sim's sshds; dial the broken one
 	}
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
