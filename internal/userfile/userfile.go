@@ -65,8 +65,13 @@ func Check(path string, limit int64) error {
 }
 
 // Read returns the contents of path, a regular file of at most limit bytes.
+// /dev/null (or a link to it) reads as empty: `--config /dev/null` is the
+// usual way to say "no file".
 func Read(path string, limit int64) ([]byte, error) {
 	if err := Check(path, limit); err != nil {
+		if isDevNull(path) {
+			return []byte{}, nil
+		}
 		return nil, err
 	}
 	return readOpen(path, limit)
@@ -96,6 +101,16 @@ func readOpen(path string, limit int64) ([]byte, error) {
 		return nil, tooLarge(path, limit)
 	}
 	return data, nil
+}
+
+// isDevNull reports whether path is the null device (character device 1:3).
+func isDevNull(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode()&fs.ModeCharDevice == 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Rdev == 1<<8|3 // makedev(1, 3)
 }
 
 func check(path string, fi fs.FileInfo, limit int64) error {

@@ -102,6 +102,9 @@ func TestReadRegularFile(t *testing.T) {
 	if err != nil || string(data) != "kind: Lab\n" {
 		t.Fatalf("Read = %q, %v", data, err)
 	}
+	if data, err := Read("/dev/null", 10); err != nil || len(data) != 0 {
+		t.Fatalf("Read(/dev/null) = %q, %v; want it empty", data, err)
+	}
 	_, err = Read(filepath.Join(t.TempDir(), "missing"), 10)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing file: %v, want ErrNotExist", err)
