@@ -415,6 +415,9 @@ func readRackCSV(file string, data []byte, count int) (map[int]slotInfo, Problem
 		}
 		slots[slot] = s
 	}
+	if header && len(probs) == 0 {
+		probs = append(probs, Problem{File: file, Msg: "the file is empty: the first line must be the header slot,serial,mac"})
+	}
 	return slots, probs
 }
 

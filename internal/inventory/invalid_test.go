@@ -70,6 +70,7 @@ var invalid = []struct {
 	{"csv-bad-mac", "racks/csv-bad-mac.csv", 4, "mac", `"dc:a6:32:zz:01:02" is not a MAC address`, 1},
 	{"csv-bad-serial", "racks/csv-bad-serial.csv", 4, "serial", `"1a2b01" is not a Pi serial number`, 1},
 	{"csv-slot-out-of-range", "racks/csv-slot-out-of-range.csv", 6, "slot", `"4" is not a slot between 1 and 3`, 1},
+	{"csv-empty", "racks/csv-empty.csv", 0, "", "the file is empty: the first line must be the header slot,serial,mac", 1},
 	{"csv-bare-quote", "racks/csv-bare-quote.csv", 4, "", `not valid CSV: parse error on line 4, column 2: bare "`, 1},
 
 	// The file itself: secrets, schema, YAML.
