@@ -188,6 +188,7 @@ func TestSecretsAreNotEchoed(t *testing.T) {
 		{"password in the API URL", "https://pve1:8006", "https://root:" + secret + "@pve1:8006"},
 		{"token in the API URL", "https://pve1:8006", "https://root@pam!provision:" + secret + "@pve1:8006"},
 		{"token ID with its secret", "  apiURL:", "  tokenIDEnv: root@pam!provision=" + secret + "\n  apiURL:"},
+		{"secret where its variable's name belongs", "  apiURL:", "  tokenSecretEnv: " + secret + "\n  apiURL:"},
 		{"password in the image URL", "pis:\n", "pis:\n  image: https://u:" + secret + "@images.example/pi.img\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -442,7 +442,9 @@ func (v *validator) proxmox() {
 	}
 	for _, env := range []struct{ path, v string }{{"proxmox.tokenIDEnv", p.TokenIDEnv}, {"proxmox.tokenSecretEnv", p.TokenSecretEnv}} {
 		if !regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`).MatchString(env.v) {
-			v.add(env.path, "%q is not an environment variable name", env.v)
+			// Not the value: it may be the token itself, written where
+			// the name of its variable belongs.
+			v.add(env.path, "is not an environment variable name: write the name of the variable that holds the token (like PM_API_TOKEN_SECRET), never the token")
 		}
 	}
 	if p.VMIDStart < 100 || p.VMIDStart > maxVMID {

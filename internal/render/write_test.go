@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/fhlab/provision/internal/inventory"
 )
 
 // snapshot is every file and directory under dir: path → mode and content.
@@ -147,4 +151,54 @@ func TestWriteAllUndoesRenames(t *testing.T) {
 		t.Errorf("%d renames: the %d renamed files were not all put back", calls, failAt-1)
 	}
 	sameSnapshot(t, before, snapshot(t, dir))
+}
+
+// TestHostileValuesCannotInject: the inventory refuses line breaks and
+// other control characters in every value; should one reach the renderer
+// anyway, the values it quotes stay values. user-data keeps its keys and
+// runcmd, and each hostile value reads back exactly.
+func TestHostileValuesCannotInject(t *testing.T) {
+	inv, err := inventory.Load(exampleInventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const evil = "\"\nruncmd: [[reboot]]\n# '\u2028x: {y: 1}\\"
+	inv.Lab.Network.Domain = "lab.example" + evil
+	inv.Lab.SSH.User = "provision" + evil
+	inv.Lab.SSH.AuthorizedKeys = append(inv.Lab.SSH.AuthorizedKeys, "ssh-ed25519 AAAA"+evil)
+	inv.Lab.Network.NTP = []string{"ntp" + evil}
+	n := &inv.Nodes[0]
+	plain, err := renderer(t).Node(example(t), findNode(t, example(t), n.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := renderer(t).Node(inv, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want userData
+	var gotKeys, wantKeys map[string]any
+	for _, u := range []struct {
+		data []byte
+		v    any
+	}{{files.UserData, &got}, {plain.UserData, &want}, {files.UserData, &gotKeys}, {plain.UserData, &wantKeys}} {
+		if err := yaml.Unmarshal(u.data, u.v); err != nil {
+			t.Fatalf("user-data is not YAML: %v", err)
+		}
+	}
+	if len(gotKeys) != len(wantKeys) {
+		t.Errorf("user-data has %d top-level keys, want %d", len(gotKeys), len(wantKeys))
+	}
+	if len(got.Runcmd) != len(want.Runcmd) {
+		t.Errorf("runcmd has %d commands, want %d", len(got.Runcmd), len(want.Runcmd))
+	}
+	if got.FQDN != n.Name+"."+inv.Lab.Network.Domain {
+		t.Errorf("fqdn %q", got.FQDN)
+	}
+	if len(got.Users) == 0 || got.Users[0].Name != inv.Lab.SSH.User || got.Users[0].Keys[len(got.Users[0].Keys)-1] != "ssh-ed25519 AAAA"+evil {
+		t.Errorf("users %+v", got.Users)
+	}
+	if len(got.NTP.Servers) != 1 || got.NTP.Servers[0] != "ntp"+evil {
+		t.Errorf("ntp servers %q", got.NTP.Servers)
+	}
 }
