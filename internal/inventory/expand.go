@@ -83,14 +83,16 @@ func (inv *Inventory) readKeyFiles(fsys FS, dir string) Problems {
 		}
 	}
 	// Files later stages read: refuse a device, FIFO or directory now, with
-	// the field that names it. A file that does not exist yet is fine here.
+	// the field that names it. A file that does not exist yet (or cannot be
+	// looked at by this user) is for the stage that reads it to report.
 	if c, ok := fsys.(CheckFS); ok {
 		files := []struct{ field, path string }{{"ssh.privateKeyFile", key}}
 		if p := inv.Lab.Proxmox; p != nil && p.CAFile != "" {
 			files = append(files, struct{ field, path string }{"proxmox.caFile", ResolvePath(dir, p.CAFile)})
 		}
 		for _, f := range files {
-			if err := c.Check(f.path, userfile.MaxSmall); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			var ue *userfile.Error
+			if err := c.Check(f.path, userfile.MaxSmall); errors.As(err, &ue) {
 				probs = append(probs, inv.problem(f.field, "cannot use %s: %s", f.path, userfile.Reason(err)))
 			}
 		}

@@ -145,7 +145,7 @@ func specialRange(p netip.Prefix) string {
 	return ""
 }
 
-// network checks an IPv4 network field (a pool or subnet) and returns it;
+// ipv4Network checks an IPv4 network field (a pool or subnet) and returns it;
 // example is shown in the message when s is not a network at all.
 func (v *validator) ipv4Network(path, s, example string) (netip.Prefix, bool) {
 	p, err := netip.ParsePrefix(s)
