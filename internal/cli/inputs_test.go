@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -87,5 +88,29 @@ func TestTokenIDWithSecretIsNotShown(t *testing.T) {
 	_, _, _, err := simToken(&inventory.Proxmox{TokenIDEnv: "PM_API_TOKEN_ID", TokenSecretEnv: "PM_API_TOKEN_SECRET"}, filepath.Join(t.TempDir(), "token"))
 	if err == nil || !strings.Contains(err.Error(), "holds more than a token ID") || strings.Contains(err.Error(), secret[:8]) {
 		t.Errorf("pve-sim token: %v", err)
+	}
+}
+
+// TestRenderAllOrNothing: `render -o DIR` that fails on one node leaves DIR
+// as it was, not with the other nodes' directories written.
+func TestRenderAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "wrk-07"), []byte("in the way\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := run(t, "render", "-i", example, "-o", dir, "--state-dir", t.TempDir())
+	if code == 0 || !strings.Contains(errs, "write wrk-07") {
+		t.Fatalf("render: exit %d, %s", code, errs)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "wrk-07" {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("%s holds %d entries after a failed render: %v", dir, len(entries), names[:min(len(names), 10)])
 	}
 }
