@@ -98,6 +98,9 @@ func (a *app) proxmoxClient(inv *inventory.Inventory) (*proxmox.Client, error) {
 		return nil, exitError{2, fmt.Errorf("proxmox API token: set $%s (user@realm!tokenid) and $%s (its secret) in the environment; names from proxmox.tokenIDEnv/tokenSecretEnv in %s",
 			p.TokenIDEnv, p.TokenSecretEnv, inv.File)}
 	}
+	if err := inventory.CheckTokenID("$"+p.TokenIDEnv, id); err != nil {
+		return nil, exitError{2, fmt.Errorf("proxmox API token: %w", err)}
+	}
 	ca := ""
 	if p.CAFile != "" {
 		ca = inventory.ResolvePath(inv.Dir, p.CAFile)

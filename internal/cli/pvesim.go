@@ -22,6 +22,7 @@ import (
 	"github.com/fhlab/provision/internal/lab"
 	"github.com/fhlab/provision/internal/pvesim"
 	"github.com/fhlab/provision/internal/state"
+	"github.com/fhlab/provision/internal/userfile"
 )
 
 type pveSimFlags struct {
@@ -168,7 +169,7 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 		return err
 	}
 	if f.stateFile != "" {
-		data, err := os.ReadFile(f.stateFile)
+		data, err := userfile.Read(f.stateFile, maxStateFile)
 		switch {
 		case err == nil:
 			snap, err := pvesim.UnmarshalSnapshot(data)
@@ -179,7 +180,7 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 				return fmt.Errorf("pve-sim: state %s: %w", f.stateFile, err)
 			}
 		case !errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("pve-sim: state %s: %w", f.stateFile, err)
+			return fmt.Errorf("pve-sim: state %s: %s", f.stateFile, userfile.Reason(err))
 		}
 	}
 
@@ -275,18 +276,22 @@ func nodeNames(p *inventory.Proxmox) string {
 	return strings.Join(names, ", ")
 }
 
+// maxStateFile bounds a --state file; a simulated lab of thousands of VMs
+// saves a few MiB.
+const maxStateFile = 64 << 20
+
 // simToken returns the token from the environment (both variables set),
 // else from the token file, else a new one written to the token file.
 // fromFile is the file it came from or went to ("" for the environment).
 func simToken(p *inventory.Proxmox, file string) (id, secret, fromFile string, err error) {
 	id, secret = os.Getenv(p.TokenIDEnv), os.Getenv(p.TokenSecretEnv)
 	if id != "" && secret != "" {
-		if !strings.Contains(id, "!") {
-			return "", "", "", fmt.Errorf("pve-sim: $%s is not user@realm!tokenname", p.TokenIDEnv)
+		if err := inventory.CheckTokenID("$"+p.TokenIDEnv, id); err != nil {
+			return "", "", "", fmt.Errorf("pve-sim: %w", err)
 		}
 		return id, secret, "", nil
 	}
-	data, err := os.ReadFile(file)
+	data, err := userfile.Read(file, userfile.MaxSmall)
 	if err == nil {
 		vars := map[string]string{}
 		sc := bufio.NewScanner(bytes.NewReader(data))
@@ -296,8 +301,11 @@ func simToken(p *inventory.Proxmox, file string) (id, secret, fromFile string, e
 			}
 		}
 		id, secret = vars[p.TokenIDEnv], vars[p.TokenSecretEnv]
-		if id == "" || secret == "" || !strings.Contains(id, "!") {
+		if id == "" || secret == "" {
 			return "", "", "", fmt.Errorf("pve-sim: token file %s lacks %s or %s; delete it to make a new token", file, p.TokenIDEnv, p.TokenSecretEnv)
+		}
+		if err := inventory.CheckTokenID(p.TokenIDEnv+" in "+file, id); err != nil {
+			return "", "", "", fmt.Errorf("pve-sim: %w; delete the file to make a new token", err)
 		}
 		return id, secret, file, nil
 	}

@@ -19,7 +19,8 @@ DIR/<node>/meta-data      instance id and hostname
 DIR/<node>/network-config netplan v2 with the node's static address
 
 Files are written atomically and only when their content changed, so a
-second run reports every node unchanged.`,
+second run reports every node unchanged. All nodes are written or none: a
+run that fails (or is interrupted) leaves DIR as it was.`,
 		Example: "  provision render -i inventory/example.yaml -o out/seeds",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/userfile"
 )
 
 // Streams are the program's standard streams: results go to Out, progress
@@ -181,9 +183,12 @@ func (a *app) loadSettings(flags *pflag.FlagSet, configFile string) error {
 		}
 	}
 	if configFile != "" {
-		v.SetConfigFile(configFile)
+		data, err := userfile.Read(configFile, userfile.MaxSmall)
+		if err != nil {
+			return fmt.Errorf("read settings %s: %s", configFile, userfile.Reason(err))
+		}
 		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 			return fmt.Errorf("read settings %s: %w", configFile, err)
 		}
 		known := map[string]bool{}

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/fhlab/provision/internal/stages"
@@ -87,6 +89,9 @@ func (a *app) vmsCommand() *cobra.Command {
 	}
 	run := func(what string) func(cmd *cobra.Command, _ []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
+			if parallel < 1 {
+				return exitError{2, fmt.Errorf("--parallel %d: the provider must work on at least 1 VM at a time (default %d)", parallel, vms.DefaultParallel)}
+			}
 			inv, err := a.loadInventory()
 			if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -28,6 +29,7 @@ const maxListLen = 1000
 type decoder struct {
 	file    string
 	lines   map[string]int // field path → line of its value
+	zeros   []string       // paths of whole numbers written as 0
 	probs   Problems
 	aliases int // nodes decoded through aliases so far
 	inAlias int // depth of alias expansion
@@ -51,6 +53,22 @@ var secretKey = regexp.MustCompile(`(?i)^(token|tokensecret|secret|password|pass
 
 // secretValue matches values that are secrets whatever field they are in.
 var secretValue = regexp.MustCompile(`PVEAPIToken=|SWMTKN-1-|-----BEGIN [A-Z ]*PRIVATE KEY-----|![A-Za-z0-9_.-]+=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-`)
+
+// urlCredentials matches a URL with a user name or password in it.
+var urlCredentials = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@`)
+
+// controlChar returns the first control character in s (C0, DEL, C1, the
+// Unicode line and paragraph separators) and its byte offset, or -1. Every
+// inventory string ends up in a rendered file or a command line, where a
+// line break would start a new entry.
+func controlChar(s string) (rune, int) {
+	for i, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return r, i
+		}
+	}
+	return 0, -1
+}
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode || d.inAlias > 0 {
@@ -131,6 +149,10 @@ func (d *decoder) mapping(n *yaml.Node, path string, fn func(key string, kn, vn 
 			continue
 		}
 		seen[key] = kn.Line
+		if r, _ := controlChar(key); r != 0 {
+			d.problem(kn.Line, path, "a key contains the control character %U: keys are plain names", r)
+			continue
+		}
 		if secretKey.MatchString(key) {
 			d.problem(kn.Line, join(path, key), "secrets must not be written in the inventory: set them in the environment (see `provision --help`)")
 			continue
@@ -204,6 +226,14 @@ func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
 			d.problem(n.Line, path, "this value looks like a secret (token or private key): secrets must come from the environment, never the inventory")
 			return
 		}
+		if urlCredentials.MatchString(n.Value) {
+			d.problem(n.Line, path, "credentials in the URL: a user name or password must not be written in the inventory (the Proxmox token comes from the environment)")
+			return
+		}
+		if r, at := controlChar(n.Value); r != 0 {
+			d.problem(n.Line, path, "contains the control character %U at byte %d: line breaks, tabs and other control characters are not allowed in inventory values", r, at)
+			return
+		}
 		v.SetString(n.Value)
 	case reflect.Int:
 		if !d.expect(n, yaml.ScalarNode, path, "a whole number") {
@@ -213,6 +243,9 @@ func (d *decoder) decodeScalar(n *yaml.Node, v reflect.Value, path string) {
 		if n.Tag != "!!int" || err != nil || i < -1<<31 || i > 1<<31-1 {
 			d.problem(n.Line, path, "must be a whole number, not %q", n.Value)
 			return
+		}
+		if i == 0 {
+			d.zeros = append(d.zeros, path)
 		}
 		v.SetInt(i)
 	case reflect.Bool:

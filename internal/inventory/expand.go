@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/fhlab/provision/internal/userfile"
 )
 
 // maxNodes bounds expansion so a typo such as count: 1000000 is an error, not
@@ -63,15 +66,35 @@ func (inv *Inventory) readKeyFiles(fsys FS, dir string) Problems {
 		path := index("ssh.authorizedKeyFiles", i)
 		data, err := fsys.ReadFile(ResolvePath(dir, f))
 		if err != nil {
-			probs = append(probs, inv.problem(path, "cannot read public key file %s: %v", f, errors.Unwrap(err)))
+			probs = append(probs, inv.problem(path, "cannot read public key file %s: %s", f, userfile.Reason(err)))
 			continue
 		}
 		inv.addKeys(data, path)
 	}
+	key := ResolvePath(dir, inv.Lab.SSH.PrivateKeyFile)
 	if inv.Lab.SSH.CreateKey {
 		// The key may not exist yet; provision creates it before it is used.
-		if data, err := fsys.ReadFile(ResolvePath(dir, inv.Lab.SSH.PrivateKeyFile) + ".pub"); err == nil {
+		data, err := fsys.ReadFile(key + ".pub")
+		switch {
+		case err == nil:
 			inv.addKeys(data, "ssh.privateKeyFile")
+		case !errors.Is(err, fs.ErrNotExist):
+			probs = append(probs, inv.problem("ssh.privateKeyFile", "cannot read public key file %s.pub: %s", key, userfile.Reason(err)))
+		}
+	}
+	// Files later stages read: refuse a device, FIFO or directory now, with
+	// the field that names it. A file that does not exist yet (or cannot be
+	// looked at by this user) is for the stage that reads it to report.
+	if c, ok := fsys.(CheckFS); ok {
+		files := []struct{ field, path string }{{"ssh.privateKeyFile", key}}
+		if p := inv.Lab.Proxmox; p != nil && p.CAFile != "" {
+			files = append(files, struct{ field, path string }{"proxmox.caFile", ResolvePath(dir, p.CAFile)})
+		}
+		for _, f := range files {
+			var ue *userfile.Error
+			if err := c.Check(f.path, userfile.MaxSmall); errors.As(err, &ue) {
+				probs = append(probs, inv.problem(f.field, "cannot use %s: %s", f.path, userfile.Reason(err)))
+			}
 		}
 	}
 	return probs
@@ -140,13 +163,20 @@ func (inv *Inventory) expandVMs(p *Proxmox) Problems {
 	managersPerHost := map[string]int{}
 	for gi, g := range p.VMs {
 		path := index("proxmox.vms", gi)
-		if g.Count < 1 || len(inv.Nodes)+g.Count > maxNodes {
-			probs = append(probs, inv.problem(path+".count", "must be between 1 and %d", maxNodes-len(inv.Nodes)))
+		if g.Count < 0 || len(inv.Nodes)+g.Count > maxNodes {
+			probs = append(probs, inv.problem(path+".count", "must be between 0 (no VMs for now) and %d", maxNodes-len(inv.Nodes)))
 			continue
 		}
 		start, err := netip.ParseAddr(g.IPStart)
 		if err != nil || !start.Is4() {
 			probs = append(probs, inv.problem(path+".ipStart", "%q is not an IPv4 address", g.IPStart))
+			continue
+		}
+		if g.Count == 0 {
+			// An emptied group: its name must still be a valid pattern.
+			if _, err := hostname(g.Name, 1, 0); err != nil {
+				probs = append(probs, inv.problem(path+".name", "%v", err))
+			}
 			continue
 		}
 		hosts := g.Hosts
@@ -232,8 +262,11 @@ type slotInfo struct {
 func (inv *Inventory) expandRack(ri int, r *Rack, fsys FS, dir string) Problems {
 	path := index("pis.racks", ri)
 	var probs Problems
-	if r.Count < 1 || len(inv.Nodes)+r.Count > maxNodes {
-		return Problems{inv.problem(path+".count", "must be between 1 and %d", maxNodes-len(inv.Nodes))}
+	if r.Count == 0 && !inv.zeros[path+".count"] {
+		return Problems{inv.problem(path+".count", "missing: how many Pis the rack holds (0 for an empty rack)")}
+	}
+	if r.Count < 0 || len(inv.Nodes)+r.Count > maxNodes {
+		return Problems{inv.problem(path+".count", "must be between 0 (an empty rack) and %d", maxNodes-len(inv.Nodes))}
 	}
 	start, err := netip.ParseAddr(r.IPStart)
 	if err != nil || !start.Is4() {
@@ -245,13 +278,19 @@ func (inv *Inventory) expandRack(ri int, r *Rack, fsys FS, dir string) Problems 
 		csvFile = ResolvePath(dir, r.Nodes)
 		data, err := fsys.ReadFile(csvFile)
 		if err != nil {
-			return Problems{inv.problem(path+".nodes", "cannot read rack CSV %s: %v", csvFile, errors.Unwrap(err))}
+			return Problems{inv.problem(path+".nodes", "cannot read rack CSV %s: %s", csvFile, userfile.Reason(err))}
 		}
 		var ps Problems
 		slots, ps = readRackCSV(csvFile, data, r.Count)
 		if len(ps) > 0 {
 			return ps
 		}
+	}
+	if r.Count == 0 {
+		if _, err := hostname(r.Pattern, 1, 0); err != nil {
+			probs = append(probs, inv.problem(path+".namePattern", "%v", err))
+		}
+		return probs
 	}
 	for slot := 1; slot <= r.Count; slot++ {
 		name, err := hostname(r.Pattern, slot, r.Count)
@@ -271,6 +310,10 @@ func (inv *Inventory) expandRack(ri int, r *Rack, fsys FS, dir string) Problems 
 				break
 			}
 			probs = append(probs, Problem{File: csvFile, Field: "slot " + strconv.Itoa(slot), Msg: fmt.Sprintf("no row for slot %d: a netbooted Pi is found by its serial number", slot)})
+			continue
+		}
+		if ok && s.serial == "" && r.Boot == BootNetboot {
+			probs = append(probs, Problem{File: csvFile, Line: s.line, Field: "serial", Msg: fmt.Sprintf("slot %d has no serial: the rack boots by netboot, and a netbooted Pi is found by its serial number (8 hex digits from /proc/cpuinfo)", slot)})
 			continue
 		}
 		src := Pos{File: inv.File, Line: inv.lines[path+".name"]}
@@ -294,6 +337,12 @@ var serialPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
 func readRackCSV(file string, data []byte, count int) (map[int]slotInfo, Problems) {
 	if len(data) > maxFileSize {
 		return nil, Problems{{File: file, Msg: "rack CSV is too large"}}
+	}
+	// Spreadsheets save CSV with a UTF-8 byte order mark; it is not part of
+	// the header.
+	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
+	if count == 0 {
+		count = maxNodes // an empty rack: its rows are kept for later
 	}
 	rd := csv.NewReader(bytes.NewReader(data))
 	rd.Comment = '#'
@@ -353,6 +402,10 @@ func readRackCSV(file string, data []byte, count int) (map[int]slotInfo, Problem
 				probs = append(probs, Problem{File: file, Line: line, Field: "mac", Msg: fmt.Sprintf("%q is not a MAC address like dc:a6:32:01:02:03", rec[2])})
 				continue
 			}
+			if why := unusableMAC(hw); why != "" {
+				probs = append(probs, Problem{File: file, Line: line, Field: "mac", Msg: fmt.Sprintf("%s %s: no network card has it; copy the MAC from the Pi's label or `ip link`", hw, why)})
+				continue
+			}
 			s.mac = hw.String()
 		}
 		if s.serial != "" {
@@ -364,7 +417,23 @@ func readRackCSV(file string, data []byte, count int) (map[int]slotInfo, Problem
 		}
 		slots[slot] = s
 	}
+	if header && len(probs) == 0 {
+		probs = append(probs, Problem{File: file, Msg: "the file is empty: the first line must be the header slot,serial,mac"})
+	}
 	return slots, probs
+}
+
+// unusableMAC says why no NIC can have hw (a 6-byte MAC), or "".
+func unusableMAC(hw net.HardwareAddr) string {
+	switch {
+	case bytes.Equal(hw, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}):
+		return "is the broadcast address"
+	case hw[0]&1 != 0:
+		return "is a multicast address (the lowest bit of the first byte is set)"
+	case bytes.Equal(hw, make([]byte, 6)):
+		return "is all zeros"
+	}
+	return ""
 }
 
 func equalFold(a, b []string) bool {

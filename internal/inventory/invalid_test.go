@@ -70,6 +70,7 @@ var invalid = []struct {
 	{"csv-bad-mac", "racks/csv-bad-mac.csv", 4, "mac", `"dc:a6:32:zz:01:02" is not a MAC address`, 1},
 	{"csv-bad-serial", "racks/csv-bad-serial.csv", 4, "serial", `"1a2b01" is not a Pi serial number`, 1},
 	{"csv-slot-out-of-range", "racks/csv-slot-out-of-range.csv", 6, "slot", `"4" is not a slot between 1 and 3`, 1},
+	{"csv-empty", "racks/csv-empty.csv", 0, "", "the file is empty: the first line must be the header slot,serial,mac", 1},
 	{"csv-bare-quote", "racks/csv-bare-quote.csv", 4, "", `not valid CSV: parse error on line 4, column 2: bare "`, 1},
 
 	// The file itself: secrets, schema, YAML.
@@ -84,6 +85,44 @@ var invalid = []struct {
 	{"syntax-error", "", 19, "", "not valid YAML: did not find expected ',' or '}'", 1},
 	{"empty", "", 0, "", "the file is empty", 1},
 	{"alias-bomb", "", 23, "proxmox.vms[48].hosts[57]", "too many YAML alias expansions", 1},
+	{"undefined-anchor", "", 23, "", "not valid YAML: alias *workers names no anchor (define &workers before it)", 1},
+	{"nul-byte", "", 20, "", "not valid YAML: a NUL byte; is this a binary file?", 1},
+
+	// Files that are not regular files (a FIFO cannot be committed: see
+	// TestUserFilesMustBeRegular).
+	{"csv-device", "", 26, "pis.racks[0].nodes", "cannot read rack CSV /dev/zero: a character device, not a regular file", 1},
+	{"key-file-device", "", 12, "ssh.authorizedKeyFiles[0]", "cannot read public key file /dev/zero: a character device, not a regular file", 1},
+	{"cafile-directory", "", 16, "proxmox.caFile", "cannot use testdata/invalid: a directory, not a regular file", 1},
+
+	// Secrets and control characters: refused without echoing the value.
+	{"url-credentials", "", 15, "proxmox.apiURL", "credentials in the URL", 1},
+	{"domain-newline", "", 9, "network.domain", "contains the control character U+000A at byte 11", 1},
+	{"key-newline", "", 11, "ssh.authorizedKeys[0]", "contains the control character U+000A", 1},
+	{"label-control-char", "", 23, "proxmox.vms[1].labels.team", "contains the control character U+001B at byte 1", 1},
+
+	// An explicit 0 is not quietly the default.
+	{"zero-memory", "", 23, "proxmox.vms[1].memory", "0 is not a usable value: leave the field out for the default (2048)", 1},
+	{"zero-ssh-port", "", 12, "ssh.port", "0 is not a usable value: leave the field out for the default (22)", 1},
+	{"zero-probes", "", 28, "hostTuning.keepalive.probes", "0 is not a usable value: leave the field out for the default (5)", 1},
+	{"zero-managers", "", 13, "swarm.managers", "0 is not a usable value: leave the field out to have provision work it out", 1},
+	{"zero-count-bad-pattern", "", 23, "proxmox.vms[1].name", `"Wrk_1" is not a valid hostname`, 1},
+
+	// Values no lab can use.
+	{"mac-broadcast", "racks/mac-broadcast.csv", 3, "mac", "ff:ff:ff:ff:ff:ff is the broadcast address: no network card has it", 1},
+	{"mac-multicast", "racks/mac-multicast.csv", 4, "mac", "01:00:5e:00:00:fb is a multicast address", 1},
+	{"mac-zero", "racks/mac-zero.csv", 2, "mac", "00:00:00:00:00:00 is all zeros", 1},
+	{"netboot-no-serial", "racks/netboot-no-serial.csv", 4, "serial", "slot 2 has no serial: the rack boots by netboot", 1},
+	{"cidr-slash-31", "", 7, "network.cidr", "192.168.10.0/31 leaves no room for a gateway and nodes", 1},
+	{"cidr-too-large", "", 7, "network.cidr", "0.0.0.0/0 is larger than any LAN: use /8 to /30", 1},
+	{"cidr-loopback", "", 7, "network.cidr", "127.0.0.0/24 is loopback (127.0.0.0/8), not a LAN", 1},
+	{"cidr-multicast", "", 7, "network.cidr", "224.1.0.0/24 is multicast (224.0.0.0/4), not a LAN", 1},
+	{"cidr-link-local", "", 7, "network.cidr", "169.254.10.0/24 is link-local (169.254.0.0/16), not a LAN", 1},
+	{"pool-host-bits", "", 14, "swarm.defaultAddrPool[0]", "10.128.0.1/12 has host bits set; did you mean 10.128.0.0/12?", 1},
+	{"pool-class-e", "", 14, "swarm.defaultAddrPool[0]", "240.0.0.0/12 is reserved (class E, 240.0.0.0/4): containers cannot use it", 1},
+	{"proxmox-address-url", "", 18, "proxmox.nodes[1].address", `"https://pve2:8006" is not an IP address or host name`, 1},
+	{"proxmox-address-digits", "", 18, "proxmox.nodes[1].address", `"10.0.300.1" is not an IP address or host name`, 1},
+	{"vmid-too-large", "", 23, "proxmox.vms[1].vmidStart", "VMID 1000000000 of wrk-2 is past 999999999, the largest Proxmox accepts", 1},
+	{"label-overrides-role", "", 23, "proxmox.vms[1].labels.role", `"role" is a label provision sets itself`, 1},
 }
 
 // problemsOf loads an inventory that must be invalid and returns its problems.

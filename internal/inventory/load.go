@@ -2,18 +2,21 @@ package inventory
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/fhlab/provision/internal/userfile"
 	"gopkg.in/yaml.v3"
 )
 
 // maxFileSize bounds what Parse will read; a real inventory is a few KiB.
-const maxFileSize = 4 << 20
+const maxFileSize = userfile.MaxInventory
 
 // Inventory is a loaded, defaulted and expanded lab: the spec as written and
 // the nodes it describes.
@@ -23,6 +26,7 @@ type Inventory struct {
 	Lab   Lab
 	Nodes []Node
 	lines map[string]int
+	zeros map[string]bool // fields written as 0
 }
 
 // PrivateKeyPath is ssh.privateKeyFile resolved against the inventory.
@@ -33,22 +37,38 @@ func (inv *Inventory) PrivateKeyPath() string {
 // Line returns the line of a field path in the inventory file, or 0.
 func (inv *Inventory) Line(path string) int { return inv.lines[path] }
 
-// FS reads the files an inventory refers to (rack CSVs). Tests and the fuzzer
-// pass a map; the CLI passes the real file system.
+// FS reads the files an inventory refers to (rack CSVs, public keys). Tests
+// and the fuzzer pass a map; the CLI passes the real file system.
 type FS interface {
 	ReadFile(name string) ([]byte, error)
 }
 
-// OSFS reads from the operating system.
+// CheckFS is an FS that can also tell, without reading, whether a file
+// that a later stage reads (the CA file, the private key) is a regular file
+// of at most limit bytes; see userfile.Check.
+type CheckFS interface {
+	FS
+	Check(name string, limit int64) error
+}
+
+// OSFS reads from the operating system: regular files of bounded size only
+// (a device, FIFO or directory is refused before it is opened).
 type OSFS struct{}
 
 // ReadFile implements FS.
-func (OSFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+func (OSFS) ReadFile(name string) ([]byte, error) { return userfile.Read(name, maxFileSize) }
+
+// Check implements CheckFS.
+func (OSFS) Check(name string, limit int64) error { return userfile.Check(name, limit) }
 
 // Load reads, decodes, defaults, expands and validates an inventory file.
 // The error, if any, is Problems: every problem found, each with its place.
 func Load(path string) (*Inventory, error) {
-	data, err := os.ReadFile(path)
+	data, err := userfile.Read(path, maxFileSize)
+	var ue *userfile.Error
+	if errors.As(err, &ue) {
+		return nil, Problems{{File: path, Msg: "cannot read the inventory: " + ue.Reason}}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read inventory: %w", err)
 	}
@@ -93,6 +113,9 @@ func Parse(path string, data []byte, fsys FS) (*Inventory, error) {
 		if err.Error() == "EOF" {
 			p.Msg = "the file is empty"
 		}
+		if p.Line == 0 {
+			p.Line, p.Msg = locateYAMLError(data, err.Error(), p.Msg)
+		}
 		return nil, Problems{p}
 	}
 	var extra yaml.Node
@@ -109,8 +132,14 @@ func Parse(path string, data []byte, fsys FS) (*Inventory, error) {
 	if len(d.probs) > 0 {
 		return nil, d.probs.Err()
 	}
-	inv := &Inventory{File: path, Dir: filepath.Dir(path), Lab: lab, lines: d.lines}
+	inv := &Inventory{File: path, Dir: filepath.Dir(path), Lab: lab, lines: d.lines, zeros: map[string]bool{}}
+	for _, z := range d.zeros {
+		inv.zeros[z] = true
+	}
 	inv.Lab.SetDefaults()
+	if err := inv.explicitZeros(d.zeros).Err(); err != nil {
+		return nil, err
+	}
 	probs := inv.expand(fsys, inv.Dir)
 	probs = append(probs, inv.validate()...)
 	if err := probs.Err(); err != nil {
@@ -118,6 +147,37 @@ func Parse(path string, data []byte, fsys FS) (*Inventory, error) {
 	}
 	return inv, nil
 }
+
+var unknownAnchor = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+
+// locateYAMLError finds the line of the errors yaml.v3 reports without one:
+// a byte YAML does not allow (NUL, other control characters, invalid UTF-8)
+// and an alias of an anchor that is not defined.
+func locateYAMLError(data []byte, err, msg string) (int, string) {
+	if m := unknownAnchor.FindStringSubmatch(err); m != nil {
+		alias := regexp.MustCompile(`\*` + regexp.QuoteMeta(m[1]) + `(?:[\s,\]}]|$)`)
+		if loc := alias.FindIndex(data); loc != nil {
+			return lineAt(data, loc[0]), fmt.Sprintf("not valid YAML: alias *%s names no anchor (define &%s before it)", m[1], m[1])
+		}
+		return 0, msg
+	}
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return lineAt(data, i), fmt.Sprintf("not valid YAML: byte %#02x is not UTF-8", data[i])
+		case r == 0:
+			return lineAt(data, i), "not valid YAML: a NUL byte; is this a binary file?"
+		case r != '\t' && r != '\n' && r != '\r' && r != 0x85 && unicode.IsControl(r):
+			return lineAt(data, i), fmt.Sprintf("not valid YAML: control character %U", r)
+		}
+		i += size
+	}
+	return 0, msg
+}
+
+// lineAt is the 1-based line of byte offset off in data.
+func lineAt(data []byte, off int) int { return bytes.Count(data[:off], []byte("\n")) + 1 }
 
 // checkHeader reads apiVersion and kind before anything else, so a file of
 // another kind gets one clear message instead of a page of unknown fields.

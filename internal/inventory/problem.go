@@ -30,13 +30,19 @@ func (p Problem) Error() string {
 // Problems is every problem found at once. It is an error when non-empty.
 type Problems []Problem
 
+// MaxListed is how many problems Error lists; the rest are counted.
+const MaxListed = 50
+
 func (ps Problems) Error() string {
-	lines := make([]string, len(ps))
-	for i, p := range ps {
-		lines[i] = p.Error()
-	}
 	if len(ps) == 1 {
-		return lines[0]
+		return ps[0].Error()
+	}
+	lines := make([]string, 0, min(len(ps), MaxListed)+1)
+	for _, p := range ps[:min(len(ps), MaxListed)] {
+		lines = append(lines, p.Error())
+	}
+	if more := len(ps) - MaxListed; more > 0 {
+		lines = append(lines, fmt.Sprintf("and %d more problems (fix these and run again)", more))
 	}
 	return fmt.Sprintf("%d problems:\n  %s", len(ps), strings.Join(lines, "\n  "))
 }

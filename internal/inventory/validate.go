@@ -11,6 +11,9 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// maxVMID is the largest VMID Proxmox VE accepts.
+const maxVMID = 999999999
+
 // dockerLocalPools are the ranges Docker takes bridge networks from when
 // daemon.json sets no default-address-pools; a swarm pool must stay clear.
 var dockerLocalPools = []string{"172.17.0.0/16", "172.18.0.0/16", "172.16.0.0/12", "192.168.0.0/16"}
@@ -59,12 +62,24 @@ func (inv *Inventory) validate() Problems {
 func (v *validator) network() {
 	n := v.inv.Lab.Network
 	lan, err := netip.ParsePrefix(n.CIDR)
-	if err != nil || !lan.Addr().Is4() || lan.Bits() > 30 {
+	if err != nil || !lan.Addr().Is4() {
 		v.add("network.cidr", "%q is not an IPv4 network like 192.168.10.0/23", n.CIDR)
 		return
 	}
 	if lan.Masked() != lan {
 		v.add("network.cidr", "%q has host bits set; the network is %s", n.CIDR, lan.Masked())
+		return
+	}
+	switch {
+	case lan.Bits() > 30:
+		v.add("network.cidr", "%s leaves no room for a gateway and nodes: a LAN needs /30 or shorter", lan)
+		return
+	case lan.Bits() < 8:
+		v.add("network.cidr", "%s is larger than any LAN: use /8 to /30", lan)
+		return
+	}
+	if why := specialRange(lan); why != "" {
+		v.add("network.cidr", "%s %s, not a LAN", lan, why)
 		return
 	}
 	v.lan = lan
@@ -81,10 +96,70 @@ func (v *validator) network() {
 		}
 	}
 	for i, s := range n.NTP {
-		if s == "" || strings.ContainsAny(s, " \t\n") {
+		if _, err := netip.ParseAddr(s); err != nil && !isDNSName(s) {
 			v.add(index("network.ntp", i), "%q is not an NTP server name or address", s)
 		}
 	}
+	if n.Domain != "" && !isDNSName(n.Domain) {
+		v.add("network.domain", "%q is not a DNS domain like lab.example.org (letters, digits, '-' and dots)", n.Domain)
+	}
+}
+
+// dnsLabel is one label of a DNS name (RFC 1123).
+var dnsLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+
+// isDNSName reports whether s is a host or domain name (one trailing dot
+// allowed).
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !dnsLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// specialRanges are IPv4 ranges no LAN, overlay or bridge network can use.
+var specialRanges = []struct {
+	p   netip.Prefix
+	why string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "is in 0.0.0.0/8 (\"this network\")"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "is loopback (127.0.0.0/8)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "is link-local (169.254.0.0/16)"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "is multicast (224.0.0.0/4)"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "is reserved (class E, 240.0.0.0/4)"},
+}
+
+// specialRange says why p cannot carry unicast host traffic, or "".
+func specialRange(p netip.Prefix) string {
+	for _, s := range specialRanges {
+		if p.Overlaps(s.p) {
+			return s.why
+		}
+	}
+	return ""
+}
+
+// ipv4Network checks an IPv4 network field (a pool or subnet) and returns it;
+// example is shown in the message when s is not a network at all.
+func (v *validator) ipv4Network(path, s, example string) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil || !p.Addr().Is4():
+		v.add(path, "%q is not an IPv4 network like %s", s, example)
+	case p.Masked() != p:
+		v.add(path, "%s has host bits set; did you mean %s?", p, p.Masked())
+	case specialRange(p) != "":
+		v.add(path, "%s %s: containers cannot use it", p, specialRange(p))
+	default:
+		return p, true
+	}
+	return p, false
 }
 
 // usable reports whether a is a host address of p (not network, broadcast).
@@ -114,6 +189,10 @@ func (v *validator) ssh() {
 		v.add("ssh.authorizedKeys", "at least one public key is needed, or no one can log in to the nodes")
 	}
 	for i, k := range s.AuthorizedKeys {
+		if r, _ := controlChar(k); r != 0 {
+			v.add(index("ssh.authorizedKeys", i), "contains the control character %U: a public key is one line of printable text", r)
+			continue
+		}
 		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
 			v.add(index("ssh.authorizedKeys", i), "not an SSH public key (%v); paste a line of ~/.ssh/id_ed25519.pub", err)
 		}
@@ -167,9 +246,8 @@ func (v *validator) swarmPools() {
 	bridge := v.bridgePools()
 	for i, s := range sw.DefaultAddrPool {
 		path := index("swarm.defaultAddrPool", i)
-		p, err := netip.ParsePrefix(s)
-		if err != nil || !p.Addr().Is4() || p.Masked() != p {
-			v.add(path, "%q is not an IPv4 network like 10.128.0.0/12", s)
+		p, ok := v.ipv4Network(path, s, "10.128.0.0/12")
+		if !ok {
 			continue
 		}
 		if mask < p.Bits() || mask > 29 {
@@ -211,9 +289,12 @@ func (v *validator) ingress(pools []netip.Prefix) {
 		v.add(path, "is set but swarm.ingress.enabled is false: drop one of them")
 		return
 	}
-	p, err := netip.ParsePrefix(in.Subnet)
-	if err != nil || !p.Addr().Is4() || p.Masked() != p || p.Bits() > 29 {
-		v.add(path, "%q is not an IPv4 network like 10.127.0.0/24", in.Subnet)
+	p, ok := v.ipv4Network(path, in.Subnet, "10.127.0.0/24")
+	if !ok {
+		return
+	}
+	if p.Bits() > 29 {
+		v.add(path, "%s is too small for the routing mesh: use /29 or shorter, like 10.127.0.0/24", p)
 		return
 	}
 	if v.lan.IsValid() && p.Overlaps(v.lan) {
@@ -294,9 +375,8 @@ func (v *validator) tuning() {
 	}
 	for i, p := range t.Docker.AddressPools {
 		path := index("hostTuning.docker.addressPools", i)
-		pr, err := netip.ParsePrefix(p.Base)
-		if err != nil || !pr.Addr().Is4() || pr.Masked() != pr {
-			v.add(path+".base", "%q is not an IPv4 network", p.Base)
+		pr, ok := v.ipv4Network(path+".base", p.Base, "172.16.0.0/12")
+		if !ok {
 			continue
 		}
 		if p.Size < pr.Bits() || p.Size > 29 {
@@ -352,17 +432,26 @@ func (v *validator) proxmox() {
 		if _, set := v.inv.lines[path+".sshPort"]; (set || n.SSHPort != 0) && (n.SSHPort < 1 || n.SSHPort > 65535) {
 			v.add(path+".sshPort", "%d is not a TCP port (1-65535; leave sshPort out for 22)", n.SSHPort)
 		}
+		if a, err := netip.ParseAddr(n.Address); err == nil {
+			if !a.IsGlobalUnicast() && !a.IsLoopback() || a.Zone() != "" {
+				v.add(path+".address", "%s is not a host's address", a)
+			}
+		} else if !isDNSName(n.Address) || allDigitsAndDots(n.Address) {
+			v.add(path+".address", "%q is not an IP address or host name (no scheme, port or path: the API URL is proxmox.apiURL)", n.Address)
+		}
 	}
 	if len(p.VMs) > 0 && p.Template == "" {
 		v.add("proxmox.template", "name the cloud-init template the VMs are cloned from (see `provision template`)")
 	}
 	for _, env := range []struct{ path, v string }{{"proxmox.tokenIDEnv", p.TokenIDEnv}, {"proxmox.tokenSecretEnv", p.TokenSecretEnv}} {
 		if !regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`).MatchString(env.v) {
-			v.add(env.path, "%q is not an environment variable name", env.v)
+			// Not the value: it may be the token itself, written where
+			// the name of its variable belongs.
+			v.add(env.path, "is not an environment variable name: write the name of the variable that holds the token (like PM_API_TOKEN_SECRET), never the token")
 		}
 	}
-	if p.VMIDStart < 100 || p.VMIDStart > 999999999 {
-		v.add("proxmox.vmidStart", "%d: Proxmox VMIDs run from 100 to 999999999", p.VMIDStart)
+	if p.VMIDStart < 100 || p.VMIDStart > maxVMID {
+		v.add("proxmox.vmidStart", "%d: Proxmox VMIDs run from 100 to %d", p.VMIDStart, maxVMID)
 	}
 	for gi, g := range p.VMs {
 		path := index("proxmox.vms", gi)
@@ -375,8 +464,8 @@ func (v *validator) proxmox() {
 		if !diskSize.MatchString(g.Disk) {
 			v.add(path+".disk", "%q is not a disk size like 32G", g.Disk)
 		}
-		if g.VMIDStart != 0 && g.VMIDStart < 100 {
-			v.add(path+".vmidStart", "%d: Proxmox VMIDs start at 100", g.VMIDStart)
+		if g.VMIDStart != 0 && (g.VMIDStart < 100 || g.VMIDStart > maxVMID) {
+			v.add(path+".vmidStart", "%d: Proxmox VMIDs run from 100 to %d", g.VMIDStart, maxVMID)
 		}
 		for hi, h := range g.Hosts {
 			if _, ok := known[h]; !ok {
@@ -395,10 +484,17 @@ func nodeNames(ns []ProxmoxNode) string {
 	return strings.Join(names, ", ")
 }
 
+// builtinLabels are the labels provision gives every node; placement
+// constraints rely on them, so an inventory may not change them.
+var builtinLabels = map[string]bool{"role": true, "kind": true, "arch": true, "host": true, "rack": true}
+
 func (v *validator) labels(path string, labels map[string]string) {
-	for k, val := range labels {
-		if !labelKey.MatchString(k) || strings.ContainsAny(val, "\n\r") {
+	for k := range labels {
+		switch {
+		case !labelKey.MatchString(k):
 			v.add(path+"."+k, "%q is not a node label key (letters, digits, '.', '_' and '-')", k)
+		case builtinLabels[k]:
+			v.add(path+"."+k, "%q is a label provision sets itself (role, kind, arch, host, rack): use another key", k)
 		}
 	}
 }
@@ -491,6 +587,10 @@ func (v *validator) nodes() {
 		v.unique(serials, "serial", n.Serial, n, "serial")
 		if n.VMID != 0 {
 			v.unique(vmids, "VMID", fmt.Sprint(n.VMID), n, "vmid")
+			if n.VMID > maxVMID {
+				v.probs = append(v.probs, Problem{File: v.fileOf(n, "vmid"), Line: v.lineOf(n, "vmid"), Field: v.fieldOf(n, "vmid"),
+					Msg: fmt.Sprintf("VMID %d of %s is past %d, the largest Proxmox accepts", n.VMID, n.Name, maxVMID)})
+			}
 		}
 		ip, _ := netip.ParseAddr(n.IP)
 		switch {
@@ -541,4 +641,10 @@ func names(ns []Node) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, ", ")
+}
+
+// allDigitsAndDots catches "10.0.0" and "300.1.1.1": not an address, and a
+// resolver would turn some of them into one nobody meant.
+func allDigitsAndDots(s string) bool {
+	return strings.Trim(s, "0123456789.") == ""
 }

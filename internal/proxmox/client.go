@@ -22,11 +22,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/fhlab/provision/internal/userfile"
 )
 
 // APIPath is how every Proxmox API base URL ends.
@@ -109,7 +110,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("proxmox API token: both the token ID (user@realm!tokenid) and its secret are needed")
 	}
 	if !tokenIDPattern(cfg.TokenID) {
-		return nil, fmt.Errorf("proxmox API token ID %q: not of the form user@realm!tokenid", cfg.TokenID)
+		// Not the value: a secret pasted into it would be shown.
+		return nil, errors.New("proxmox API token ID: not of the form user@realm!tokenid")
 	}
 	if strings.ContainsAny(cfg.TokenSecret, "\r\n") {
 		return nil, errors.New("proxmox API token secret: contains a line break")
@@ -122,7 +124,7 @@ func New(cfg Config) (*Client, error) {
 	case cfg.Insecure:
 		tlsConf.InsecureSkipVerify = true
 	case cfg.CAFile != "":
-		pem, err := os.ReadFile(cfg.CAFile)
+		pem, err := userfile.Read(cfg.CAFile, userfile.MaxSmall)
 		if err != nil {
 			return nil, fmt.Errorf("proxmox TLS: read CA file: %w", err)
 		}

@@ -12,6 +12,8 @@ import (
 	"runtime"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/fhlab/provision/internal/userfile"
 )
 
 // ErrKeyEncrypted is returned by LoadSigner for a passphrase-protected key:
@@ -33,7 +35,7 @@ func LoadSigner(path string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("load private key %s: permissions %#o are too open: "+
 			"a private key must not be accessible by group or others; run: chmod 600 %s", path, perm, path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := userfile.Read(path, userfile.MaxSmall)
 	if err != nil {
 		return nil, fmt.Errorf("load private key: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/fhlab/provision/internal/userfile"
 )
 
 // SchemaVersion is the version of the file format this package writes.
@@ -90,7 +92,8 @@ func (s *State) NodeNames() []string {
 // a file of another lab or of a newer schema is an error.
 func Load(dir, lab string) (*State, error) {
 	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
+	// The state of a lab of thousands of nodes is a few MiB.
+	data, err := userfile.Read(path, 64<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return New(lab), nil
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/state"
 	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/userfile"
 	tfmodule "github.com/fhlab/provision/terraform"
 )
 
@@ -109,14 +110,14 @@ func credentials(inv *inventory.Inventory, getenv func(string) string) (map[stri
 		return nil, nil, fmt.Errorf("vms: the Proxmox API token is read from $%s and $%s; %s not set (export them; they are never read from a file)",
 			p.TokenIDEnv, p.TokenSecretEnv, strings.Join(missing, " and "))
 	}
-	if !strings.Contains(id, "!") {
-		return nil, nil, fmt.Errorf("vms: $%s must be a token id like user@realm!name", p.TokenIDEnv)
+	if err := inventory.CheckTokenID("$"+p.TokenIDEnv, id); err != nil {
+		return nil, nil, fmt.Errorf("vms: %w", err)
 	}
 	env := map[string]string{"PM_API_TOKEN_ID": id, "PM_API_TOKEN_SECRET": secret}
 	if p.CAFile != "" {
 		// The provider has no CA setting; Go's TLS reads SSL_CERT_FILE.
 		ca := inventory.ResolvePath(inv.Dir, p.CAFile)
-		if _, err := os.Stat(ca); err != nil {
+		if err := userfile.Check(ca, userfile.MaxSmall); err != nil {
 			return nil, nil, fmt.Errorf("vms: proxmox.caFile: %w", err)
 		}
 		env["SSL_CERT_FILE"] = ca
