@@ -45,7 +45,7 @@ func (a *app) labFor(cmd *cobra.Command) (*inventory.Inventory, *lab.Lab, error)
 		if _, created, err := remote.EnsureKey(inv.PrivateKeyPath()); err != nil {
 			return nil, nil, fmt.Errorf("ssh key: %w", err)
 		} else if created {
-			fmt.Fprintf(a.streams.Err, "created SSH key %s (ssh.createKey)\n", inv.PrivateKeyPath())
+			a.status.Progress("created SSH key %s (ssh.createKey)", inv.PrivateKeyPath())
 			if inv, err = a.loadInventory(); err != nil { // now with its public half
 				return nil, nil, err
 			}

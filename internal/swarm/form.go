@@ -212,7 +212,7 @@ func (f *former) pickSwarm(ctx context.Context, ok []*Member) error {
 	}
 	if f.cluster != "" {
 		f.leader = first[f.cluster]
-		f.opts.Log.Info("using existing swarm", "cluster", short(f.cluster), "via", f.leader.Name)
+		f.opts.Progress("using the existing swarm %s (via %s)", short(f.cluster), f.leader.Name)
 	} else {
 		for _, m := range ok {
 			if m.Role == Manager && !m.inSwarm() {

@@ -119,7 +119,7 @@ func (f *former) update(ctx context.Context, m *Member, n swarm.Node) error {
 	}
 	spec.Labels = labels
 	sort.Strings(why)
-	f.opts.Log.Info("updating node", "node", m.Name, "changes", strings.Join(why, ", "))
+	f.opts.Log.Debug("updating node", "node", m.Name, "changes", strings.Join(why, ", "))
 	if err := f.leader.Engine.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
 		return err
 	}
