@@ -22,6 +22,7 @@ import (
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/remote"
+	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/internal/ui"
 )
 
@@ -148,7 +149,14 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-const rootLong = `provision rebuilds a lab's container cluster from one inventory file:
+// runbook is the order of the stages `provision apply` runs, from the
+// pipeline itself, for help texts.
+func runbook() string {
+	return strings.Join(stages.Apply(stages.Deps{}).Names(), " → ")
+}
+
+func rootLong() string {
+	return `provision rebuilds a lab's container cluster from one inventory file:
 Proxmox VMs through Terraform, Raspberry Pis from golden images or netboot,
 all joined into one Docker Swarm with the host tuning that large swarms need.
 
@@ -157,6 +165,14 @@ Start with an inventory (see inventory/example.yaml), then:
   provision inventory -i lab.yaml     the nodes it describes
   provision render    -i lab.yaml     write each node's cloud-init seed
   provision plan      -i lab.yaml     what each stage would change
+  provision apply     -i lab.yaml     run the stages in order:
+      ` + runbook() + `
+
+Output: results and summaries on stdout; progress lines on stderr (a
+spinner on a terminal); log records on stderr only with -v (info), -vv
+(debug) or --log-level. Every record, at debug level, also goes to
+<state-dir>/` + ui.LogFileName + fmt.Sprintf(` (rotated at %d MiB, %d kept, mode 0600,
+secrets redacted); a failing command prints its path.`, ui.DefaultMaxSize>>20, ui.DefaultKeep) + `
 
 Settings (highest first): flags, PROVISION_* environment variables
 (PROVISION_INVENTORY, PROVISION_STATE_DIR, PROVISION_CONCURRENCY, ...),
@@ -164,13 +180,14 @@ provision.yaml in the current directory (or --config), then defaults.
 
 Secrets never go in the inventory: the Proxmox API token is read from
 $PM_API_TOKEN_ID and $PM_API_TOKEN_SECRET (names configurable).`
+}
 
 func (a *app) rootCommand() *cobra.Command {
 	var configFile string
 	root := &cobra.Command{
 		Use:           "provision",
 		Short:         "Rebuild a lab's Docker Swarm from one inventory file",
-		Long:          rootLong,
+		Long:          rootLong(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
