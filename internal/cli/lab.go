@@ -177,7 +177,11 @@ up is no error. The swarm facts of the lab are dropped from the state file.`,
 			env.State.Swarm = nil
 			env.State.Nodes = nil
 			os.Remove(filepath.Join(env.StateDir, "known_hosts"))
-			return env.State.Save(env.StateDir, a.now())
+			if err := env.State.Save(env.StateDir, a.now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.streams.Out, "lab %s is down\n", l.Prefix())
+			return nil
 		},
 	}
 }
