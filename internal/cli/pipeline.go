@@ -25,7 +25,7 @@ func (a *app) env(inv *inventory.Inventory, outDir string) (*pipeline.Env, error
 	}
 	return &pipeline.Env{
 		Inventory: inv, State: st, StateDir: dir, OutDir: outDir,
-		Concurrency: a.settings.Concurrency, Log: a.log, Out: a.streams.Out,
+		Concurrency: a.settings.Concurrency, Log: a.log, Out: a.status.Wrap(a.streams.Out),
 		Status: a.status, Now: a.now,
 	}, nil
 }

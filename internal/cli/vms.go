@@ -16,7 +16,7 @@ func (a *app) terraformSettings(yes bool) stages.Terraform {
 		Mirror:  a.settings.TFMirror,
 		KeyPath: a.settings.SSHKey,
 		Prompt: terraform.Prompt{
-			In: a.streams.In, Out: a.streams.Err, TTY: terraform.IsTerminal(a.streams.In), Yes: yes,
+			In: a.streams.In, Out: a.status, TTY: terraform.IsTerminal(a.streams.In), Yes: yes,
 		},
 	}
 }

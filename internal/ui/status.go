@@ -38,6 +38,7 @@ type Status struct {
 	mu    sync.Mutex
 	steps []string // running steps, newest last (spinner mode)
 	shown bool     // the spinner line is on screen
+	held  bool     // a question without a newline is on screen: no redraw
 	frame int
 	stop  chan struct{} // closes the ticker; nil when none runs
 	done  chan struct{}
@@ -120,13 +121,46 @@ func (s *Status) Progress(format string, args ...any) {
 	s.line("   " + fmt.Sprintf(format, args...))
 }
 
-// Write prints p above the spinner line (or plainly without a spinner); p
-// should hold whole lines.
+// Write prints p above the spinner line (or plainly without a spinner). p
+// should hold whole lines; text that does not end in a newline (a question
+// waiting for an answer) stops the spinner from redrawing until the next
+// output, so it stays readable.
 func (s *Status) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.above(string(p))
 	return len(p), nil
+}
+
+// Wrap returns a writer to w (stdout) that clears the spinner line before
+// each write and redraws it after, so results printed while a step runs do
+// not run into the spinner when both streams are one terminal. Without a
+// spinner it returns w.
+func (s *Status) Wrap(w io.Writer) io.Writer {
+	if !s.cfg.Spinner {
+		return w
+	}
+	return wrapped{s: s, w: w}
+}
+
+type wrapped struct {
+	s *Status
+	w io.Writer
+}
+
+func (o wrapped) Write(p []byte) (int, error) {
+	s := o.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shown {
+		io.WriteString(s.cfg.Out, "\r\033[K")
+		s.shown = false
+	}
+	n, err := o.w.Write(p)
+	if len(p) > 0 && p[len(p)-1] == '\n' && len(s.steps) > 0 && !s.held {
+		s.draw()
+	}
+	return n, err
 }
 
 func (s *Status) line(l string) {
@@ -150,7 +184,8 @@ func (s *Status) above(text string) {
 		s.shown = false
 	}
 	io.WriteString(s.cfg.Out, text)
-	if s.cfg.Spinner && len(s.steps) > 0 {
+	s.held = s.cfg.Spinner && !strings.HasSuffix(text, "\n")
+	if s.cfg.Spinner && len(s.steps) > 0 && !s.held {
 		s.draw()
 	}
 }
@@ -177,7 +212,7 @@ func (s *Status) tick(stop, done chan struct{}) {
 			return
 		case <-t.C:
 			s.mu.Lock()
-			if len(s.steps) > 0 {
+			if len(s.steps) > 0 && !s.held {
 				s.frame++
 				s.draw()
 			}

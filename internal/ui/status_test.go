@@ -3,7 +3,9 @@ package ui
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -103,5 +105,30 @@ func TestStatusSpinnerRedrawsOneLine(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	if len(out.String()) != end {
 		t.Errorf("the spinner kept drawing after the step ended")
+	}
+}
+
+func TestStatusSpinnerHoldsForAQuestionAndClearsForStdout(t *testing.T) {
+	var errs, out syncBuffer
+	s := NewStatus(StatusConfig{Out: &errs, Now: clock(time.Second), Spinner: true, Interval: time.Millisecond})
+	done := s.Start("create VMs")
+	stdout := s.Wrap(&out)
+	io.WriteString(stdout, "plan: 3 to create\n")
+	if !regexp.MustCompile(`\r\033\[K \S create VMs \.\.\.$`).MatchString(errs.String()) || out.String() != "plan: 3 to create\n" {
+		t.Fatalf("stdout write: stderr %q, stdout %q", errs.String(), out.String())
+	}
+	io.WriteString(s, "Apply this plan? [y/N]: ")
+	held := errs.String()
+	time.Sleep(20 * time.Millisecond) // many ticks
+	if errs.String() != held || !strings.HasSuffix(held, "\r\033[KApply this plan? [y/N]: ") {
+		t.Fatalf("the spinner drew over the question: %q", errs.String())
+	}
+	s.Progress("snippets: 3 written") // after the answer: the spinner is back
+	done(nil)
+	if !strings.Contains(errs.String(), "[y/N]:    snippets: 3 written\n\r\033[K ") {
+		t.Errorf("after the question: %q", errs.String())
+	}
+	if plain := NewStatus(StatusConfig{Out: &errs}); plain.Wrap(&out) != io.Writer(&out) {
+		t.Errorf("Wrap without a spinner is not the writer itself")
 	}
 }
