@@ -112,6 +112,9 @@ func Run(ctx context.Context, args []string, streams Streams) int {
 	root.SetErr(streams.Err)
 	start := a.now()
 	err := root.ExecuteContext(ctx)
+	if lerr := a.logFile.Err(); lerr != nil {
+		a.log.Warn("the log file is incomplete: " + lerr.Error())
+	}
 	if err == nil {
 		a.fileLog.Debug("done", "took", a.now().Sub(start).Round(time.Millisecond))
 		return 0

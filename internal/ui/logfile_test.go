@@ -123,3 +123,16 @@ func TestLogFileRedacts(t *testing.T) {
 		t.Errorf("log file:\n%s", data)
 	}
 }
+
+func TestLogFilePathIsAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	l := &LogFile{}
+	if err := l.Open(filepath.Join(".provision", "lab"), "marker"); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if want := filepath.Join(dir, ".provision", "lab", LogFileName); l.Path() != want {
+		t.Errorf("Path = %q, want %q", l.Path(), want)
+	}
+}
