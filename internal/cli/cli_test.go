@@ -11,11 +11,14 @@ import (
 	"testing"
 )
 
-// run runs provision with args. Unless args name a --state-dir, it gets a
-// temporary one, so that no test writes a log file into the source tree.
+// run runs provision with args. A run in the package directory that names
+// no --state-dir gets a temporary one, so that no test writes a log file
+// into the source tree; a test that moved to a directory of its own keeps
+// the default.
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	if slices.Contains(args, "-i") && !slices.Contains(args, "--state-dir") {
+	wd, _ := os.Getwd()
+	if wd == cwdAtStart && slices.Contains(args, "-i") && !slices.Contains(args, "--state-dir") && os.Getenv("PROVISION_STATE_DIR") == "" {
 		args = append(args, "--state-dir", t.TempDir())
 	}
 	var out, errb bytes.Buffer

@@ -39,8 +39,9 @@ func needTerraform(t *testing.T) {
 
 // TestVMsApplyOutputModel runs `provision vms apply` with the real
 // terraform against an empty provider mirror (so terraform init fails
-// without any network): at the default level stderr holds the error and
-// the log file's path but no log record; -v and --log-level show records;
+// without any network): at the default level (and at -v: terraform's lines
+// are debug records) stderr holds the error and the log file's path but no
+// log record; -vv and --log-level debug show them;
 // every run's records, terraform's lines among them, are in provision.log.
 func TestVMsApplyOutputModel(t *testing.T) {
 	needTerraform(t)
@@ -56,8 +57,8 @@ func TestVMsApplyOutputModel(t *testing.T) {
 		records string // a record stderr must hold; "" for none at all
 	}{
 		{"default level", nil, ""},
-		{"-v shows terraform's output as info records", []string{"-v"}, `level=INFO msg="terraform: Initializing provider plugins..."`},
-		{"-vv shows debug records", []string{"-vv"}, `level=DEBUG msg="terraform: Error: Failed to query available provider packages"`},
+		{"-v: terraform's output is at debug, so still none", []string{"-v"}, ""},
+		{"-vv shows terraform's output as debug records", []string{"-vv"}, `level=DEBUG msg="terraform: Initializing provider plugins..."`},
 		{"--log-level warn shows none here", []string{"--log-level", "warn"}, ""},
 		{"--log-level debug --log-format json", []string{"--log-level", "debug", "--log-format", "json"}, `"level":"DEBUG","msg":"terraform: Error: Failed to query available provider packages"`},
 	}
@@ -87,7 +88,7 @@ func TestVMsApplyOutputModel(t *testing.T) {
 	log := string(data)
 	for _, want := range []string{
 		"===== ", // a run marker per run
-		`level=INFO msg="terraform: Initializing provider plugins..."`,
+		`level=DEBUG msg="terraform: Initializing provider plugins..."`,
 		`level=DEBUG msg="terraform: Error: Failed to query available provider packages"`,
 		`level=ERROR msg=failed`,
 	} {

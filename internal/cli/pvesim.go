@@ -33,12 +33,14 @@ type pveSimFlags struct {
 	allowRemote      bool
 	templates        bool
 	offlineDownloads bool
+	sftp             bool
+	sftpRoot         string
 }
 
 func (a *app) pveSimCommand() *cobra.Command {
 	var f pveSimFlags
 	cmd := &cobra.Command{
-		Use:   "pve-sim -i FILE [--listen 127.0.0.1:8006] [--tls] [--state FILE] [--token-file FILE] [--lab]",
+		Use:   "pve-sim -i FILE [--listen 127.0.0.1:8006] [--tls] [--state FILE] [--token-file FILE] [--lab] [--sftp]",
 		Short: "Run the Proxmox VE API simulator for local rehearsal",
 		Long: `Serve a simulated Proxmox VE 9.1 API for the inventory's proxmox section, so
 preflight, template and the Terraform provider can be rehearsed on this
@@ -62,10 +64,24 @@ starts (provision lab; needs root), with the address of its ipconfig0.
 download-url only fetches from loopback hosts; --offline-downloads stores a
 placeholder for other URLs instead (checksums are then not verified).
 
-Listens on loopback only unless --allow-remote is given.`,
+A VM starts only when its cicustom snippets exist on its host, as in PVE
+("can't find file 'local:snippets/...'"). --sftp gives every simulated host
+the SFTP endpoint provision vms apply uploads them to: a real sshd (needs
+root and openssh-server) at the host's address and proxmox.nodes[].sshPort
+from the inventory, which must be a loopback address with a port of its own
+per host (inventory/local.yaml has 2221-2223). It serves SFTP only, to
+proxmox.sshUser (a user of this machine; root by default) with the
+inventory's keys, chrooted into <sftp-root>/<node>: an upload to
+/var/lib/vz/snippets lands in <sftp-root>/<node>/var/lib/vz/snippets, which
+the simulated host reads at VM start. Host keys are made once and kept in
+<state-dir>/pve-sim/sshd/<node>.
+
+Listens on loopback only unless --allow-remote is given. Every path it
+prints is absolute.`,
 		Example: `  provision pve-sim -i inventory/local.yaml
   provision pve-sim -i inventory/local.yaml --templates=false --offline-downloads
-  provision pve-sim -i inventory/local.yaml --state .provision/local/pve-sim.json --lab`,
+  provision pve-sim -i inventory/local.yaml --state .provision/local/pve-sim.json --lab
+  provision pve-sim -i inventory/local.yaml --sftp    # then: provision vms apply -i inventory/local.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runPVESim(cmd.Context(), f)
@@ -80,6 +96,8 @@ Listens on loopback only unless --allow-remote is given.`,
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a --listen address that is not loopback")
 	fl.BoolVar(&f.templates, "templates", true, "seed the inventory's template on every node")
 	fl.BoolVar(&f.offlineDownloads, "offline-downloads", false, "download-url of a non-loopback URL stores a placeholder instead of failing")
+	fl.BoolVar(&f.sftp, "sftp", false, "serve SFTP for every simulated host with a real sshd at its address and sshPort (needs root)")
+	fl.StringVar(&f.sftpRoot, "sftp-root", "", "where the simulated hosts' file systems live, root-owned (default /run/provision/pve-sim/<lab>)")
 	return cmd
 }
 
@@ -95,9 +113,35 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 	if err := checkListen(f.listen, f.allowRemote); err != nil {
 		return exitError{2, err}
 	}
-	dir := a.stateDir(inv)
+	dir, err := filepath.Abs(a.stateDir(inv))
+	if err != nil {
+		return fmt.Errorf("pve-sim: state dir: %w", err)
+	}
 	if f.tokenFile == "" {
 		f.tokenFile = filepath.Join(dir, "pve-sim.env")
+	}
+	// The hints below are pasted into other directories and inventories
+	// (proxmox.caFile is relative to the inventory's directory): every
+	// path is absolute.
+	invFile, err := filepath.Abs(inv.File)
+	if err != nil {
+		return fmt.Errorf("pve-sim: %w", err)
+	}
+	for _, p := range []*string{&f.tokenFile, &f.stateFile, &f.sftpRoot} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return fmt.Errorf("pve-sim: %w", err)
+			}
+		}
+	}
+	if f.sftp && f.sftpRoot == "" {
+		f.sftpRoot = filepath.Join("/run/provision/pve-sim", inv.Lab.Metadata.Name)
+	}
+	var sftpHosts []sftpHost
+	if f.sftp {
+		if sftpHosts, err = sftpHostsOf(p); err != nil {
+			return exitError{2, err}
+		}
 	}
 	tokenID, secret, fromFile, err := simToken(p, f.tokenFile)
 	if err != nil {
@@ -140,6 +184,18 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 		}
 	}
 
+	var sshds []*pvesim.SSHD
+	if f.sftp {
+		if sshds, err = a.startSFTP(ctx, sim, inv, sftpHosts, f.sftpRoot, filepath.Join(dir, "pve-sim", "sshd")); err != nil {
+			return err
+		}
+		defer func() {
+			for _, d := range sshds {
+				_ = d.Close()
+			}
+		}()
+	}
+
 	srv, err := sim.Listen(ctx, f.listen, f.tls)
 	if err != nil {
 		return err
@@ -163,10 +219,17 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 	if caFile != "" {
 		fmt.Fprintf(out, "  CA certificate: %s (set proxmox.caFile to it, or keep insecure: true)\n", caFile)
 	}
+	for _, d := range sshds {
+		fmt.Fprintf(out, "  SFTP for %s: %s as %s, files in %s, host key %s\n", d.Node, d.Addr, p.SSHUser,
+			sim.NodeDir(d.Node), hostKeyFingerprint(d.HostKey))
+	}
+	if f.stateFile != "" {
+		fmt.Fprintf(out, "  state: %s (saved on exit)\n", f.stateFile)
+	}
 	if fromFile != "" {
-		fmt.Fprintf(out, "use it: set -a; . %s; set +a; provision preflight -i %s\n", fromFile, inv.File)
+		fmt.Fprintf(out, "use it: set -a; . %s; set +a; provision preflight -i %s\n", fromFile, invFile)
 	} else {
-		fmt.Fprintf(out, "use it: provision preflight -i %s\n", inv.File)
+		fmt.Fprintf(out, "use it: provision preflight -i %s\n", invFile)
 	}
 	if u := strings.TrimSuffix(srv.URL, "/api2/json"); p.APIURL != "" && !strings.HasPrefix(p.APIURL, u) {
 		fmt.Fprintf(a.streams.Err, "note: the inventory's proxmox.apiURL is %s, not %s\n", p.APIURL, srv.URL)

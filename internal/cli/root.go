@@ -294,7 +294,7 @@ func (a *app) setUpOutput() error {
 	}
 	a.status = ui.NewStatus(ui.StatusConfig{
 		Out: a.streams.Err, Now: a.now, Log: a.fileLog,
-		Spinner: ui.IsTerminal(a.streams.Err), Width: ui.Width(a.streams.Err),
+		Spinner: ui.IsSmartTerminal(a.streams.Err), Width: ui.Width(a.streams.Err),
 	})
 	term := ui.RedactWriter{W: a.status, Redact: a.redact}
 	var termHandler slog.Handler = ui.NewWarnHandler(term)

@@ -14,23 +14,28 @@ func (a *app) swarmCommand() *cobra.Command {
 		Short: "Join every node of the inventory into one Docker Swarm",
 		Long: `Connect to every node over SSH (host keys trusted on first use into
 <state-dir>/known_hosts; a changed key is refused) and talk to its Docker
-Engine API through that connection. Then:
+Engine API through that connection. Each node moves on as soon as its own
+connection is up; a node that does not answer yet keeps retrying (2 minutes)
+while the others are formed. Then:
 
-  1. gather every engine's swarm state, concurrently;
-  2. pick the swarm: an existing one wins; nodes in another swarm are
-     reported and left alone unless --force;
-  3. init on the first manager if there is no swarm, with an explicit
-     advertise address and the inventory's address pool and mask length;
-  4. join managers one at a time (quorum-safe), workers in waves of
-     --concurrency;
+  1. read each engine's swarm state as it answers;
+  2. pick the swarm once every manager has answered or failed, or once more
+     than half of the managers are in one: an existing one wins; nodes in
+     another swarm are reported and left alone unless --force;
+  3. init on the first manager if no manager is in a swarm, with an
+     explicit advertise address and the inventory's address pool and mask
+     length;
+  4. join managers one at a time (quorum-safe), workers as they answer, at
+     most --concurrency at once;
   5. apply labels (merged with labels set by hand), promote managers, drain
      managers if swarm.drainManagers; remove stale Down entries of
      re-created nodes; wait until every node is Ready; print the table.
 
 A re-run on a formed swarm makes no change at all and says so; nodes added
 to the inventory are the only ones joined. Join tokens are never printed or
-logged. A node that fails is named with the cause; the others are still
-formed, and the exit status is non-zero.`,
+logged. The summary says how many nodes were reached and names each node
+that failed with the cause; the others are still formed, and the exit
+status is non-zero.`,
 		Example: "  provision swarm -i inventory/local.yaml\n  provision swarm -i lab.yaml --concurrency 64",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

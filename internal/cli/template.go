@@ -28,7 +28,9 @@ The plan is printed before anything changes; a host that already has the
 template is left alone, so a second run changes nothing and says so.
 
 The default image is Debian 12's generic cloud image; its checksum is read
-from the SHA512SUMS file beside it unless --sha512 is given. Needs Proxmox VE
+from the SHA512SUMS file beside it unless --sha512 is given, and only when a
+host will really download it: --dry-run, and a run where every host has the
+template or the image, need no network beyond the Proxmox API. Needs Proxmox VE
 8.3 or later (import content) and Datastore.AllocateTemplate, Sys.Audit and
 Sys.Modify for the token.`
 
@@ -68,13 +70,6 @@ func (a *app) templateCommand() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			if sha512 == "" {
-				fmt.Fprintf(a.streams.Err, "reading the image's checksum from SHA512SUMS beside %s\n", imageURL)
-				hc := &http.Client{Timeout: 30 * time.Second}
-				if sha512, err = proxmox.FetchSHA512(ctx, hc, imageURL); err != nil {
-					return err
-				}
-			}
 			spec := proxmox.TemplateSpec{
 				Name: p.Template, Hardware: proxmox.LabHardware(p), VMIDBase: vmid,
 				ImageURL: imageURL, ImageSHA512: sha512, ImageStorage: imageStorage,
@@ -109,6 +104,15 @@ func (a *app) templateCommand() *cobra.Command {
 			if dryRun {
 				fmt.Fprintf(out, "dry run: %s would get the template\n", plural(todo, "host"))
 				return nil
+			}
+			// The checksum is fetched only now: a dry run, or a run where
+			// every host has the template or the image, needs no network.
+			if spec.ImageSHA512 == "" && proxmox.NeedsDownload(steps) {
+				fmt.Fprintf(a.streams.Err, "reading the image's checksum from SHA512SUMS beside %s\n", imageURL)
+				hc := &http.Client{Timeout: 30 * time.Second}
+				if spec.ImageSHA512, err = proxmox.FetchSHA512(ctx, hc, imageURL); err != nil {
+					return err
+				}
 			}
 			var mu sync.Mutex
 			progress := func(node, msg string) {

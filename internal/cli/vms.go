@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhlab/provision/internal/stages"
-	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/ui"
 	"github.com/fhlab/provision/internal/vms"
 )
 
@@ -15,8 +15,8 @@ func (a *app) terraformSettings(yes bool) stages.Terraform {
 		Path:    a.settings.Terraform,
 		Mirror:  a.settings.TFMirror,
 		KeyPath: a.settings.SSHKey,
-		Prompt: terraform.Prompt{
-			In: a.streams.In, Out: a.status, TTY: terraform.IsTerminal(a.streams.In), Yes: yes,
+		Prompt: ui.Prompt{
+			In: a.streams.In, Out: a.status, TTY: ui.IsTerminal(a.streams.In), Yes: yes,
 		},
 	}
 }
@@ -32,16 +32,23 @@ provider deletes undeclared disks), an explicit VMID, a static address and
 cloud-init from snippets. Terraform's state and plans live there too.
 
   plan     show what would change, per VM; nothing is changed
-  apply    plan, show, ask, upload each VM's user-data, network-config and
-           meta-data to the snippets directory of its Proxmox host over SFTP
-           (as proxmox.sshUser, host keys trusted on first use into
-           <state-dir>/known_hosts, a changed key refused; only changed files,
-           atomically), then apply exactly the plan shown. Outputs (VMIDs,
-           addresses) go into the state file.
+  apply    check the SSH key for the Proxmox hosts (--ssh-key, else the
+           inventory's), plan, show, ask, upload each VM's user-data,
+           network-config and meta-data to the snippets directory of its
+           Proxmox host over SFTP (as proxmox.sshUser, host keys trusted on
+           first use into <state-dir>/known_hosts, a changed key refused;
+           only changed files, atomically; a host that refuses or does not
+           answer fails after two quick attempts), then apply exactly the
+           plan shown and print what was applied ("15 created, 0 changed,
+           0 destroyed"). Outputs (VMIDs, addresses) go into the state file.
   destroy  show the destroy plan, ask, destroy exactly that
 
 Replacements are called out loudly with what forces them: a VM whose
 cloud-init changed is recreated (force_recreate_on_change_of), its disk lost.
+In-place changes the provider can only apply by rebooting the VM (memory,
+cores, CPU type and other hardware Proxmox cannot hot-plug, cloud-init
+settings; automatic_reboot is on) are marked REBOOTS, with a count.
+Terraform's own output goes to the log at debug level.
 
 The API token is read from $PM_API_TOKEN_ID and $PM_API_TOKEN_SECRET (names
 set by proxmox.tokenIDEnv/tokenSecretEnv) and given to terraform only in its

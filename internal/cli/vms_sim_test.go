@@ -3,18 +3,27 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/proxmox"
 	"github.com/fhlab/provision/internal/pvesim"
+	"github.com/fhlab/provision/internal/remote"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/terraform"
 	"github.com/fhlab/provision/internal/vms"
@@ -47,7 +56,9 @@ func providerMirror(t *testing.T) string {
 
 // TestVMsApplyAgainstSimulator runs `provision vms apply|plan|destroy` for
 // inventory/local.yaml with the real terraform and Telmate provider against
-// the Proxmox API simulator on loopback.
+// the Proxmox API simulator on loopback. The snippets go over SFTP to a
+// real sshd per simulated host, into the directory the simulator reads at
+// every VM start: a VM whose snippets are missing does not start.
 func TestVMsApplyAgainstSimulator(t *testing.T) {
 	mirror := providerMirror(t)
 	if _, err := terraform.Find(t.Context(), terraform.FindOptions{}); err != nil {
@@ -56,6 +67,7 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 		}
 		t.Skipf("skipping: %v", err)
 	}
+	requireSSHD(t)
 	ctx := t.Context()
 	// The guest agent answers with the VM's static address, as a booted
 	// clone with qemu-guest-agent would.
@@ -68,51 +80,67 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(sim.Close)
 	srv, err := sim.Listen(ctx, "127.0.0.1:0", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
 
-	// local.yaml with the simulator's URL, its CA trusted (not insecure).
+	// local.yaml with the simulator's URL, its CA trusted (not insecure),
+	// and an SSH port per simulated host.
 	dir := t.TempDir()
-	src, err := os.ReadFile("../../inventory/local.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(src), "apiURL: https://127.0.0.1:8006/api2/json", "apiURL: "+srv.URL+"\n  caFile: "+srv.CAFile, 1)
-	text = strings.Replace(text, "insecure: true", "insecure: false", 1)
-	if text == string(src) {
-		t.Fatal("could not point local.yaml at the simulator")
-	}
-	invPath := filepath.Join(dir, "local.yaml")
-	if err := os.MkdirAll(filepath.Join(dir, "racks"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	csv, err := os.ReadFile("../../inventory/racks/local-p1.csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "racks", "local-p1.csv"), csv, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(invPath, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ports := freePorts(t, 3)
+	invPath := copyLocal(t, dir, func(text string) string {
+		text = strings.Replace(text, "apiURL: https://127.0.0.1:8006/api2/json", "apiURL: "+srv.URL+"\n  caFile: "+srv.CAFile, 1)
+		text = strings.Replace(text, "insecure: true", "insecure: false", 1)
+		return withSSHPorts(t, text, ports)
+	})
 	inv, err := inventory.Load(invPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if inv.Lab.Proxmox.APIURL != srv.URL || inv.Lab.Proxmox.Insecure {
+		t.Fatal("could not point local.yaml at the simulator")
 	}
 	tokenID, secret := "provision@pve!terraform", "sim-"+strings.Repeat("5", 12)
 	seedSim(t, sim, inv, tokenID, secret)
 	t.Setenv("PM_API_TOKEN_ID", tokenID)
 	t.Setenv("PM_API_TOKEN_SECRET", secret)
-	state := filepath.Join(dir, "state")
+
+	// The simulated hosts' SFTP: the inventory's key (createKey) logs in.
+	signer, _, err := remote.EnsureKey(inv.PrivateKeyPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	root := sftpRoot(t)
+	for i, n := range inv.Lab.Proxmox.Nodes {
+		nodeRoot := filepath.Join(root, n.Name)
+		if err := os.Mkdir(nodeRoot, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		sim.SetNodeDir(n.Name, nodeRoot)
+		if err := os.MkdirAll(sim.SnippetsDir(n.Name, inv.Lab.Proxmox.SnippetsStorage), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d, err := pvesim.StartSSHD(ctx, pvesim.SSHDConfig{Node: n.Name, Root: nodeRoot, Dir: filepath.Join(dir, "sshd", n.Name),
+			Addr: fmt.Sprintf("127.0.0.1:%d", ports[i]), User: inv.Lab.Proxmox.SSHUser, AuthorizedKeys: []string{pub}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+	}
+
+	// Relative paths, as an admin types them: terraform runs inside the
+	// state dir, so everything it is handed must still be found.
+	t.Chdir(dir)
+	state := "state"
 	vmsRun := func(args ...string) (string, string) {
 		t.Helper()
 		var out, errb bytes.Buffer
 		all := append([]string{"vms"}, args...)
-		all = append(all, "-i", invPath, "--state-dir", state, "--terraform-mirror", mirror)
+		all = append(all, "-i", "local.yaml", "--state-dir", state, "--terraform-mirror", mirror)
 		code := Run(ctx, all, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
 		if strings.Contains(out.String()+errb.String(), secret) {
 			t.Errorf("the token secret was printed")
@@ -123,9 +151,18 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 		return out.String(), errb.String()
 	}
 
-	out, _ := vmsRun("apply", "--yes", "--no-snippets")
+	out, errs := vmsRun("apply", "--yes")
 	if !strings.Contains(out, "VMs: 9 to create, 0 to update, 0 to REPLACE, 0 to DESTROY") {
 		t.Errorf("apply's plan:\n%s", out)
+	}
+	if !strings.HasSuffix(out, "\n9 created, 0 changed, 0 destroyed\n") {
+		t.Errorf("apply's stdout does not end with what was applied:\n%s", out)
+	}
+	if strings.Contains(out+errs, `msg="terraform: `) || strings.Contains(out+errs, "Apply complete!") {
+		t.Errorf("terraform's own output reached the terminal:\nstdout:\n%s\nstderr:\n%s", out, errs)
+	}
+	if !strings.Contains(out+errs, "snippets: 27 written, 0 unchanged, on 3 Proxmox hosts") {
+		t.Errorf("apply did not upload the 27 snippets:\n%s\n%s", out, errs)
 	}
 	d, err := vms.Build(inv, mustRenderer(t), vms.Settings{})
 	if err != nil {
@@ -147,6 +184,14 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 		if vm.Config["cicustom"] != want.CICustom || vm.Config["scsihw"] != "virtio-scsi-single" || !strings.HasPrefix(vm.Config["ide2"], "local-lvm:vm-") {
 			t.Errorf("VM %s config: %v", vm.Name, vm.Config)
 		}
+		// Its snippets are files in its host's snippets storage: the start read them.
+		for _, f := range strings.Split(vm.Config["cicustom"], ",") {
+			_, volid, _ := strings.Cut(f, "=")
+			name := strings.TrimPrefix(volid, inv.Lab.Proxmox.SnippetsStorage+":snippets/")
+			if _, err := os.Stat(filepath.Join(sim.SnippetsDir(vm.Node, inv.Lab.Proxmox.SnippetsStorage), name)); err != nil {
+				t.Errorf("VM %s: snippet %s: %v", vm.Name, volid, err)
+			}
+		}
 		got = append(got, vm.Name)
 	}
 	sort.Strings(got)
@@ -154,20 +199,117 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 		t.Fatalf("VMs after apply: %v, want the 9 of local.yaml", got)
 	}
 
-	out, _ = vmsRun("plan")
+	out, errs = vmsRun("plan")
 	if !strings.Contains(out, "VMs: 0 to create, 0 to update, 0 to REPLACE, 0 to DESTROY, 9 unchanged.") {
 		t.Errorf("second plan is not empty:\n%s", out)
+	}
+
+	// More memory for every worker: an in-place change the provider
+	// applies by rebooting them, and the plan says so.
+	src, err := os.ReadFile(invPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	bigger := strings.Replace(text, "{name: vm-%d,  count: 6, role: worker,  cores: 1, memory: 1024,", "{name: vm-%d,  count: 6, role: worker,  cores: 1, memory: 2048,", 1)
+	if bigger == text {
+		t.Fatal("could not change the workers' memory in local.yaml")
+	}
+	if err := os.WriteFile(invPath, []byte(bigger), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = vmsRun("plan")
+	for _, s := range []string{
+		"VMs: 0 to create, 6 to update, 0 to REPLACE, 0 to DESTROY, 3 unchanged.",
+		"vm-1 on pve1: in place: memory — REBOOTS (automatic_reboot)",
+		"WARNING: 6 VMs will be rebooted by the provider while the apply runs (automatic_reboot): vm-1, vm-2, vm-3, vm-4, vm-5, vm-6",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("plan of a memory change lacks %q:\n%s", s, out)
+		}
+	}
+
+	// The check is live: without its user-data on its host, vm-1 does not
+	// start again, with PVE's message.
+	vm1 := d.TFVars.VMs["vm-1"]
+	api := simAPI{t: t, url: srv.URL, caFile: srv.CAFile, auth: "PVEAPIToken=" + tokenID + "=" + secret}
+	if ex := api.task("POST", fmt.Sprintf("/nodes/%s/qemu/%d/status/stop", vm1.TargetNode, vm1.VMID)); ex != "OK" {
+		t.Fatalf("stop vm-1: %s", ex)
+	}
+	var userVolid string
+	for _, f := range strings.Split(vm1.CICustom, ",") {
+		if v, ok := strings.CutPrefix(f, "user="); ok {
+			userVolid = v
+		}
+	}
+	userFile := filepath.Join(sim.SnippetsDir(vm1.TargetNode, inv.Lab.Proxmox.SnippetsStorage), strings.TrimPrefix(userVolid, "local:snippets/"))
+	if err := os.Remove(userFile); err != nil {
+		t.Fatal(err)
+	}
+	if ex := api.task("POST", fmt.Sprintf("/nodes/%s/qemu/%d/status/start", vm1.TargetNode, vm1.VMID)); ex != "can't find file '"+userVolid+"'" {
+		t.Errorf("start of vm-1 without %s: %q", userVolid, ex)
 	}
 
 	out, _ = vmsRun("destroy", "--yes")
 	if !strings.Contains(out, "9 to DESTROY") {
 		t.Errorf("destroy plan:\n%s", out)
 	}
+	if !strings.HasSuffix(out, "\n0 created, 0 changed, 9 destroyed\n") {
+		t.Errorf("destroy's stdout does not end with what was applied:\n%s", out)
+	}
 	for _, vm := range sim.VMs() {
 		if !vm.Template {
 			t.Errorf("VM %s (%d) still exists after destroy", vm.Name, vm.VMID)
 		}
 	}
+}
+
+// simAPI calls the simulator like any PVE client.
+type simAPI struct {
+	t                 *testing.T
+	url, caFile, auth string
+}
+
+// task runs a call that starts a task and returns the task's exit status.
+func (a simAPI) task(method, path string) string {
+	a.t.Helper()
+	pem, err := os.ReadFile(a.caFile)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: time.Minute}
+	defer hc.CloseIdleConnections()
+	call := func(method, path string) any {
+		req, err := http.NewRequestWithContext(a.t.Context(), method, a.url+path, nil)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		req.Header.Set("Authorization", a.auth)
+		res, err := hc.Do(req)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var body struct{ Data any }
+		if err := json.NewDecoder(res.Body).Decode(&body); err != nil || res.StatusCode != http.StatusOK {
+			a.t.Fatalf("%s %s: %s (%v)", method, path, res.Status, err)
+		}
+		return body.Data
+	}
+	upid, _ := call(method, path).(string)
+	node := strings.Split(upid, ":")[1]
+	for range 600 {
+		st, _ := call("GET", "/nodes/"+node+"/tasks/"+url.PathEscape(upid)+"/status").(map[string]any)
+		if st["status"] == "stopped" {
+			ex, _ := st["exitstatus"].(string)
+			return ex
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	a.t.Fatalf("task %s did not end", upid)
+	return ""
 }
 
 func mustRenderer(t *testing.T) *render.Renderer {

@@ -177,6 +177,9 @@ type Proxmox struct {
 type ProxmoxNode struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`
+	// SSHPort is the port of the host's sshd, where snippets are uploaded
+	// (1-65535; 0 when left out, which means 22).
+	SSHPort int `yaml:"sshPort"`
 }
 
 // VMGroup expands into Count VMs named by the Name pattern.

@@ -349,6 +349,9 @@ func (v *validator) proxmox() {
 			v.add(path+".name", "Proxmox host %q is listed twice (also proxmox.nodes[%d])", n.Name, j)
 		}
 		known[n.Name] = i
+		if _, set := v.inv.lines[path+".sshPort"]; (set || n.SSHPort != 0) && (n.SSHPort < 1 || n.SSHPort > 65535) {
+			v.add(path+".sshPort", "%d is not a TCP port (1-65535; leave sshPort out for 22)", n.SSHPort)
+		}
 	}
 	if len(p.VMs) > 0 && p.Template == "" {
 		v.add("proxmox.template", "name the cloud-init template the VMs are cloned from (see `provision template`)")

@@ -272,3 +272,32 @@ func (f *Fixture) StopDockerd(t TB, name string) {
 	}
 	t.Fatalf("stop dockerd %s: still running after 30 s", name)
 }
+
+// StopSSHD stops a node's sshd (SIGTERM, then waits for it to go), as a
+// node that is still booting or whose sshd is down would be; Up starts it
+// again.
+func (f *Fixture) StopSSHD(t TB, name string) {
+	t.Helper()
+	n, ok := f.nodes[name]
+	if !ok {
+		t.Fatalf("%s is not up", name)
+	}
+	data, err := os.ReadFile(filepath.Join(n.Dir, "sshd.pid"))
+	if err != nil {
+		t.Fatalf("sshd of %s: %v", name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatalf("sshd of %s: pid file: %v", name, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("stop sshd %s: %v", name, err)
+	}
+	for i := 0; i < 300; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("stop sshd %s: still running after 30 s", name)
+}

@@ -30,7 +30,9 @@ type TemplateSpec struct {
 	Nodes    []string
 	// VMIDBase: Nodes[i]'s template gets VMIDBase+i.
 	VMIDBase int
-	// ImageURL is the cloud image; ImageSHA512 its checksum (hex).
+	// ImageURL is the cloud image; ImageSHA512 its checksum (hex). The
+	// checksum is needed only when a step downloads the image (see
+	// NeedsDownload): planning works without it, offline.
 	ImageURL, ImageSHA512 string
 	// ImageStorage holds the image as import content (e.g. "local").
 	ImageStorage string
@@ -89,8 +91,10 @@ func PlanTemplates(ctx context.Context, c *Client, spec TemplateSpec) ([]Templat
 	if spec.VMIDBase < 100 || spec.VMIDBase+len(spec.Nodes)-1 > 999999999 {
 		return nil, fmt.Errorf("template: VMID %d: Proxmox VMIDs run from 100 to 999999999", spec.VMIDBase)
 	}
-	if !regexp.MustCompile(`^[0-9a-fA-F]{128}$`).MatchString(spec.ImageSHA512) {
-		return nil, fmt.Errorf("template: sha512 %q: not 128 hex digits", spec.ImageSHA512)
+	if spec.ImageSHA512 != "" {
+		if err := checkSHA512(spec.ImageSHA512); err != nil {
+			return nil, err
+		}
 	}
 	file, err := spec.ImageFilename()
 	if err != nil {
@@ -183,6 +187,19 @@ func planNode(ctx context.Context, c *Client, spec TemplateSpec, st *TemplateSte
 	return nil
 }
 
+func checkSHA512(sum string) error {
+	if !regexp.MustCompile(`^[0-9a-fA-F]{128}$`).MatchString(sum) {
+		return fmt.Errorf("template: sha512 %q: not 128 hex digits", sum)
+	}
+	return nil
+}
+
+// NeedsDownload reports whether carrying out steps downloads the image,
+// the only case that needs its checksum.
+func NeedsDownload(steps []TemplateStep) bool {
+	return slices.ContainsFunc(steps, func(st TemplateStep) bool { return st.Problem == nil && !st.Exists && st.Download })
+}
+
 // ApplyTemplates carries out the plan, nodes concurrently; progress gets one
 // line per step and node. Nodes with a problem or a template are left alone.
 // A shared image storage is downloaded to once.
@@ -190,6 +207,11 @@ func ApplyTemplates(ctx context.Context, c *Client, spec TemplateSpec, steps []T
 	file, err := spec.ImageFilename()
 	if err != nil {
 		return err
+	}
+	if NeedsDownload(steps) {
+		if err := checkSHA512(spec.ImageSHA512); err != nil {
+			return fmt.Errorf("%w (a download needs the image's checksum)", err)
+		}
 	}
 	var once sync.Map // shared storage → *downloadOnce
 	return par.Each(ctx, concurrency(spec.Concurrency), len(steps), func(ctx context.Context, i int) error {

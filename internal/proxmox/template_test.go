@@ -332,3 +332,38 @@ func TestTemplateSharedImageStorageDownloadsOnce(t *testing.T) {
 		t.Errorf("%d POSTs, want 7 (one download, three creates, three conversions)", got)
 	}
 }
+
+// Planning needs no checksum; applying a plan that downloads refuses to
+// start without one, before any change.
+func TestTemplateChecksumOnlyForADownload(t *testing.T) {
+	e := newTemplateEnv(t)
+	e.spec.ImageSHA512 = ""
+	c := e.client(t)
+	steps, err := proxmox.PlanTemplates(context.Background(), c, e.spec)
+	if err != nil {
+		t.Fatalf("plan without a checksum: %v", err)
+	}
+	if !proxmox.NeedsDownload(steps) {
+		t.Fatalf("plan %+v: no download, want one per host", steps)
+	}
+	err = proxmox.ApplyTemplates(context.Background(), c, e.spec, steps, func(string, string) {})
+	if err == nil || !strings.Contains(err.Error(), "a download needs the image's checksum") {
+		t.Fatalf("apply without a checksum = %v", err)
+	}
+	if m := c.Calls().Mutating(); m != 0 || e.gets.Load() != 0 {
+		t.Errorf("%d mutating calls, %d image fetches, want none", m, e.gets.Load())
+	}
+
+	e.sim.AddVolume("pve1", "local", "local:import/debian-12-genericcloud-amd64.qcow2", int64(len(e.image)))
+	e.spec.Nodes = []string{"pve1"}
+	steps, err = proxmox.PlanTemplates(context.Background(), c, e.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proxmox.NeedsDownload(steps) {
+		t.Errorf("the image is on pve1, yet the plan downloads it: %+v", steps)
+	}
+	if err := proxmox.ApplyTemplates(context.Background(), c, e.spec, steps, func(string, string) {}); err != nil {
+		t.Errorf("apply from an image already there, without a checksum: %v", err)
+	}
+}

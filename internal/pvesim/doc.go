@@ -19,8 +19,13 @@
 // {"data":null,"message":"...\n"[,"errors":{...}]} and Connection: close.
 // 401 answers carry no body, as in PVE ("401 No ticket" without
 // credentials, "401 Authentication failed!" for a wrong token, PVE ≥ 9.1.5
-// wording). Listen serves HTTPS with a generated CA (Server.CAFile) and
-// HTTP/2 off, or plain HTTP.
+// wording). Control characters in a status line (which can come from the
+// URL) are sent as \xNN. A body over pve-http-server's limit (512 KiB) is
+// refused like pveproxy does, "501 for data too large", before it is read
+// when its length is announced. Listen serves HTTPS with a generated CA
+// (Server.CAFile) and HTTP/2 off, or plain HTTP; a client that takes longer
+// than Options.ReadTimeout to send a request, or idles longer than
+// IdleTimeout, is disconnected.
 //
 // Use from tests:
 //
@@ -44,9 +49,9 @@
 // Options.LockTimeout, AuthFailureDelay, Agent (agent answers),
 // PlaceholderDownloads, InsecureDownloads; Sim.Close, Listen (Server also
 // has CAPEM and Addr), SetPassword (ticket login), SetNextIDRange,
-// SetStorageContent, VM, Volumes, Snapshot/Restore (state without
+// SetStorageContent, SetNodeDir, SnippetsDir, VM, Volumes, Snapshot/Restore (state without
 // secrets); Seed with SeedOptions (privsep token, SkipTemplates),
-// AddTemplate, TemplateConfig, LabTokenPrivileges, TemplateVMIDBase.
+// AddTemplate, TemplateConfig, LabTokenPrivileges(), TemplateVMIDBase.
 //
 // Deliberate PVE behaviours worth knowing: a template's clone is linked
 // unless full=1; creating an existing VMID fails with "unable to create VM
@@ -56,8 +61,17 @@
 // "="-separated fields, as PVE's decode_urlencoded does; permission
 // checks run before parameter checks, and the proxy to the node before
 // both, so a bad node name in the path is "500 hostname lookup ...".
+// A VM with its cloud-init drive starts only when its cicustom snippets
+// can be read (PVE regenerates the cloud-init ISO at every start): known
+// to the Sim (AddVolume) or files under the node's directory (SetNodeDir,
+// where StartSSHD's SFTP uploads land); else the start task fails with
+// pve-storage's "can't find file 'local:snippets/x.yaml'".
 // PVE 9 wants VM.GuestAgent.Audit for agent calls, which the Telmate
 // provider's minimum privilege set lacks.
+//
+// StartSSHD gives a simulated host an SFTP endpoint: a real OpenSSH sshd
+// on a loopback port, SFTP only, chrooted into the node's directory, so
+// snippets uploaded to /var/lib/vz/snippets are what its VMs' starts read.
 //
 // The Sim never logs token secrets and never contacts a non-loopback
 // host: download-url fetches only from 127.0.0.0/8, ::1 and localhost

@@ -25,7 +25,7 @@ import (
 func (s *Sim) loopbackDownload(ctx context.Context, rawURL string) (io.ReadCloser, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("invalid URL '%s': %v", rawURL, err)
+		return nil, fmt.Errorf("invalid URL '%s': %w", rawURL, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("pvesim downloads only http(s) URLs, not '%s'", u.Scheme)
@@ -185,7 +185,7 @@ func (s *Sim) postDownloadURL(r *request) (any, error) {
 			}
 			body, err := s.opts.Download(ctx, rawURL)
 			if err != nil {
-				return fmt.Errorf("download failed: %v", err)
+				return fmt.Errorf("download failed: %w", err)
 			}
 			defer body.Close()
 			var h hash.Hash
@@ -195,7 +195,7 @@ func (s *Sim) postDownloadURL(r *request) (any, error) {
 			var head [32]byte
 			n, size, err := countingCopy(body, h, head[:])
 			if err != nil {
-				return fmt.Errorf("download failed: %v", err)
+				return fmt.Errorf("download failed: %w", err)
 			}
 			t.logf("download of '%s' finished (%d bytes)", rawURL, size)
 			if h != nil {

@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -166,6 +168,11 @@ func TestTelmateSequence(t *testing.T) {
 		t.Errorf("empty tags= set a value: %v", got["tags"])
 	}
 
+	// Start: refused like PVE while the cicustom snippet is missing.
+	if ex := c.waitTask(c.ok("POST", "/nodes/pve2/qemu/4101/status/start", url.Values{})); ex != "can't find file 'local:snippets/mgr-1-user.yaml'" {
+		t.Fatalf("start without the snippet: %s", ex)
+	}
+	s.AddVolume("pve2", "local", "local:snippets/mgr-1-user.yaml", 512)
 	// Start, then a change to a running VM is pending.
 	if ex := c.waitTask(c.ok("POST", "/nodes/pve2/qemu/4101/status/start", url.Values{})); ex != "OK" {
 		t.Fatalf("start: %s", ex)
@@ -434,5 +441,72 @@ func TestHooksAndAgent(t *testing.T) {
 	}
 	if r := c.do("GET", "/nodes/pve1/qemu/4102/agent/network-get-interfaces", nil); r.Status != "500 No QEMU guest agent configured" {
 		t.Errorf("agent off: %s", r.Status)
+	}
+}
+
+// TestCICustomAtStart: a VM with its cloud-init drive starts only when
+// every cicustom volume can be read, as PVE's vm_start regenerates the
+// cloud-init ISO from them; the task fails with pve-storage's message.
+func TestCICustomAtStart(t *testing.T) {
+	t.Parallel()
+	s, c := newTestSim(t, Options{})
+	root := t.TempDir()
+	s.SetNodeDir("pve1", root)
+	if got, want := s.SnippetsDir("pve1", "local"), filepath.Join(root, "var/lib/vz/snippets"); got != want {
+		t.Fatalf("SnippetsDir = %q, want %q", got, want)
+	}
+	if err := os.MkdirAll(s.SnippetsDir("pve1", "local"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.SnippetsDir("pve1", "local"), "a-user.yaml"), []byte("#cloud-config\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(s.SnippetsDir("pve1", "local"), "dir.yaml"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.AddVolume("pve2", "local", "local:snippets/known.yaml", 100)
+	ci := func(vmid int) string { return fmt.Sprintf("local-lvm:vm-%d-cloudinit,media=cdrom", vmid) }
+	for i, tc := range []struct {
+		node     string
+		cicustom string
+		noCIDisk bool
+		want     string
+	}{
+		{"pve1", "user=local:snippets/a-user.yaml", false, "OK"}, // uploaded into the node's directory
+		{"pve1", "user=local:snippets/a-user.yaml,network=local:snippets/a-net.yaml", false, "can't find file 'local:snippets/a-net.yaml'"},
+		{"pve1", "user=local:snippets/b-user.yaml", false, "can't find file 'local:snippets/b-user.yaml'"},      // missing
+		{"pve1", "user=local:snippets/dir.yaml", false, "can't find file 'local:snippets/dir.yaml'"},            // not a regular file
+		{"pve2", "user=local:snippets/a-user.yaml", false, "can't find file 'local:snippets/a-user.yaml'"},      // another node's file
+		{"pve2", "user=local:snippets/known.yaml", false, "OK"},                                                 // AddVolume
+		{"pve1", "user=local:iso/a-user.yaml", false, "local:iso/a-user.yaml is not in the snippets directory"}, // wrong directory
+		{"pve1", "user=nfs1:snippets/a-user.yaml", false, "storage 'nfs1' does not exist"},
+		{"pve1", "user=local:snippets/b-user.yaml", true, "OK"}, // no cloud-init drive: nothing is generated
+	} {
+		vmid := 4200 + i
+		conf := map[string]string{"cicustom": tc.cicustom}
+		if !tc.noCIDisk {
+			conf["ide2"] = ci(vmid)
+		}
+		if err := s.AddVM(VM{Node: tc.node, VMID: vmid, Name: fmt.Sprintf("v%d", i), Config: conf}); err != nil {
+			t.Fatal(err)
+		}
+		ex := c.waitTask(c.ok("POST", fmt.Sprintf("/nodes/%s/qemu/%d/status/start", tc.node, vmid), nil))
+		if ex != tc.want {
+			t.Errorf("%s %q: start = %q, want %q", tc.node, tc.cicustom, ex, tc.want)
+		}
+		if vm, _ := s.VM(vmid); vm.Running != (tc.want == "OK") {
+			t.Errorf("%s %q: running %v after %q", tc.node, tc.cicustom, vm.Running, ex)
+		}
+	}
+
+	// A pending cicustom of a running VM is what the next start reads
+	// (vm_start applies pending changes first): a reboot fails on it.
+	if err := s.AddVM(VM{Node: "pve1", VMID: 4300, Name: "p", Running: true, Config: map[string]string{
+		"cicustom": "user=local:snippets/a-user.yaml", "ide2": ci(4300)}}); err != nil {
+		t.Fatal(err)
+	}
+	c.ok("PUT", "/nodes/pve1/qemu/4300/config", url.Values{"cicustom": {"user=local:snippets/gone.yaml"}})
+	if ex := c.waitTask(c.ok("POST", "/nodes/pve1/qemu/4300/status/reboot", nil)); ex != "can't find file 'local:snippets/gone.yaml'" {
+		t.Errorf("reboot with a missing pending snippet: %q", ex)
 	}
 }

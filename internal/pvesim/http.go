@@ -130,7 +130,7 @@ func setPVEHeaders(h http.Header) {
 // Connection: close, body {"data":null,"message":"...\n"[,"errors":{...}]}.
 func writeError(w http.ResponseWriter, ae *apiError) {
 	reason, _, _ := strings.Cut(ae.msg, "\n")
-	reason = strings.TrimRight(reason, "\r")
+	reason = escapeControls(strings.TrimRight(reason, "\r"))
 	if reason == "" {
 		reason = http.StatusText(ae.code)
 	}
@@ -177,6 +177,26 @@ func writeError(w http.ResponseWriter, ae *apiError) {
 	drain(buf.Reader)
 }
 
+// escapeControls writes the control characters of a reason phrase (which
+// can come from the URL) as \xNN, so the status line stays one line and a
+// terminal showing it gets no escape sequences.
+func escapeControls(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
 // drain discards what the client already sent so closing does not reset
 // the connection before it read the answer.
 func drain(r *bufio.Reader) {
@@ -199,6 +219,9 @@ func (s *Sim) serve(hr *http.Request, rel string, routes map[string]handlerFunc)
 	authID, userID, isToken, err := s.authenticate(hr, rel)
 	if err != nil {
 		return nil, err
+	}
+	if hr.ContentLength > maxPostBody {
+		return nil, errTooLarge()
 	}
 	if hr.ContentLength > 0 && method != http.MethodPost && method != http.MethodPut {
 		return nil, errf(http.StatusNotImplemented, "Unexpected content for method '%s'", method)
@@ -328,14 +351,25 @@ func authValue(header, key string) string {
 	return ""
 }
 
+// maxPostBody is pve-http-server's $limit_max_post (512 KiB since
+// libpve-http-server-perl 5.2.1): a larger body is refused before it is read.
+const maxPostBody = 512 << 10
+
+// errTooLarge is pve-http-server's answer to a body over maxPostBody
+// (AnyEvent.pm: $self->error($reqstate, 501, "for data too large")).
+func errTooLarge() *apiError { return errf(http.StatusNotImplemented, "for data too large") }
+
 // extractParams is PVE's extract_params: the urlencoded (or JSON) body of
 // POST/PUT, then the query string on top.
 func extractParams(hr *http.Request) (params, error) {
 	ps := params{}
 	if hr.Method == http.MethodPost || hr.Method == http.MethodPut {
-		body, err := io.ReadAll(io.LimitReader(hr.Body, 16<<20))
+		body, err := io.ReadAll(io.LimitReader(hr.Body, maxPostBody+1))
 		if err != nil {
 			return nil, errf(http.StatusBadRequest, "reading request body failed: %v", err)
+		}
+		if len(body) > maxPostBody { // chunked: no Content-Length to refuse up front
+			return nil, errTooLarge()
 		}
 		ct := strings.ToLower(strings.TrimSpace(strings.Split(hr.Header.Get("Content-Type"), ";")[0]))
 		if ct == "application/json" {

@@ -2,9 +2,11 @@ package pvesim
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -184,5 +186,35 @@ func TestVMOperations(t *testing.T) {
 	s.ResetCalls()
 	if len(s.Calls()) != 0 {
 		t.Error("ResetCalls kept calls")
+	}
+}
+
+// TestLabTokenPrivilegesFresh: every call returns its own slice, so a
+// caller changing one cannot change what Seed grants.
+func TestLabTokenPrivilegesFresh(t *testing.T) {
+	t.Parallel()
+	a := LabTokenPrivileges()
+	a[0] = "Sys.PowerMgmt"
+	if b := LabTokenPrivileges(); b[0] != "Datastore.AllocateSpace" || !slices.Contains(b, "VM.GuestAgent.Audit") {
+		t.Errorf("LabTokenPrivileges() = %v after a caller changed its copy", b)
+	}
+}
+
+// TestHookErrorsWrapped: an OnStart/OnStop error keeps its chain.
+func TestHookErrorsWrapped(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("lab node down")
+	hook := func(context.Context, VMEvent) error { return boom }
+	s, err := New(Options{OnStart: hook, OnStop: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	v := &simVM{vmid: 100, conf: map[string]string{}}
+	if err := s.startVM(t.Context(), v, VMEvent{VMID: 100}); !errors.Is(err, boom) || err.Error() != "start failed: lab node down" {
+		t.Errorf("startVM: %v", err)
+	}
+	if err := s.stopVM(t.Context(), v); !errors.Is(err, boom) || err.Error() != "stop failed: lab node down" {
+		t.Errorf("stopVM: %v", err)
 	}
 }

@@ -207,3 +207,17 @@ func (s *Sim) requirePriv(r *request, path string, privs ...string) error {
 	}
 	return nil
 }
+
+// requirePrivUnlocked is requirePriv for callers already holding s.mu.
+func (s *Sim) requirePrivUnlocked(r *request, path string, privs ...string) error {
+	if r.authID == "" {
+		return nil
+	}
+	have := s.privsLocked(r.authID, path)
+	for _, p := range privs {
+		if !have[p] {
+			return errf(http.StatusForbidden, "Permission check failed (%s, %s)", path, p)
+		}
+	}
+	return nil
+}

@@ -2,23 +2,24 @@ package pvesim
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/fhlab/provision/internal/inventory"
 )
 
-// LabTokenPrivileges are the privileges SeedFromInventory gives the
+// LabTokenPrivileges returns the privileges SeedFromInventory gives the
 // token's user on "/": the Telmate provider's minimum set plus what
 // `provision template` needs for download-url (Datastore.AllocateTemplate;
 // Sys.Audit and Sys.Modify are already in the set) and VM.GuestAgent.Audit,
 // which PVE 9 wants for agent/network-get-interfaces (the provider's
-// minimum set lacks it).
-var LabTokenPrivileges = []string{
-	"Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit", "Pool.Allocate", "Pool.Audit",
-	"Sys.Audit", "Sys.Console", "Sys.Modify", "VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CDROM",
-	"VM.Config.Cloudinit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory",
-	"VM.Config.Network", "VM.Config.Options", "VM.GuestAgent.Audit", "VM.Migrate", "VM.PowerMgmt",
+// minimum set lacks it). Each call returns a new slice.
+func LabTokenPrivileges() []string {
+	return []string{
+		"Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit", "Pool.Allocate", "Pool.Audit",
+		"Sys.Audit", "Sys.Console", "Sys.Modify", "VM.Allocate", "VM.Audit", "VM.Clone", "VM.Config.CDROM",
+		"VM.Config.Cloudinit", "VM.Config.CPU", "VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory",
+		"VM.Config.Network", "VM.Config.Options", "VM.GuestAgent.Audit", "VM.Migrate", "VM.PowerMgmt",
+	}
 }
 
 // TemplateVMIDBase is the first VMID SeedFromInventory gives a template;
@@ -83,8 +84,8 @@ func Seed(s *Sim, inv *inventory.Inventory, o SeedOptions) error {
 	}
 	if o.TokenID != "" {
 		userid, _, _ := strings.Cut(o.TokenID, "!")
-		s.AddUser(userid, map[string][]string{"/": slices.Clone(LabTokenPrivileges)})
-		s.AddToken(o.TokenID, o.Secret, o.Privsep, map[string][]string{"/": slices.Clone(LabTokenPrivileges)})
+		s.AddUser(userid, map[string][]string{"/": LabTokenPrivileges()})
+		s.AddToken(o.TokenID, o.Secret, o.Privsep, map[string][]string{"/": LabTokenPrivileges()})
 	}
 	if o.SkipTemplates || p.Template == "" {
 		return nil

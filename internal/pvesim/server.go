@@ -40,8 +40,12 @@ func (s *Sim) Listen(ctx context.Context, addr string, useTLS bool) (*Server, er
 		return nil, fmt.Errorf("pvesim: listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: s.Handler(),
+		// A client that stalls while sending a request, or idles between
+		// requests, loses its connection instead of holding it for good.
+		ReadHeaderTimeout: min(10*time.Second, s.opts.ReadTimeout),
+		ReadTimeout:       s.opts.ReadTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){}, // no HTTP/2: hijacking needs HTTP/1.1
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}

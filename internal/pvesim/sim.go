@@ -25,6 +25,11 @@ type Options struct {
 	// before failing with PVE's "can't lock file ... got timeout";
 	// default 10 s like PVE's lock_config.
 	LockTimeout time.Duration
+	// ReadTimeout bounds how long a client may take to send one request,
+	// headers and body (default 30 s); IdleTimeout how long a kept-alive
+	// connection may wait for the next one (default 60 s). Listen closes
+	// connections that take longer.
+	ReadTimeout, IdleTimeout time.Duration
 	// AuthFailureDelay delays 401 answers like PVE's 3 s; default 0.
 	AuthFailureDelay time.Duration
 	Log              *slog.Logger     // default: discard; never logs secrets
@@ -137,6 +142,7 @@ type simNode struct {
 	online bool
 	skew   time.Duration
 	boot   time.Time
+	dir    string // stands for the node's root file system (SetNodeDir); "" for none
 }
 
 type volume struct {
@@ -190,6 +196,12 @@ func New(opts Options) (*Sim, error) {
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 10 * time.Second
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 30 * time.Second
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 60 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -42,12 +42,15 @@ func TestTerraformProvider(t *testing.T) {
 	}
 	s.AddStorage(Storage{ID: "local", Type: "dir", Content: []string{"iso", "snippets", "import"}, Path: "/var/lib/vz", Total: 100 << 30})
 	s.AddStorage(Storage{ID: "local-lvm", Type: "lvmthin", Content: []string{"images", "rootdir"}, Total: 400 << 30})
-	s.AddUser("tf@pve", map[string][]string{"/": LabTokenPrivileges})
+	s.AddUser("tf@pve", map[string][]string{"/": LabTokenPrivileges()})
 	s.AddToken(testTokenID, testSecret(), false, nil)
 	for i, n := range []string{"pve1", "pve2"} {
 		if err := AddTemplate(s, n, 9000+i, "debian-12-cloudinit", "local-lvm", "vmbr0"); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, n := range []string{"pve1", "pve2"} {
+		s.AddVolume(n, "local", "local:snippets/x-user.yaml", 512) // the VMs' cicustom, read at start
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

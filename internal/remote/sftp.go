@@ -48,7 +48,7 @@ func (c *Client) Upload(ctx context.Context, dir string, files []File, opts Uplo
 	var res UploadResult
 	fail := func(name string, err error) (UploadResult, error) {
 		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
 		return res, fmt.Errorf("sftp %s: upload %s: %w", c.target, path.Join(dir, name), err)
 	}

@@ -2,12 +2,10 @@ package stages
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"path/filepath"
 	"sync"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/pipeline"
@@ -18,8 +16,7 @@ import (
 // state file knows better (the emulated lab records one socket per node).
 const DefaultDockerSocket = "/var/run/docker.sock"
 
-// SSH says how stages reach nodes. One Connector is shared by the stages of
-// a run, so each node gets one SSH connection.
+// SSH says how stages reach nodes.
 type SSH struct {
 	KeyPath      string        // private key; the inventory's ssh.privateKeyFile by default
 	DockerSocket string        // default socket path on the nodes
@@ -27,15 +24,14 @@ type SSH struct {
 	Redactor     *remote.Redactor
 }
 
-// Connector dials nodes over SSH, checking host keys against
-// <state-dir>/known_hosts (trust on first use, a changed key refused), and
-// keeps the connections for the rest of the run.
+// Connector is the run's remote.Pool (one SSH connection per node, shared
+// by the stages of a run) with the inventory's and the state's facts
+// filled in: the user, port and key of the inventory, host keys checked
+// against <state-dir>/known_hosts.
 type Connector struct {
-	cfg    SSH
-	mu     sync.Mutex
-	signer ssh.Signer
-	known  *remote.KnownHosts
-	conns  map[string]*remote.Client
+	cfg  SSH
+	once sync.Once
+	pool *remote.Pool
 }
 
 // NewConnector returns a Connector; nothing is dialled until Connect.
@@ -46,61 +42,27 @@ func NewConnector(cfg SSH) *Connector {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2 * time.Minute
 	}
-	return &Connector{cfg: cfg, conns: map[string]*remote.Client{}}
-}
-
-// setup loads the key (creating it when the inventory allows) and the
-// known_hosts file, once.
-func (c *Connector) setup(env *pipeline.Env) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.signer != nil {
-		return nil
-	}
-	path := c.cfg.KeyPath
-	if path == "" {
-		path = env.Inventory.PrivateKeyPath()
-	}
-	var err error
-	if env.Inventory.Lab.SSH.CreateKey {
-		c.signer, _, err = remote.EnsureKey(path)
-	} else {
-		c.signer, err = remote.LoadSigner(path)
-	}
-	if err != nil {
-		return fmt.Errorf("ssh key: %w", err)
-	}
-	c.known = remote.NewKnownHosts(filepath.Join(env.StateDir, "known_hosts"))
-	return nil
+	return &Connector{cfg: cfg}
 }
 
 // Connect returns the SSH connection to a node, dialling it on first use.
 func (c *Connector) Connect(ctx context.Context, env *pipeline.Env, n *inventory.Node) (*remote.Client, error) {
-	if err := c.setup(env); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	cl := c.conns[n.Name]
-	c.mu.Unlock()
-	if cl != nil {
-		return cl, nil
-	}
-	cl, err := remote.Dial(ctx, remote.Config{
-		Host: n.IP, Port: env.Inventory.Lab.SSH.Port, User: env.Inventory.Lab.SSH.User,
-		Signer: c.signer, KnownHosts: c.known, Timeout: c.cfg.Timeout,
-		Redactor: c.cfg.Redactor, Logger: env.Log,
+	c.once.Do(func() {
+		c.pool = remote.NewPool(remote.PoolConfig{Timeout: c.cfg.Timeout, Redactor: c.cfg.Redactor, Logger: env.Log})
 	})
-	if err != nil {
-		return nil, err
+	if c.pool == nil {
+		return nil, errors.New("ssh: the connector is closed")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old := c.conns[n.Name]; old != nil {
-		cl.Close()
-		return old, nil
+	key := c.cfg.KeyPath
+	if key == "" {
+		key = env.Inventory.PrivateKeyPath()
 	}
-	c.conns[n.Name] = cl
-	return cl, nil
+	ssh := env.Inventory.Lab.SSH
+	return c.pool.Connect(ctx, remote.Dest{
+		Name: n.Name, Host: n.IP, Port: ssh.Port, User: ssh.User,
+		KeyPath: key, CreateKey: ssh.CreateKey,
+		KnownHosts: filepath.Join(env.StateDir, "known_hosts"),
+	})
 }
 
 // DockerSocket is the socket of a node's engine: the recorded fact, or the
@@ -114,10 +76,8 @@ func (c *Connector) DockerSocket(env *pipeline.Env, name string) string {
 
 // Close closes every connection.
 func (c *Connector) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for name, cl := range c.conns {
-		cl.Close()
-		delete(c.conns, name)
+	c.once.Do(func() {}) // waits for a pool being made; none is made after Close
+	if c.pool != nil {
+		c.pool.Close()
 	}
 }

@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -45,20 +44,20 @@ func (Swarm) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error) {
 	return p, nil
 }
 
+// Run forms the swarm. Each node is connected to in its own pipeline
+// inside swarm.Form, so a node that does not answer yet holds up no other.
 func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	inv := env.Inventory
-	reachable, connErr := engines(ctx, env, s.SSH, s.Counter)
-	defer closeEngines(reachable)
-	if len(reachable) == 0 {
-		return connErr
-	}
-	res, formErr := swarm.Form(ctx, reachable, swarm.Options{
+	members := members(env, s.SSH)
+	defer closeMembers(members)
+	res, formErr := swarm.Form(ctx, members, swarm.Options{
 		DefaultAddrPool: inv.Lab.Swarm.DefaultAddrPool,
 		SubnetSize:      uint32(inv.Lab.Swarm.DefaultAddrPoolMaskLength),
 		DrainManagers:   inv.Lab.Swarm.DrainManagers,
 		Ingress:         swarm.Ingress{Disabled: !inv.Lab.Swarm.Ingress.On(), Subnet: inv.Lab.Swarm.Ingress.Subnet},
 		Force:           s.Force,
 		Concurrency:     env.Concurrency,
+		Counter:         s.Counter,
 		Progress:        env.Status.Progress,
 		Log:             env.Log,
 	})
@@ -67,45 +66,46 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 		fmt.Fprintln(env.Out)
 		swarm.WriteTable(env.Out, res.Rows)
 	}
-	if res.Changed() {
-		env.Status.Progress("initialised: %v, joined %d, updated %d, removed %d stale", res.Initialized, len(res.Joined), len(res.Updated), len(res.Removed))
-	} else {
-		env.Status.Progress("the swarm already matches the inventory: nothing changed")
+	for _, line := range res.Summary(formErr) {
+		env.Status.Progress("%s", line)
 	}
-	return errors.Join(connErr, formErr)
+	return formErr
 }
 
-// engines connects to every node over SSH and opens a Docker client to its
-// engine through that connection. Nodes that cannot be reached are named in
-// the error and left out; the others are returned in inventory order.
-func engines(ctx context.Context, env *pipeline.Env, ssh *Connector, counter *swarm.Counter) ([]*swarm.Member, error) {
+// members are the inventory's nodes as swarm members, in inventory order,
+// each reaching its engine over SSH when Form (or Open) asks for it.
+func members(env *pipeline.Env, ssh *Connector) []*swarm.Member {
 	inv := env.Inventory
-	members := make([]*swarm.Member, len(inv.Nodes))
-	err := par.Each(ctx, env.Concurrency, len(inv.Nodes), func(ctx context.Context, i int) error {
+	out := make([]*swarm.Member, len(inv.Nodes))
+	for i := range inv.Nodes {
 		n := &inv.Nodes[i]
-		cl, err := ssh.Connect(ctx, env, n)
-		if err != nil {
-			return fmt.Errorf("reach %s: %w", n.Name, err)
+		out[i] = &swarm.Member{Name: n.Name, Addr: n.IP, Role: n.Role, Labels: n.Labels,
+			Connect: func(ctx context.Context) (swarm.Endpoint, error) {
+				cl, err := ssh.Connect(ctx, env, n)
+				if err != nil {
+					return swarm.Endpoint{}, err
+				}
+				sock := ssh.DockerSocket(env, n.Name)
+				return swarm.Endpoint{Dial: cl.UnixSocketDialer(sock), Where: "unix://" + sock + " over ssh " + cl.Target()}, nil
+			}}
+	}
+	return out
+}
+
+// open connects to every member at once; those that cannot be reached are
+// named in the error and left without an engine.
+func open(ctx context.Context, ms []*swarm.Member, concurrency int) error {
+	return par.Each(ctx, concurrency, len(ms), func(ctx context.Context, i int) error {
+		if err := ms[i].Open(ctx, nil); err != nil {
+			return fmt.Errorf("reach %s: %w", ms[i].Name, err)
 		}
-		engine, err := swarm.NewEngine(cl.UnixSocketDialer(ssh.DockerSocket(env, n.Name)), counter)
-		if err != nil {
-			return fmt.Errorf("docker client for %s: %w", n.Name, err)
-		}
-		members[i] = &swarm.Member{Name: n.Name, Addr: n.IP, Role: n.Role, Labels: n.Labels, Engine: engine}
 		return nil
 	})
-	var out []*swarm.Member
-	for _, m := range members {
-		if m != nil {
-			out = append(out, m)
-		}
-	}
-	return out, err
 }
 
-func closeEngines(ms []*swarm.Member) {
+func closeMembers(ms []*swarm.Member) {
 	for _, m := range ms {
-		m.Engine.Close()
+		m.Close()
 	}
 }
 

@@ -51,11 +51,15 @@ func (b *lockedBuffer) String() string {
 }
 
 func runSwarm(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, status io.Writer) (*swarm.Counter, string, error) {
+	return runSwarmSSH(t, f, inv, status, stages.SSH{KeyPath: f.KeyPath})
+}
+
+func runSwarmSSH(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, status io.Writer, ssh stages.SSH) (*swarm.Counter, string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	env := f.Env(t, inv, &out, status)
 	counter := &swarm.Counter{}
-	conn := stages.NewConnector(stages.SSH{KeyPath: f.KeyPath})
+	conn := stages.NewConnector(ssh)
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -158,7 +162,7 @@ func TestIntegrationSwarmFault(t *testing.T) {
 	status := &lockedBuffer{}
 	status.on = func(line string) {
 		// The progress line comes before the first worker joins.
-		if !stopped && strings.Contains(line, "joining 4 workers") {
+		if !stopped && regexp.MustCompile(`joining (\d+ )?workers`).MatchString(line) {
 			stopped = true
 			f.StopDockerd(t, "vm-2")
 		}
@@ -173,6 +177,12 @@ func TestIntegrationSwarmFault(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "join vm-2:") || !regexp.MustCompile(`connect|refused|no such file|EOF|dial`).MatchString(msg) {
 		t.Errorf("error does not name vm-2 and the cause: %v", err)
 	}
+	// The engine is named by node, socket and the way to it, not as the
+	// Docker client's "Cannot connect to the Docker daemon at http://docker.sock".
+	vm2, _ := f.Node("vm-2")
+	if want := "engine on vm-2 (unix://" + vm2.DockerSocket + " over ssh provision@" + vm2.IP.String() + ":22): is dockerd running?"; !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "http://docker.sock") {
+		t.Errorf("error does not name vm-2's engine as %q: %v", want, err)
+	}
 	if strings.Contains(err.Error(), "SWMTKN") {
 		t.Errorf("error shows a join token: %v", err)
 	}
@@ -182,6 +192,100 @@ func TestIntegrationSwarmFault(t *testing.T) {
 		t.Fatalf("re-run after restarting vm-2: %v\n%s", err, out)
 	}
 	checkNodes(t, inv, nodeList(t, f, "mgr-1"))
+}
+
+// TestIntegrationSwarmSlowNode: a worker whose sshd is down when the run
+// starts holds up no other node: the others are initialised and joined
+// before it is reached (its sshd is started only once they are Ready), and
+// it joins once it answers, within its SSH budget. Then, with its sshd down
+// again and a short budget, a re-run names it, says how many nodes were
+// reached, and does not claim that nothing changed.
+func TestIntegrationSwarmSlowNode(t *testing.T) {
+	f := labtest.New(t, t.TempDir(), testWriter{t})
+	inv := f.Inventory(t, "slow.yaml", "    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n    - {name: vm-%d, count: 3, ipStart: {{ADDR 21}}}", "    - {name: p1, count: 1, ipStart: {{ADDR 101}}}")
+	ctx := context.Background()
+	f.Up(t, ctx, inv.Nodes)
+	var late inventory.Node
+	var others []string
+	for _, n := range inv.Nodes {
+		if n.Name == "vm-2" {
+			late = n
+		} else {
+			others = append(others, n.Name)
+		}
+	}
+	f.StopSSHD(t, late.Name)
+
+	var out string
+	var runErr error
+	finished := make(chan struct{})
+	status := &lockedBuffer{}
+	go func() {
+		defer close(finished)
+		_, out, runErr = runSwarmSSH(t, f, inv, status, stages.SSH{KeyPath: f.KeyPath, Timeout: 4 * time.Minute})
+	}()
+	// The order, recorded: every other node Ready in the swarm while vm-2
+	// cannot be reached at all.
+	mgr, _ := f.Node("mgr-1")
+	joined := waitReady(mgr.DockerSocket, others, 3*time.Minute, finished)
+	f.Up(t, ctx, []inventory.Node{late}) // vm-2's sshd answers from now on
+	<-finished
+	r := struct {
+		out string
+		err error
+	}{out, runErr}
+	if !joined {
+		t.Errorf("the other nodes were not Ready in the swarm before vm-2 was reachable (run: %v)\n%s", r.err, status)
+	}
+	if r.err != nil {
+		t.Fatalf("provision swarm with vm-2 late: %v\n%s%s", r.err, status, r.out)
+	}
+	checkNodes(t, inv, nodeList(t, f, "mgr-1"))
+
+	// vm-2 unreachable on a re-run: never "nothing changed".
+	f.StopSSHD(t, late.Name)
+	status2 := &lockedBuffer{}
+	_, out, err := runSwarmSSH(t, f, inv, status2, stages.SSH{KeyPath: f.KeyPath, Timeout: 3 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "reach vm-2:") {
+		t.Errorf("re-run with vm-2 unreachable: error %v, want it to name vm-2\n%s", err, out)
+	}
+	sum := status2.String()
+	if strings.Contains(sum, "nothing changed") || !strings.Contains(sum, "6 of 7 nodes reached, 1 failed") || !regexp.MustCompile(`vm-2: reach: ssh provision@\S+:22: `).MatchString(sum) {
+		t.Errorf("summary of a run that could not reach vm-2:\n%s", sum)
+	}
+}
+
+// waitReady polls a manager's node list until every named node is a Ready
+// member, and reports whether that happened before the timeout and before
+// the run finished.
+func waitReady(socket string, names []string, timeout time.Duration, finished <-chan struct{}) bool {
+	c, err := lab.NewEngine(socket)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if nodes, err := c.NodeList(context.Background(), dswarm.NodeListOptions{}); err == nil {
+			ready := map[string]bool{}
+			for _, n := range nodes {
+				ready[n.Description.Hostname] = n.Status.State == dswarm.NodeStateReady
+			}
+			all := true
+			for _, name := range names {
+				all = all && ready[name]
+			}
+			if all {
+				return true
+			}
+		}
+		select {
+		case <-finished:
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 func loadBusybox(t *testing.T, f *labtest.Fixture) {

@@ -26,11 +26,13 @@ func (Verify) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error) 
 }
 
 func (s Verify) Run(ctx context.Context, env *pipeline.Env) error {
-	members, connErr := engines(ctx, env, s.SSH, nil)
-	defer closeEngines(members)
+	// Every inventory node is checked, reachable over SSH or not.
+	all := members(env, s.SSH)
+	defer closeMembers(all)
+	connErr := open(ctx, all, env.Concurrency)
 	var manager *swarm.Member
-	for _, m := range members {
-		if m.Role == swarm.Manager {
+	for _, m := range all {
+		if m.Role == swarm.Manager && m.Engine != nil {
 			if info, err := m.Engine.Info(ctx); err == nil && info.Swarm.ControlAvailable {
 				manager = m
 				break
@@ -41,18 +43,6 @@ func (s Verify) Run(ctx context.Context, env *pipeline.Env) error {
 		return errors.Join(connErr, errors.New("verify: no reachable manager of a swarm (run provision swarm first)"))
 	}
 	inv := env.Inventory
-	// Every inventory node is checked, reachable over SSH or not.
-	all := make([]*swarm.Member, len(inv.Nodes))
-	reached := map[string]*swarm.Member{}
-	for _, m := range members {
-		reached[m.Name] = m
-	}
-	for i, n := range inv.Nodes {
-		all[i] = &swarm.Member{Name: n.Name, Addr: n.IP, Role: n.Role, Labels: n.Labels}
-		if m := reached[n.Name]; m != nil {
-			all[i].Engine = m.Engine
-		}
-	}
 	checks, err := swarm.Verify(ctx, manager.Engine, all, swarm.VerifyOptions{
 		Pools: inv.Lab.Swarm.DefaultAddrPool, MaskLen: inv.Lab.Swarm.DefaultAddrPoolMaskLength, Image: s.Image,
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/fhlab/provision/internal/remote"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/ui"
 	"github.com/fhlab/provision/internal/vms"
 )
 
@@ -20,7 +21,7 @@ type Terraform struct {
 	Path       string // the `terraform` setting; "" searches PATH
 	Mirror     string // provider mirror directory (the `terraform-mirror` setting)
 	Install    bool   // --install-terraform: download terraform when none is found
-	Prompt     terraform.Prompt
+	Prompt     ui.Prompt
 	NoSnippets bool   // snippets are placed by other means (shared storage)
 	KeyPath    string // SSH key for the Proxmox hosts; default the inventory's
 	Settings   vms.Settings
@@ -66,6 +67,11 @@ func (s VMs) Plan(ctx context.Context, env *pipeline.Env) (pipeline.Plan, error)
 	for _, c := range vms.Changes(sess.Data, p) {
 		out.Changes = append(out.Changes, pipeline.Change{Node: c.VM, Action: pipeline.Action(c.Action), Detail: c.Detail})
 	}
+	if !s.TF.NoSnippets {
+		if _, err := s.dialer(env); err != nil {
+			out.Notes = append(out.Notes, "the apply will stop before terraform: "+err.Error())
+		}
+	}
 	return out, nil
 }
 
@@ -95,17 +101,31 @@ func (s VMs) Run(ctx context.Context, env *pipeline.Env) error {
 // Apply is Run; with destroy it shows and applies a destroy plan instead
 // (no snippets are uploaded).
 func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
-	sess, p, err := s.showPlan(ctx, env, destroy)
+	var dial vms.Dialer
+	if !destroy && !s.TF.NoSnippets {
+		// The key is checked before terraform plans (a plan that cannot
+		// be applied for want of a key is time lost), together with the
+		// token, so both problems are reported at once.
+		var keyErr error
+		if dial, keyErr = s.dialer(env); keyErr != nil {
+			return fmt.Errorf("%w; nothing was planned or changed", errors.Join(vms.CheckCredentials(env.Inventory, nil), keyErr))
+		}
+	}
+	sess, p, changes, err := s.showPlan(ctx, env, destroy)
 	if err != nil {
 		return err
 	}
 	if p.Empty() {
 		if !destroy {
-			if err := s.upload(ctx, env, sess.Data); err != nil {
+			if err := s.upload(ctx, env, sess.Data, dial); err != nil {
 				return err
 			}
 		}
-		return sess.Record(ctx, env.State)
+		if err := sess.Record(ctx, env.State); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Out, vms.AppliedSummary(nil))
+		return nil
 	}
 	question := fmt.Sprintf("Apply this plan to the Proxmox VMs of lab %s?", env.Inventory.Lab.Metadata.Name)
 	if destroy {
@@ -115,57 +135,68 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 		return err
 	}
 	if !destroy {
-		if err := s.upload(ctx, env, sess.Data); err != nil {
+		if err := s.upload(ctx, env, sess.Data, dial); err != nil {
 			return err
 		}
 	}
+	env.Status.Progress("applying the plan with terraform")
 	applyErr := sess.Runner.Apply(ctx, p)
 	// Record what exists even after a partial apply.
 	recErr := sess.Record(context.WithoutCancel(ctx), env.State)
 	if applyErr != nil {
 		return applyErr
 	}
-	return recErr
+	if recErr != nil {
+		return recErr
+	}
+	fmt.Fprintln(env.Out, vms.AppliedSummary(changes))
+	return nil
 }
 
 // ShowPlan prints terraform's plan per VM without changing anything.
 func (s VMs) ShowPlan(ctx context.Context, env *pipeline.Env, destroy bool) error {
-	_, _, err := s.showPlan(ctx, env, destroy)
+	_, _, _, err := s.showPlan(ctx, env, destroy)
 	return err
 }
 
 // showPlan makes terraform's plan (to a file) and prints it per VM.
-func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool) (*vms.Session, *terraform.Plan, error) {
+func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool) (*vms.Session, *terraform.Plan, []vms.Change, error) {
 	sess, err := s.session(ctx, env)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	p, err := sess.Runner.Plan(ctx, destroy)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	vms.WriteSummary(env.Out, vms.Changes(sess.Data, p))
-	return sess, p, nil
+	changes := vms.Changes(sess.Data, p)
+	vms.WriteSummary(env.Out, changes)
+	return sess, p, changes, nil
 }
 
-func (s VMs) upload(ctx context.Context, env *pipeline.Env, d *vms.Data) error {
+// dialer loads the SSH key for the Proxmox hosts (--ssh-key, else the
+// inventory's ssh.privateKeyFile) and returns how to reach them.
+func (s VMs) dialer(env *pipeline.Env) (vms.Dialer, error) {
+	inv := env.Inventory
+	keyPath, from := s.TF.KeyPath, "--ssh-key"
+	if keyPath == "" {
+		keyPath, from = inv.PrivateKeyPath(), "the inventory's ssh.privateKeyFile"
+	}
+	signer, err := remote.LoadSigner(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("snippets: the SSH key for the Proxmox hosts (%s): %w — name a readable key with --ssh-key FILE (or ssh-key in provision.yaml), or pass --no-snippets when the snippets are on shared storage already", from, err)
+	}
+	return vms.SSHDialer(inv.Lab.Proxmox.SSHUser, remote.DefaultPort, remote.Config{
+		Signer: signer, KnownHosts: remote.NewKnownHosts(filepath.Join(env.StateDir, "known_hosts")),
+		Logger: env.Log,
+	}), nil
+}
+
+func (s VMs) upload(ctx context.Context, env *pipeline.Env, d *vms.Data, dial vms.Dialer) error {
 	if s.TF.NoSnippets {
 		env.Status.Progress("snippets: not uploaded (--no-snippets)")
 		return nil
 	}
-	inv := env.Inventory
-	keyPath := s.TF.KeyPath
-	if keyPath == "" {
-		keyPath = inv.PrivateKeyPath()
-	}
-	signer, err := remote.LoadSigner(keyPath)
-	if err != nil {
-		return fmt.Errorf("snippets: ssh key for the Proxmox hosts: %w", err)
-	}
-	dial := vms.SSHDialer(inv.Lab.Proxmox.SSHUser, remote.DefaultPort, remote.Config{
-		Signer: signer, KnownHosts: remote.NewKnownHosts(filepath.Join(env.StateDir, "known_hosts")),
-		Logger: env.Log,
-	})
 	rep, err := vms.UploadSnippets(ctx, d, dial, env.Concurrency, env.Log)
 	env.Status.Progress("snippets: %d written, %d unchanged, on %d Proxmox hosts", rep.Written, rep.Unchanged, rep.Hosts)
 	if err != nil {

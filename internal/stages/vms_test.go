@@ -1,8 +1,12 @@
 package stages_test
 
 import (
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/internal/state"
+	"github.com/fhlab/provision/internal/ui"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -45,5 +50,45 @@ func TestVMsPlanEstimatesWhenTerraformCannotPlan(t *testing.T) {
 	c := p.Counts()
 	if c[pipeline.Create] != 8 || c[pipeline.Keep] != 1 {
 		t.Errorf("counts = %v, want 8 create (estimated), 1 unchanged", c)
+	}
+}
+
+// A missing SSH key for the snippet upload is found before terraform runs
+// (no module written, no init, no plan) and the message says which flags
+// fix it.
+func TestVMsApplyMissingKeyFailsBeforeTerraform(t *testing.T) {
+	t.Setenv("PM_API_TOKEN_ID", "provision@pve!terraform")
+	t.Setenv("PM_API_TOKEN_SECRET", "key-test-"+strings.Repeat("3", 8))
+	inv, err := inventory.Load("../../inventory/local.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := render.New(templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+	var out strings.Builder
+	env := &pipeline.Env{
+		Inventory: inv, State: state.New(inv.Lab.Metadata.Name), StateDir: stateDir, Concurrency: 4,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: &out,
+		Status: pipeline.NewStatus(io.Discard, time.Now), Now: time.Now,
+	}
+	missing := filepath.Join(t.TempDir(), "id_missing")
+	s := stages.VMs{Renderer: r, TF: stages.Terraform{KeyPath: missing, Prompt: ui.Prompt{Yes: true}}}
+	err = s.Apply(t.Context(), env, false)
+	if err == nil {
+		t.Fatal("apply without the SSH key succeeded")
+	}
+	for _, want := range []string{missing, "--ssh-key", "--no-snippets", "nothing was planned or changed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "terraform")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("terraform's module directory exists (%v): terraform ran before the key was checked", err)
+	}
+	if out.Len() > 0 {
+		t.Errorf("a plan was printed before the key was checked:\n%s", out.String())
 	}
 }

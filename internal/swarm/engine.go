@@ -27,8 +27,22 @@ type Counter struct {
 	calls map[string]int
 }
 
-// apiVersion strips the /v1.41 prefix from a request path.
-var apiVersion = regexp.MustCompile(`^/v[0-9.]+`)
+var (
+	// apiVersion strips the /v1.41 prefix from a request path.
+	apiVersion = regexp.MustCompile(`^/v[0-9.]+`)
+	// objectID is the ID or name in a path like /nodes/ID/update.
+	objectID = regexp.MustCompile(`^/(nodes|networks|services|tasks|containers|secrets|configs)/([^/]+)`)
+)
+
+// callName is "METHOD /path" without the API version and with object IDs
+// as {id}, so that a call counts the same on every node.
+func callName(r *http.Request) string {
+	p := apiVersion.ReplaceAllString(r.URL.Path, "")
+	if m := objectID.FindStringSubmatch(p); m != nil && m[2] != "create" && m[2] != "prune" {
+		p = "/" + m[1] + "/{id}" + p[len(m[0]):]
+	}
+	return r.Method + " " + p
+}
 
 func (c *Counter) add(r *http.Request) {
 	c.n.Add(1)
@@ -37,10 +51,11 @@ func (c *Counter) add(r *http.Request) {
 	if c.calls == nil {
 		c.calls = map[string]int{}
 	}
-	c.calls[r.Method+" "+apiVersion.ReplaceAllString(r.URL.Path, "")]++
+	c.calls[callName(r)]++
 }
 
-// Calls returns the mutating calls made, by "METHOD /path".
+// Calls returns the mutating calls made, by "METHOD /path" (object IDs in
+// the path as {id}: "POST /nodes/{id}/update").
 func (c *Counter) Calls() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

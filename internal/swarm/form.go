@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
-
-	"github.com/fhlab/provision/internal/par"
 )
 
 // Options shape how the swarm is formed.
@@ -22,8 +20,9 @@ type Options struct {
 
 	DrainManagers bool // managers get availability drain
 	Ingress       Ingress
-	Force         bool // make members of another swarm leave and join this one
-	Concurrency   int  // workers joining at once
+	Force         bool     // make members of another swarm leave and join this one
+	Concurrency   int      // workers joining at once
+	Counter       *Counter // counts the mutating calls of the engines Form opens (may be nil)
 
 	JoinTimeout  time.Duration // one node, from join to active
 	ReadyTimeout time.Duration // all nodes Ready
@@ -54,45 +53,89 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Result is what Form did and what the swarm looks like afterwards.
-type Result struct {
-	ClusterID   string
-	Leader      string
-	Initialized bool
-	Ingress     bool // the ingress network was removed, created or replaced
-	Joined      []string
-	Updated     []string
-	Removed     []string // stale Down entries of re-created nodes
-	LeftAlone   []string // members of another swarm, without --force
-	Rows        []Row
-}
-
-// Changed reports whether Form changed anything.
-func (r *Result) Changed() bool {
-	return r.Initialized || r.Ingress || len(r.Joined)+len(r.Updated)+len(r.Removed) > 0
+// Form makes the members one swarm. Every member moves through its own
+// pipeline: connect (Member.Connect, which may retry for long), gather its
+// engine's facts, then join. A node that is slow to connect holds up no
+// other:
+//
+//   - the swarm is chosen (an existing one wins) as soon as it is certain:
+//     once every manager has been reached or has failed, or once more than
+//     half of the inventory's managers are in one swarm; a new swarm is
+//     initialised on the first manager only when every manager is known
+//     not to be in one;
+//   - managers join one at a time (each is a reachable Raft member before
+//     the next changes the quorum), those reached by then first, in
+//     inventory order, the others as they are reached;
+//   - workers join as they are reached, at most Concurrency at once, once
+//     the managers reached by then have joined.
+//
+// Then labels, roles and availability are applied, stale Down entries of
+// the same hostnames removed, and Form waits until every member is Ready.
+// Nodes that fail are named in the error and in Result.Failed; the others
+// are still formed. Join tokens never leave this package.
+func Form(ctx context.Context, members []*Member, opts Options) (*Result, error) {
+	opts.setDefaults()
+	f := &former{opts: opts, members: members, res: &Result{Nodes: len(members)}, failed: map[*Member]error{}}
+	err := f.run(ctx)
+	if err != nil {
+		f.errs = append(f.errs, redact(err, f.tokens))
+	}
+	for _, m := range members {
+		if e, ok := f.failed[m]; ok {
+			f.res.Failed = append(f.res.Failed, NodeError{Node: m.Name, Err: e})
+		}
+	}
+	f.res.Reached = len(members) - f.unreached
+	return f.res, errors.Join(f.errs...)
 }
 
 // former holds one run of Form.
 type former struct {
-	mu      sync.Mutex // guards res and errs during concurrent work
 	opts    Options
 	members []*Member
-	leader  *Member
-	cluster string
-	tokens  swarm.JoinTokens
-	res     *Result
-	errs    []error
+
+	// Set before decided is closed, read-only afterwards (tokens: written
+	// under mu).
+	leader      *Member
+	cluster     string
+	tokens      swarm.JoinTokens
+	inSwarm     map[string]bool // node IDs the chosen swarm knows
+	inSwarmMgrs []*Member       // reached managers of the chosen swarm but the leader, in inventory order
+
+	mu        sync.Mutex // guards what follows during the concurrent work
+	res       *Result
+	errs      []error
+	failed    map[*Member]error // each node's first failure
+	unreached int
+	joinedMgr []*Member // managers that joined this run, in order
+
+	managerTurn sync.Mutex // managers join one at a time
 }
 
-func (f *former) joined(name string) {
+// NodeError is a node that failed and why.
+type NodeError struct {
+	Node string
+	Err  error
+}
+
+func (f *former) joined(m *Member) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.res.Joined = append(f.res.Joined, name)
+	f.res.Joined = append(f.res.Joined, m.Name)
+	if m.Role == Manager {
+		f.joinedMgr = append(f.joinedMgr, m)
+	}
 }
 
 // fail records a per-node failure; the run goes on for the other nodes.
 func (f *former) fail(m *Member, what string, err error) {
-	f.addErr(fmt.Errorf("%s %s: %w", what, m.Name, redact(err, f.tokens)))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err = redact(err, f.tokens)
+	f.errs = append(f.errs, fmt.Errorf("%s %s: %w", what, m.Name, err))
+	if _, ok := f.failed[m]; !ok {
+		f.failed[m] = fmt.Errorf("%s: %w", what, err)
+	}
 }
 
 func (f *former) addErr(err error) {
@@ -101,100 +144,33 @@ func (f *former) addErr(err error) {
 	f.errs = append(f.errs, err)
 }
 
-// Form makes the members one swarm: it gathers every engine's facts, picks
-// the swarm (an existing one wins), initialises one if there is none, joins
-// managers one at a time and workers in bounded waves, applies labels,
-// roles and availability, removes stale Down entries of the same hostname,
-// and waits until every member is Ready. Nodes that fail are named in the
-// error; the others are still formed. Join tokens never leave this package.
-func Form(ctx context.Context, members []*Member, opts Options) (*Result, error) {
-	opts.setDefaults()
-	f := &former{opts: opts, members: members, res: &Result{}}
-	err := f.run(ctx)
-	if err != nil {
-		f.errs = append(f.errs, redact(err, f.tokens))
-	}
-	return f.res, errors.Join(f.errs...)
-}
-
-func (f *former) run(ctx context.Context) error {
-	f.opts.Progress("gathering facts from %d nodes", len(f.members))
-	par.Each(ctx, f.opts.Concurrency, len(f.members), func(ctx context.Context, i int) error {
-		f.members[i].gather(ctx)
-		return nil
-	})
-	var ok []*Member
-	for _, m := range f.members {
-		if m.facts.err != nil {
-			f.fail(m, "reach", m.facts.err)
-			continue
-		}
-		ok = append(ok, m)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := f.pickSwarm(ctx, ok); err != nil {
+// decide chooses the swarm among the members reached (in inventory
+// order), initialises one if there is none and every manager is known,
+// makes the ingress network what the inventory says, and reports the
+// members left alone.
+func (f *former) decide(ctx context.Context, ok []*Member, allManagers bool) error {
+	if err := f.pickSwarm(ctx, ok, allManagers); err != nil {
 		return err
 	}
 	if err := f.ensureIngress(ctx); err != nil {
 		return err
 	}
-	inSwarm, err := f.nodeIDs(ctx)
+	ids, err := f.nodeIDs(ctx)
 	if err != nil {
 		return err
 	}
-	var managers, workers []*Member
+	f.inSwarm = ids
 	for _, m := range ok {
-		switch {
-		case m == f.leader || inSwarm[m.facts.nodeID] && m.facts.state == swarm.LocalNodeStateActive:
-			continue // already a member of this swarm
-		case m.inSwarm() && !f.opts.Force:
-			f.res.LeftAlone = append(f.res.LeftAlone, m.Name)
-			f.addErr(fmt.Errorf("join %s: it is %s in another swarm (node %s); left alone: run with --force to make it leave and join this one", m.Name, m.facts.state, short(m.facts.nodeID)))
-			continue
-		case m.Role == Manager:
-			managers = append(managers, m)
-		default:
-			workers = append(workers, m)
+		if m != f.leader && m.Role == Manager && f.classify(m) == nothing && m.facts.clusterID == f.cluster && m.facts.control {
+			f.inSwarmMgrs = append(f.inSwarmMgrs, m)
 		}
 	}
-	// Managers one at a time: each must be a reachable Raft member before
-	// the next one changes the quorum.
-	for _, m := range managers {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		f.opts.Progress("joining manager %s", m.Name)
-		if err := f.join(ctx, m); err != nil {
-			f.fail(m, "join", err)
-		}
-	}
-	if len(workers) > 0 {
-		f.opts.Progress("joining %d workers, %d at a time", len(workers), f.opts.Concurrency)
-		errs := make([]error, len(workers))
-		par.Each(ctx, f.opts.Concurrency, len(workers), func(ctx context.Context, i int) error {
-			errs[i] = f.join(ctx, workers[i])
-			return nil
-		})
-		failed := 0
-		for i, err := range errs {
-			if err != nil {
-				failed++
-				f.fail(workers[i], "join", err)
-			}
-		}
-		f.opts.Progress("%d workers joined, %d failed", len(workers)-failed, failed)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return f.reconcile(ctx)
+	return nil
 }
 
 // pickSwarm chooses the swarm: the one most reachable managers are in
 // (first in inventory order on a tie), or a new one on the first manager.
-func (f *former) pickSwarm(ctx context.Context, ok []*Member) error {
+func (f *former) pickSwarm(ctx context.Context, ok []*Member, allManagers bool) error {
 	votes := map[string]int{}
 	first := map[string]*Member{}
 	for _, m := range ok {
@@ -212,7 +188,7 @@ func (f *former) pickSwarm(ctx context.Context, ok []*Member) error {
 	}
 	if f.cluster != "" {
 		f.leader = first[f.cluster]
-		f.opts.Progress("using the existing swarm %s (via %s)", short(f.cluster), f.leader.Name)
+		f.opts.Log.Debug("using existing swarm", "cluster", short(f.cluster), "via", f.leader.Name)
 	} else {
 		for _, m := range ok {
 			if m.Role == Manager && !m.inSwarm() {
@@ -220,7 +196,7 @@ func (f *former) pickSwarm(ctx context.Context, ok []*Member) error {
 				break
 			}
 		}
-		if f.leader == nil {
+		if f.leader == nil || !allManagers {
 			return errors.New("init: no reachable manager outside a swarm to initialise one on")
 		}
 		if err := f.init(ctx); err != nil {
@@ -230,9 +206,11 @@ func (f *former) pickSwarm(ctx context.Context, ok []*Member) error {
 	f.res.ClusterID, f.res.Leader = f.cluster, f.leader.Name
 	s, err := f.leader.Engine.SwarmInspect(ctx)
 	if err != nil {
-		return fmt.Errorf("inspect swarm on %s: %w", f.leader.Name, err)
+		return fmt.Errorf("inspect swarm on %s: %w", f.leader.Name, f.leader.engineErr(err))
 	}
+	f.mu.Lock() // a node failing to connect meanwhile redacts with them
 	f.tokens = s.JoinTokens
+	f.mu.Unlock()
 	return nil
 }
 
@@ -247,7 +225,7 @@ func (f *former) init(ctx context.Context) error {
 		Availability:    f.availability(m),
 	})
 	if err != nil {
-		return err
+		return m.engineErr(err)
 	}
 	f.res.Initialized = true
 	m.gather(ctx)
@@ -262,7 +240,7 @@ func (f *former) init(ctx context.Context) error {
 func (f *former) nodeIDs(ctx context.Context) (map[string]bool, error) {
 	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+		return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
 	}
 	ids := map[string]bool{}
 	for _, n := range nodes {
@@ -282,7 +260,7 @@ func (f *former) availability(m *Member) swarm.NodeAvailability {
 func (f *former) join(ctx context.Context, m *Member) error {
 	if m.inSwarm() {
 		if err := m.Engine.SwarmLeave(ctx, true); err != nil {
-			return fmt.Errorf("leave the other swarm (--force): %w", err)
+			return fmt.Errorf("leave the other swarm (--force): %w", m.engineErr(err))
 		}
 	}
 	token := f.tokens.Worker
@@ -302,16 +280,19 @@ func (f *former) join(ctx context.Context, m *Member) error {
 	// Docker gives up waiting after 20 s but goes on joining in the
 	// background; then the engine's state tells.
 	if err != nil && !strings.Contains(err.Error(), "Timeout was reached") {
-		return err
+		return m.engineErr(err)
 	}
 	deadline := time.Now().Add(f.opts.JoinTimeout)
 	for {
 		m.gather(ctx)
 		if m.facts.err == nil && m.facts.state == swarm.LocalNodeStateActive && (m.Role != Manager || m.facts.control) {
-			f.joined(m.Name)
+			f.joined(m)
 			return nil
 		}
 		if time.Now().After(deadline) {
+			if m.facts.err != nil {
+				return fmt.Errorf("not active %s after joining: %w", f.opts.JoinTimeout, m.facts.err)
+			}
 			return fmt.Errorf("not active %s after joining (state %q)", f.opts.JoinTimeout, m.facts.state)
 		}
 		if err := sleep(ctx, f.opts.PollInterval); err != nil {
@@ -323,15 +304,23 @@ func (f *former) join(ctx context.Context, m *Member) error {
 // remotes are the managers a member joins through. Docker joins through
 // the first address only (the CSR, the first dispatcher session and the
 // gossip state all come from it), so workers are spread over the managers
-// that are already in the swarm, by their place in the inventory, instead
-// of all asking the leader; managers join through the leader.
+// that are in the swarm by now (those it was chosen by, and those that
+// joined this run), by their place in the inventory, instead of all asking
+// the leader; managers join through the leader.
 func (f *former) remotes(m *Member) []string {
-	managers := []*Member{f.leader}
-	for _, o := range f.members {
-		if o != f.leader && o.Role == Manager && o.facts.clusterID == f.cluster && o.facts.control {
+	managers := append([]*Member{f.leader}, f.inSwarmMgrs...)
+	seen := map[*Member]bool{}
+	for _, o := range managers {
+		seen[o] = true
+	}
+	f.mu.Lock()
+	for _, o := range f.joinedMgr {
+		if !seen[o] {
 			managers = append(managers, o)
+			seen[o] = true
 		}
 	}
+	f.mu.Unlock()
 	first := 0
 	if m.Role != Manager {
 		first = index(f.members, m) % len(managers)
@@ -339,6 +328,20 @@ func (f *former) remotes(m *Member) []string {
 	var out []string
 	for i := range managers {
 		out = append(out, managers[(first+i)%len(managers)].swarmAddr())
+	}
+	return out
+}
+
+func inOrder(all, some []*Member) []*Member {
+	in := map[*Member]bool{}
+	for _, m := range some {
+		in[m] = true
+	}
+	var out []*Member
+	for _, m := range all {
+		if in[m] {
+			out = append(out, m)
+		}
 	}
 	return out
 }

@@ -32,7 +32,7 @@ func (f *former) ensureIngress(ctx context.Context) error {
 	eng := f.leader.Engine
 	list, err := eng.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("scope", "swarm"))})
 	if err != nil {
-		return fmt.Errorf("list networks on %s: %w", f.leader.Name, err)
+		return fmt.Errorf("list networks on %s: %w", f.leader.Name, f.leader.engineErr(err))
 	}
 	var cur *network.Summary
 	for i := range list {
@@ -70,7 +70,7 @@ func (f *former) ensureIngress(ctx context.Context) error {
 			break
 		}
 		if !strings.Contains(err.Error(), "already exists") || time.Now().After(deadline) {
-			return fmt.Errorf("create the ingress network on %s: %w", f.leader.Name, err)
+			return fmt.Errorf("create the ingress network on %s: %w", f.leader.Name, f.leader.engineErr(err))
 		}
 		if err := sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
@@ -91,7 +91,7 @@ func (f *former) removeIngress(ctx context.Context, cur *network.Summary) error 
 		if strings.Contains(err.Error(), "depends on it") || strings.Contains(err.Error(), "in use") {
 			return fmt.Errorf("remove the ingress network %s: %w (services publish ports through it: publish them in host mode or keep swarm.ingress)", cur.Name, err)
 		}
-		return fmt.Errorf("remove the ingress network %s on %s: %w", cur.Name, f.leader.Name, err)
+		return fmt.Errorf("remove the ingress network %s on %s: %w", cur.Name, f.leader.Name, f.leader.engineErr(err))
 	}
 	f.res.Ingress = true
 	return nil

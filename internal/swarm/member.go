@@ -2,8 +2,10 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"sync"
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
@@ -21,10 +23,105 @@ type Member struct {
 	Addr   string // IP address to advertise and listen on
 	Role   string // Manager or Worker
 	Labels map[string]string
+
+	// Connect opens the way to the node's engine (in practice an SSH
+	// connection, retried while the node boots). Form calls it in the
+	// node's own pipeline, so a node that takes long holds up no other.
+	// Not needed when Engine is set.
+	Connect func(ctx context.Context) (Endpoint, error)
+	// Engine is the node's Docker client: set by Open, or by the caller.
 	Engine *client.Client
+
+	where string // the endpoint, for messages
+
+	mu      sync.Mutex
+	dialErr error // the last failed dial, the cause behind the client's "Cannot connect"
 
 	// Facts, gathered before anything is changed.
 	facts facts
+}
+
+// Endpoint is the way to one node's engine.
+type Endpoint struct {
+	Dial DialFunc
+	// Where names the socket and the way to it for messages, e.g.
+	// "unix:///var/run/docker.sock over ssh provision@192.0.2.13:22".
+	Where string
+}
+
+// Open connects to the member's engine through Connect and makes its
+// client, counting mutating calls in c (may be nil). It does nothing when
+// Engine is set already.
+func (m *Member) Open(ctx context.Context, c *Counter) error {
+	if m.Engine != nil {
+		return nil
+	}
+	if m.Connect == nil {
+		return errors.New("no way to connect to its engine")
+	}
+	ep, err := m.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	m.where = ep.Where
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := ep.Dial(ctx, network, addr)
+		m.mu.Lock()
+		m.dialErr = err
+		m.mu.Unlock()
+		return conn, err
+	}
+	eng, err := NewEngine(dial, c)
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	m.Engine = eng
+	return nil
+}
+
+// Close closes the member's Docker client, if any.
+func (m *Member) Close() {
+	if m.Engine != nil {
+		m.Engine.Close()
+	}
+}
+
+// EngineError is an engine that could not be reached: it names the node,
+// the socket and the way to it, instead of the Docker client's "Cannot
+// connect to the Docker daemon at http://docker.sock".
+type EngineError struct {
+	Node  string
+	Where string
+	Err   error // the dial's error when known, else the client's
+}
+
+func (e *EngineError) Error() string {
+	where := ""
+	if e.Where != "" {
+		where = " (" + e.Where + ")"
+	}
+	return fmt.Sprintf("engine on %s%s: is dockerd running? %v", e.Node, where, e.Err)
+}
+
+func (e *EngineError) Unwrap() error { return e.Err }
+
+// engineErr turns the Docker client's connection failures into an
+// EngineError; other errors are returned as they are.
+func (m *Member) engineErr(err error) error {
+	if err == nil || !client.IsErrConnectionFailed(err) {
+		return err
+	}
+	var already *EngineError
+	if errors.As(err, &already) {
+		return err
+	}
+	m.mu.Lock()
+	cause := m.dialErr
+	m.mu.Unlock()
+	if cause == nil {
+		cause = err
+	}
+	return &EngineError{Node: m.Name, Where: m.where, Err: cause}
 }
 
 // facts are what a member's engine says about itself.
@@ -40,7 +137,7 @@ type facts struct {
 func (m *Member) gather(ctx context.Context) {
 	info, err := m.Engine.Info(ctx)
 	if err != nil {
-		m.facts = facts{err: fmt.Errorf("docker info: %w", err)}
+		m.facts = facts{err: fmt.Errorf("docker info: %w", m.engineErr(err))}
 		return
 	}
 	m.facts = facts{

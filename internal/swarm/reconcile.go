@@ -17,15 +17,17 @@ import (
 // (labels, role, manager availability), removes stale Down entries left by
 // re-created nodes, and waits until every member is Ready. Each update is a
 // versioned NodeUpdate made only when something differs.
-func (f *former) reconcile(ctx context.Context) error {
+func (f *former) reconcile(ctx context.Context, reached []*Member) error {
 	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil {
-		return fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+		return fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
 	}
 	wanted := map[string]*Member{}
 	names := map[string]bool{}
 	for _, m := range f.members {
 		names[m.Name] = true
+	}
+	for _, m := range reached {
 		if m.facts.err == nil && m.facts.nodeID != "" {
 			wanted[m.facts.nodeID] = m
 		}
@@ -62,7 +64,7 @@ func (f *former) reconcile(ctx context.Context) error {
 	})
 	if len(f.res.Updated) > 0 {
 		if nodes, err = f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{}); err != nil {
-			return fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+			return fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
 		}
 	}
 	f.res.Rows = rows(nodes, wanted)
@@ -78,7 +80,7 @@ func (f *former) updateRetrying(ctx context.Context, m *Member, n swarm.Node) er
 			return err
 		}
 		if n, _, err = f.leader.Engine.NodeInspectWithRaw(ctx, n.ID); err != nil {
-			return err
+			return f.leader.engineErr(err)
 		}
 	}
 }
@@ -108,7 +110,7 @@ func (f *former) update(ctx context.Context, m *Member, n swarm.Node) error {
 		spec.Role = role
 		why = append(why, "promote to manager")
 	default:
-		f.addErr(fmt.Errorf("update %s: it is a manager but the inventory says worker; demote it by hand (docker node demote %s) once quorum allows", m.Name, m.Name))
+		f.fail(m, "update", fmt.Errorf("it is a manager but the inventory says worker; demote it by hand (docker node demote %s) once quorum allows", m.Name))
 	}
 	if m.Role == Manager && f.opts.DrainManagers && spec.Availability != swarm.NodeAvailabilityDrain {
 		spec.Availability = swarm.NodeAvailabilityDrain
@@ -121,7 +123,7 @@ func (f *former) update(ctx context.Context, m *Member, n swarm.Node) error {
 	sort.Strings(why)
 	f.opts.Log.Debug("updating node", "node", m.Name, "changes", strings.Join(why, ", "))
 	if err := f.leader.Engine.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
-		return err
+		return f.leader.engineErr(err)
 	}
 	f.mu.Lock()
 	f.res.Updated = append(f.res.Updated, m.Name)
@@ -135,12 +137,14 @@ func (f *former) removeStale(ctx context.Context, n swarm.Node) error {
 	if n.Spec.Role == swarm.NodeRoleManager {
 		spec := n.Spec
 		spec.Role = swarm.NodeRoleWorker
+		f.opts.Log.Debug("demoting stale manager entry", "node", n.Description.Hostname, "id", short(n.ID))
 		if err := f.leader.Engine.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
-			return fmt.Errorf("demote: %w", err)
+			return fmt.Errorf("demote: %w", f.leader.engineErr(err))
 		}
 	}
+	f.opts.Log.Debug("removing stale entry", "node", n.Description.Hostname, "id", short(n.ID))
 	if err := f.leader.Engine.NodeRemove(ctx, n.ID, swarm.NodeRemoveOptions{}); err != nil {
-		return err
+		return f.leader.engineErr(err)
 	}
 	f.mu.Lock()
 	f.res.Removed = append(f.res.Removed, n.Description.Hostname+" ("+short(n.ID)+")")
@@ -155,7 +159,7 @@ func (f *former) waitReady(ctx context.Context, wanted map[string]*Member) ([]sw
 	for {
 		nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, err)
+			return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
 		}
 		var waiting []string
 		for _, n := range nodes {

@@ -98,7 +98,7 @@ func TestRemotes(t *testing.T) {
 	}
 	m1, m2, m3 := mk("mgr-1", Manager, true), mk("mgr-2", Manager, true), mk("mgr-3", Manager, false)
 	w4, w5, w6 := mk("w-4", Worker, false), mk("w-5", Worker, false), mk("w-6", Worker, false)
-	f := &former{leader: m1, cluster: "c1", members: []*Member{m1, m2, m3, w4, w5, w6}}
+	f := &former{leader: m1, cluster: "c1", members: []*Member{m1, m2, m3, w4, w5, w6}, inSwarmMgrs: []*Member{m2}, res: &Result{}}
 	tests := []struct {
 		m    *Member
 		want string
@@ -112,5 +112,10 @@ func TestRemotes(t *testing.T) {
 		if got := strings.Join(f.remotes(tt.m), ","); got != tt.want {
 			t.Errorf("remotes(%s) = %s, want %s", tt.m.Name, got, tt.want)
 		}
+	}
+	// A manager that joined during the run is a join target from then on.
+	f.joined(m3)
+	if got, want := strings.Join(f.remotes(w5), ","), "192.0.2.2:2377,192.0.2.3:2377,192.0.2.1:2377"; got != want { // index 4 % 3 managers
+		t.Errorf("after mgr-3 joined, remotes(w-5) = %s, want %s", got, want)
 	}
 }

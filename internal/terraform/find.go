@@ -47,7 +47,7 @@ func Find(ctx context.Context, o FindOptions) (string, error) {
 		return "", fmt.Errorf("find terraform: %w", ctx.Err())
 	}
 	if !o.Install {
-		return "", fmt.Errorf("find terraform: none on PATH (%v): install terraform, name it with --terraform PATH, or pass --install-terraform to download the latest release", err)
+		return "", fmt.Errorf("find terraform: none on PATH (%w): install terraform, name it with --terraform PATH, or pass --install-terraform to download the latest release", err)
 	}
 	if o.InstallDir == "" {
 		return "", errors.New("install terraform: no directory to install into")

@@ -45,6 +45,9 @@ type Change struct {
 	Forcing []string
 	// Attrs are the changed top-level attributes of an update or replace.
 	Attrs []string
+	// Before and After are the resource's attributes now and as planned
+	// (unknown values absent from After), for an update or replace.
+	Before, After map[string]any
 }
 
 // Plan is a saved plan and what it would do.
@@ -127,6 +130,10 @@ func Summarize(p *tfjson.Plan) []Change {
 			c.Attrs = changedAttrs(rc.Change)
 		default: // no-op, read, forget
 			continue
+		}
+		if c.Action == Update || c.Action == Replace {
+			c.Before, _ = rc.Change.Before.(map[string]any)
+			c.After, _ = rc.Change.After.(map[string]any)
 		}
 		out = append(out, c)
 	}

@@ -3,9 +3,10 @@
 // an offline provider mirror, and runs init, plan to a file, apply of exactly
 // that plan, destroy (a destroy plan, shown and then applied) and output.
 //
-// Terraform's output is streamed to the logger line by line. Cancelling the
-// context sends SIGINT to terraform, which stops gracefully and releases its
-// state lock; it is killed only if it has not exited after WaitDelay.
+// Terraform's output is streamed to the logger line by line, as debug
+// records. Cancelling the context sends SIGINT to terraform, which stops
+// gracefully and releases its state lock; it is killed only if it has not
+// exited after WaitDelay.
 //
 // Credentials reach terraform only through its environment (Config.Env),
 // never through files; values listed in Config.Secrets are masked in every
@@ -38,6 +39,8 @@ const CLIConfigName = "provision.tfrc"
 // Config says where and how terraform runs.
 type Config struct {
 	// Dir is the root module's directory; state and plan files live here.
+	// A relative Dir (or Mirror) is taken from the current directory and
+	// made absolute by New.
 	Dir string
 	// ExecPath is the terraform binary (see Find).
 	ExecPath string
@@ -60,7 +63,8 @@ type Config struct {
 	// WaitDelay is how long terraform gets after SIGINT; 0 means
 	// DefaultWaitDelay.
 	WaitDelay time.Duration
-	// Log receives terraform's output, one record per line; nil discards.
+	// Log receives terraform's output, one debug record per line; nil
+	// discards.
 	Log *slog.Logger
 }
 
@@ -80,6 +84,25 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.ExecPath == "" {
 		return nil, errors.New("terraform: no terraform binary (see Find)")
+	}
+	// Terraform runs inside Dir: every path it is handed (the CLI
+	// configuration, the saved plan, terraform itself for exec) must be
+	// absolute, or it would be read relative to Dir instead of to where
+	// provision was started.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("terraform working directory %s: %w", cfg.Dir, err)
+	}
+	cfg.Dir = dir
+	if cfg.ExecPath, err = filepath.Abs(cfg.ExecPath); err != nil {
+		return nil, fmt.Errorf("terraform binary: %w", err)
+	}
+	if cfg.Mirror != "" {
+		mirror, err := filepath.Abs(cfg.Mirror)
+		if err != nil {
+			return nil, fmt.Errorf("terraform provider mirror %s: %w", cfg.Mirror, err)
+		}
+		cfg.Mirror = mirror
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -105,9 +128,10 @@ func New(cfg Config) (*Runner, error) {
 	if err := tf.SetWaitDelay(cfg.WaitDelay); err != nil {
 		return nil, fmt.Errorf("terraform: %w", err)
 	}
-	r.stdout = &lineLogger{log: cfg.Log, level: slog.LevelInfo, mask: r.mask}
-	// Terraform writes errors to stderr, and they reach the caller in the
-	// returned error: logged at debug level only, not twice.
+	// Terraform's output is detail for the log file: the caller prints
+	// what was planned and applied itself. Errors (stderr) also reach the
+	// caller in the returned error.
+	r.stdout = &lineLogger{log: cfg.Log, level: slog.LevelDebug, mask: r.mask}
 	r.stderr = &lineLogger{log: cfg.Log, level: slog.LevelDebug, mask: r.mask}
 	tf.SetStdout(r.stdout)
 	tf.SetStderr(r.stderr)
@@ -133,6 +157,18 @@ func (r *Runner) environment() (map[string]string, error) {
 	}
 	for k, v := range r.cfg.Env {
 		env[k] = v
+	}
+	// Paths in the environment (the CLI configuration, the plugin cache,
+	// the CA file the provider trusts) are meant from provision's working
+	// directory; terraform would read them from Dir.
+	for _, k := range []string{"TF_CLI_CONFIG_FILE", "TF_PLUGIN_CACHE_DIR", "SSL_CERT_FILE"} {
+		if v := env[k]; v != "" && !filepath.IsAbs(v) {
+			abs, err := filepath.Abs(v)
+			if err != nil {
+				return nil, fmt.Errorf("terraform environment: %s=%s: %w", k, v, err)
+			}
+			env[k] = abs
+		}
 	}
 	if f, ok := env["TF_CLI_CONFIG_FILE"]; ok {
 		if _, err := os.Stat(f); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/ui"
 )
 
 // requireTerraform returns the terraform binary, skipping the test when
@@ -79,7 +80,7 @@ func fixture(t *testing.T, env map[string]string, secrets ...string) (*terraform
 	logs := &logBuffer{}
 	r, err := terraform.New(terraform.Config{
 		Dir: dir, ExecPath: exe, Env: env, Secrets: secrets,
-		Log: slog.New(slog.NewTextHandler(logs, nil)), WaitDelay: 20 * time.Second,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), WaitDelay: 20 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -239,6 +240,37 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// Terraform's own output is detail for the log file, not for the terminal:
+// every line is a debug record (secrets masked), none is at info level or
+// above.
+func TestTerraformOutputIsLoggedAtDebug(t *testing.T) {
+	r, dir, logs := fixture(t, nil)
+	ctx := t.Context()
+	if err := r.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, dir, map[string]any{"items": map[string]item{"a": {"a1", "t"}}})
+	p, err := r.Plan(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	debug := 0
+	for _, l := range lines {
+		if !strings.Contains(l, "level=DEBUG") {
+			t.Errorf("terraform line logged above debug level: %s", l)
+			continue
+		}
+		debug++
+	}
+	if debug < 10 || !strings.Contains(logs.String(), "Apply complete!") {
+		t.Errorf("%d debug records, want terraform's output line by line:\n%s", debug, logs.String())
+	}
+}
+
 func TestFailingApplyKeepsTerraformsMessage(t *testing.T) {
 	secret := "s3cr3t-" + strings.Repeat("x", 8)
 	r, dir, logs := fixture(t, map[string]string{"PROVISION_TEST_SECRET": secret}, secret)
@@ -310,35 +342,6 @@ func TestCancelInterruptsTerraform(t *testing.T) {
 	}
 }
 
-func TestConfirm(t *testing.T) {
-	cases := []struct {
-		name  string
-		p     terraform.Prompt
-		input string
-		want  error
-	}{
-		{"yes flag", terraform.Prompt{Yes: true}, "", nil},
-		{"no tty, no --yes", terraform.Prompt{TTY: false}, "y\n", terraform.ErrNeedYes},
-		{"tty y", terraform.Prompt{TTY: true}, "y\n", nil},
-		{"tty YES", terraform.Prompt{TTY: true}, " YES \n", nil},
-		{"tty empty", terraform.Prompt{TTY: true}, "\n", terraform.ErrDeclined},
-		{"tty no", terraform.Prompt{TTY: true}, "no\n", terraform.ErrDeclined},
-		{"tty eof", terraform.Prompt{TTY: true}, "", terraform.ErrDeclined},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var out bytes.Buffer
-			c.p.In, c.p.Out = strings.NewReader(c.input), &out
-			if err := c.p.Confirm(t.Context(), "Apply?"); !errors.Is(err, c.want) {
-				t.Errorf("Confirm = %v, want %v", err, c.want)
-			}
-			if c.p.TTY && !c.p.Yes && out.String() != "Apply? [y/N]: " {
-				t.Errorf("asked %q", out.String())
-			}
-		})
-	}
-}
-
 func TestRefusalChangesNothing(t *testing.T) {
 	r, dir, _ := fixture(t, nil)
 	ctx := t.Context()
@@ -350,8 +353,8 @@ func TestRefusalChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = terraform.ApplyConfirmed(ctx, r, p, terraform.Prompt{In: strings.NewReader("y\n")}, "Apply?")
-	if !errors.Is(err, terraform.ErrNeedYes) {
+	err = terraform.ApplyConfirmed(ctx, r, p, ui.Prompt{In: strings.NewReader("y\n")}, "Apply?")
+	if !errors.Is(err, ui.ErrNeedYes) {
 		t.Fatalf("ApplyConfirmed without a terminal and --yes = %v, want ErrNeedYes", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "terraform.tfstate")); !errors.Is(err, fs.ErrNotExist) {
@@ -415,6 +418,97 @@ provider_installation {
 	r, _ = terraform.New(terraform.Config{Dir: dir, ExecPath: exe, Mirror: filepath.Join(mirror, "missing")})
 	if err := r.Init(t.Context()); err == nil || !strings.Contains(err.Error(), "terraform provider mirror") {
 		t.Errorf("init with a missing mirror = %v, want it named", err)
+	}
+}
+
+// With a relative working directory and mirror (the default state dir is
+// .provision/<lab>) every path terraform is handed must still work from
+// terraform's own working directory: the CLI configuration (else the mirror
+// is silently ignored and terraform goes to the registry) and the saved plan.
+func TestRelativeDirUnderMirror(t *testing.T) {
+	exe := requireTerraform(t)
+	module, err := os.ReadFile("testdata/module/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	for _, d := range []string{"mirror", "state/empty", "state/terraform"} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	absMirror, err := filepath.Abs("mirror")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A provider only the mirror could hold: the (empty) mirror is where
+	// terraform looked, and it could open the CLI configuration.
+	mod := "terraform {\n  required_providers {\n    proxmox = { source = \"telmate/proxmox\", version = \"3.0.2-rc07\" }\n  }\n}\n"
+	if err := os.WriteFile("state/empty/versions.tf", []byte(mod), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r, err := terraform.New(terraform.Config{Dir: "state/empty", ExecPath: exe, Mirror: "mirror", Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Init(t.Context())
+	if err == nil {
+		t.Fatal("init with an empty mirror succeeded")
+	}
+	for _, s := range []string{"not found in any of the search locations", absMirror} {
+		if !strings.Contains(strings.Join(strings.Fields(err.Error()), " "), s) {
+			t.Errorf("init error lacks %q (terraform did not use the mirror):\n%v", s, err)
+		}
+	}
+	if s := "Unable to open CLI configuration file"; strings.Contains(err.Error()+logs.String(), s) {
+		t.Errorf("terraform could not open the CLI configuration:\n%v\n%s", err, logs.String())
+	}
+
+	// The whole cycle in a relative directory: init, plan, apply of the
+	// saved plan; terraform finds the CLI configuration from its working
+	// directory.
+	if err := os.WriteFile("state/terraform/main.tf", module, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeVars(t, "state/terraform", map[string]any{"items": map[string]item{"a": {"a1", "t"}}, "show_cli_config": true})
+	logs = &logBuffer{}
+	log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// A CA file named relative to here (proxmox.caFile beside a relative
+	// inventory) reaches the provider as SSL_CERT_FILE.
+	if err := os.WriteFile("ca.pem", []byte("not checked here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err = terraform.New(terraform.Config{Dir: "state/terraform", ExecPath: exe, Mirror: "mirror", Log: log, Env: map[string]string{"SSL_CERT_FILE": "ca.pem"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.Plan(t.Context(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(p.File) {
+		t.Errorf("plan file %q is not absolute", p.File)
+	}
+	if err := r.Apply(t.Context(), p); err != nil {
+		t.Fatalf("apply of the saved plan in a relative directory: %v", err)
+	}
+	base := filepath.Dir(absMirror)
+	for _, want := range []string{
+		"TF_CLI_CONFIG_FILE=" + filepath.Join(base, "state", "terraform", terraform.CLIConfigName) + " exists=yes",
+		"SSL_CERT_FILE=" + filepath.Join(base, "ca.pem") + " exists=yes",
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("terraform's local-exec did not report %q:\n%s", want, logs.String())
+		}
+	}
+	if s := "Unable to open CLI configuration file"; strings.Contains(logs.String(), s) {
+		t.Errorf("terraform could not open the CLI configuration:\n%s", logs.String())
 	}
 }
 

@@ -17,7 +17,7 @@ type StatusConfig struct {
 	Out io.Writer        // stderr; nil discards
 	Now func() time.Time // default time.Now
 	// Spinner redraws one line for the running step, for a terminal
-	// (IsTerminal). Without it every line is plain text that reads the same
+	// (IsSmartTerminal). Without it every line is plain text that reads the same
 	// in a log, a pipe and CI.
 	Spinner  bool
 	Interval time.Duration // spinner frame interval; default 100ms

@@ -7,9 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// IsTerminal reports whether w is a terminal that can redraw a line: a
-// file whose descriptor is a TTY, with $TERM set and not "dumb".
-func IsTerminal(w io.Writer) bool {
+// IsSmartTerminal reports whether w is a terminal that can redraw a line
+// (for a spinner): a file whose descriptor is a TTY, with $TERM set and not
+// "dumb".
+func IsSmartTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

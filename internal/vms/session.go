@@ -3,11 +3,9 @@ package vms
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -57,7 +55,11 @@ func Prepare(ctx context.Context, inv *inventory.Inventory, r *render.Renderer, 
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(o.StateDir, ModuleDir)
+	// Absolute: terraform runs inside dir and gets paths under it.
+	dir, err := filepath.Abs(filepath.Join(o.StateDir, ModuleDir))
+	if err != nil {
+		return nil, fmt.Errorf("vms: state directory %s: %w", o.StateDir, err)
+	}
 	if _, err := Materialise(dir, tfmodule.FS, d); err != nil {
 		return nil, err
 	}
@@ -78,6 +80,14 @@ func Prepare(ctx context.Context, inv *inventory.Inventory, r *render.Renderer, 
 		return nil, err
 	}
 	return &Session{Data: d, Runner: run, Dir: dir}, nil
+}
+
+// CheckCredentials reports what Prepare would find wrong with the API
+// token in the environment (getenv; nil means os.Getenv), without running
+// anything.
+func CheckCredentials(inv *inventory.Inventory, getenv func(string) string) error {
+	_, _, err := credentials(inv, getenv)
+	return err
 }
 
 // credentials reads the token from the variables the inventory names and
@@ -112,105 +122,6 @@ func credentials(inv *inventory.Inventory, getenv func(string) string) (map[stri
 		env["SSL_CERT_FILE"] = ca
 	}
 	return env, []string{secret}, nil
-}
-
-// Change is one VM's line in a plan.
-type Change struct {
-	VM     string
-	Host   string
-	Action string // create, update, replace, destroy or unchanged
-	Detail string
-}
-
-// Unchanged is the action of a VM the plan leaves alone.
-const Unchanged = "unchanged"
-
-// Changes turns a terraform plan into one line per VM, including the VMs it
-// leaves alone; other resources are listed by address.
-func Changes(d *Data, p *terraform.Plan) []Change {
-	touched := map[string]bool{}
-	var out []Change
-	for _, c := range p.Changes {
-		name := c.Address
-		if c.Type == ResourceType && c.Name == ResourceName {
-			name = c.Key
-		}
-		touched[name] = true
-		ch := Change{VM: name, Action: string(c.Action)}
-		if v, ok := d.TFVars.VMs[name]; ok {
-			ch.Host = v.TargetNode
-		}
-		switch c.Action {
-		case terraform.Replace:
-			why := make([]string, len(c.Forcing))
-			for i, f := range c.Forcing {
-				why[i] = explain(f)
-			}
-			ch.Detail = "DESTROYED and created again (disk lost), forced by " + strings.Join(why, ", ")
-		case terraform.Update:
-			ch.Detail = "in place: " + strings.Join(c.Attrs, ", ")
-		case terraform.Destroy:
-			ch.Detail = "DESTROYED (disk lost)"
-		case terraform.Create:
-			if v, ok := d.TFVars.VMs[name]; ok {
-				ch.Detail = fmt.Sprintf("vmid %d, %d cores, %d MiB, %s disk", v.VMID, v.Cores, v.Memory, v.DiskSize)
-			}
-		}
-		out = append(out, ch)
-	}
-	if !p.Destroy {
-		for _, vm := range d.VMs {
-			if !touched[vm.Name] {
-				out = append(out, Change{VM: vm.Name, Host: vm.Host.Name, Action: Unchanged})
-			}
-		}
-	}
-	return out
-}
-
-// explain says why an attribute forces a new VM.
-func explain(attr string) string {
-	switch attr {
-	case "force_recreate_on_change_of":
-		return "force_recreate_on_change_of (its cloud-init snippets changed)"
-	case "cicustom":
-		return "cicustom (snippet names changed)"
-	case "clone":
-		return "clone (another template)"
-	case "vmid":
-		return "vmid (another VMID)"
-	}
-	return attr
-}
-
-// WriteSummary prints a plan per VM; replacements and destructions loudly.
-func WriteSummary(w io.Writer, changes []Change) {
-	count := map[string]int{}
-	for _, c := range changes {
-		count[c.Action]++
-	}
-	fmt.Fprintf(w, "VMs: %d to create, %d to update, %d to REPLACE, %d to DESTROY, %d unchanged.\n",
-		count["create"], count["update"], count["replace"], count["destroy"], count[Unchanged])
-	sorted := append([]Change(nil), changes...)
-	order := map[string]int{"destroy": 0, "replace": 1, "create": 2, "update": 3, Unchanged: 4}
-	sort.SliceStable(sorted, func(i, j int) bool { return order[sorted[i].Action] < order[sorted[j].Action] })
-	for _, c := range sorted {
-		where := ""
-		if c.Host != "" {
-			where = " on " + c.Host
-		}
-		switch c.Action {
-		case "replace", "destroy":
-			fmt.Fprintf(w, "  !! %-9s %s%s: %s\n", strings.ToUpper(c.Action), c.VM, where, c.Detail)
-		case Unchanged:
-			fmt.Fprintf(w, "     %-9s %s%s\n", c.Action, c.VM, where)
-		default:
-			fmt.Fprintf(w, "     %-9s %s%s: %s\n", c.Action, c.VM, where, c.Detail)
-		}
-	}
-	if n := count["replace"] + count["destroy"]; n > 0 {
-		fmt.Fprintf(w, "WARNING: %d VM(s) will be DESTROYED; what is on their disks is lost.\n", n)
-	}
 }
 
 // Record puts terraform's outputs into the state: all of them under

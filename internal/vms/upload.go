@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/remote"
@@ -94,16 +96,56 @@ func uploadHost(ctx context.Context, host inventory.ProxmoxNode, dir string, fil
 	return up.Upload(ctx, dir, files, remote.UploadOptions{})
 }
 
+// Proxmox hosts are up already (they serve the API): unlike a booting VM
+// they are not waited for. A refused, unreachable or silent host fails
+// after two quick attempts (the second one covers a dropped packet or an
+// sshd restarting).
+const (
+	proxmoxDialAttempts       = 2
+	proxmoxDialAttemptTimeout = 5 * time.Second
+	proxmoxDialPause          = 500 * time.Millisecond
+)
+
 // SSHDialer dials Proxmox hosts over SSH as user with signer, checking host
-// keys against known (trust on first use, a changed key refused).
+// keys against known (trust on first use, a changed key refused), at the
+// host's sshPort or else port. Its retry policy and timeout are its own
+// (see proxmoxDialAttempts); an error names the host and what to check.
 func SSHDialer(user string, port int, cfg remote.Config) Dialer {
 	return func(ctx context.Context, host inventory.ProxmoxNode) (Uploader, func() error, error) {
 		c := cfg
 		c.Host, c.User, c.Port = host.Address, user, port
+		if host.SSHPort != 0 {
+			c.Port = host.SSHPort
+		}
+		c.Retry = remote.RetryPolicy{
+			MaxAttempts: proxmoxDialAttempts, InitialDelay: proxmoxDialPause, MaxDelay: proxmoxDialPause,
+			AttemptTimeout: proxmoxDialAttemptTimeout,
+		}
+		// MaxAttempts ends the dial; the overall timeout only must not cut
+		// the last attempt short.
+		c.Timeout = proxmoxDialAttempts*(proxmoxDialAttemptTimeout+2*proxmoxDialPause) + 5*time.Second
 		cl, err := remote.Dial(ctx, c)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, dialHint(err, host.Name, user, c.Port)
 		}
 		return cl, cl.Close, nil
 	}
+}
+
+// dialHint adds to a failed dial what the admin can do about it.
+func dialHint(err error, host, user string, port int) error {
+	if port == 0 {
+		port = remote.DefaultPort
+	}
+	var changed *remote.HostKeyChangedError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.As(err, &changed):
+		// Its message says what to check; --no-snippets would only hide it.
+		return err
+	case strings.Contains(err.Error(), "not accepted for user"):
+		return fmt.Errorf("%w — add the public key to ~%s/.ssh/authorized_keys on %s, name another key with --ssh-key, or pass --no-snippets", err, user, host)
+	}
+	return fmt.Errorf("%w — check sshd on %s (port %d), proxmox.sshUser (%s), or pass --no-snippets", err, host, port, user)
 }

@@ -51,3 +51,18 @@ output "env_seen" {
   value     = "fixed"
   sensitive = true
 }
+
+variable "show_cli_config" {
+  type    = bool
+  default = false
+}
+
+# Reports, from terraform's own working directory, which CLI configuration
+# and CA files terraform was given and whether they can be opened from there.
+resource "terraform_data" "cli_config" {
+  count = var.show_cli_config ? 1 : 0
+
+  provisioner "local-exec" {
+    command = "for v in TF_CLI_CONFIG_FILE SSL_CERT_FILE; do eval f=\\$$v; if test -f \"$f\"; then e=yes; else e=no; fi; echo \"$v=$f exists=$e\"; done"
+  }
+}

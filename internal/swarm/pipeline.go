@@ -1,0 +1,241 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/docker/docker/api/types/swarm"
+)
+
+// errNoSwarm stops the nodes still connecting when no swarm can be formed.
+var errNoSwarm = errors.New("not tried further: there is no swarm to join")
+
+// phases are the points every node's pipeline waits for.
+type phases struct {
+	settled   chan *Member  // a node was reached and its facts gathered, or it failed
+	decided   chan struct{} // closed once leader, cluster, tokens and inSwarm are set
+	decideErr error         // set before decided is closed: no swarm to join
+	early     map[*Member]bool
+	workersGo chan struct{} // closed once the managers reached in time have joined
+	joinSlots chan struct{} // workers joining at once
+}
+
+func (f *former) run(ctx context.Context) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	p := &phases{
+		settled:   make(chan *Member, len(f.members)),
+		decided:   make(chan struct{}),
+		early:     map[*Member]bool{}, // managers the coordinator joins, in inventory order
+		workersGo: make(chan struct{}),
+		joinSlots: make(chan struct{}, f.opts.Concurrency),
+	}
+	f.opts.Progress("connecting to %d nodes; each goes on as soon as it answers", len(f.members))
+	var wg sync.WaitGroup
+	for _, m := range f.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.node(ctx, m, p)
+		}()
+	}
+
+	reached, allManagers, err := f.awaitDecidable(ctx, p)
+	if err != nil {
+		wg.Wait()
+		return err
+	}
+	p.decideErr = f.decide(ctx, reached, allManagers)
+	if p.decideErr == nil {
+		for _, m := range reached {
+			if m.Role == Manager && f.classify(m) == joinManager {
+				p.early[m] = true
+			}
+		}
+	}
+	close(p.decided)
+	if p.decideErr != nil {
+		stop(errNoSwarm) // the nodes still connecting have nothing to join
+		wg.Wait()
+		return p.decideErr
+	}
+	// Managers one at a time: each must be a reachable Raft member before
+	// the next one changes the quorum.
+	for _, m := range reached {
+		if !p.early[m] || ctx.Err() != nil {
+			continue
+		}
+		f.managerTurn.Lock()
+		f.opts.Progress("joining manager %s", m.Name)
+		if err := f.join(ctx, m); err != nil {
+			f.fail(m, "join", err)
+		}
+		f.managerTurn.Unlock()
+	}
+	f.opts.Progress("joining workers as they answer, %d at a time", f.opts.Concurrency)
+	close(p.workersGo)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var ok []*Member
+	failed := 0
+	for _, m := range f.members {
+		if m.facts.err == nil && m.Engine != nil {
+			ok = append(ok, m)
+		}
+		if f.failed[m] != nil {
+			failed++
+		}
+	}
+	if len(f.res.Joined)+failed > 0 {
+		f.opts.Progress("%d nodes joined, %d failed", len(f.res.Joined), failed)
+	}
+	return f.reconcile(ctx, ok)
+}
+
+// awaitDecidable waits until the swarm can be chosen for certain: every
+// manager reached or failed, or more than half of the inventory's
+// managers reached in one swarm. It returns the members reached by then,
+// in inventory order, and whether every manager is known.
+func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool, error) {
+	managers := 0
+	for _, m := range f.members {
+		if m.Role == Manager {
+			managers++
+		}
+	}
+	var reached []*Member
+	settledManagers := 0
+	for range f.members {
+		var m *Member
+		select {
+		case m = <-p.settled:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		if m.Role == Manager {
+			settledManagers++
+		}
+		if m.facts.err == nil && m.Engine != nil {
+			reached = append(reached, m)
+		}
+		if settledManagers == managers || majority(reached, managers) != "" {
+			break
+		}
+	}
+	return inOrder(f.members, reached), settledManagers == managers, nil
+}
+
+// node is one member's pipeline: reach it, then, once the swarm is chosen,
+// join it as its role says (managers one at a time, workers once the
+// managers reached in time have joined).
+func (f *former) node(ctx context.Context, m *Member, p *phases) {
+	ok := f.reach(ctx, m)
+	p.settled <- m
+	if !ok {
+		return
+	}
+	select {
+	case <-p.decided:
+	case <-ctx.Done():
+		return
+	}
+	if p.decideErr != nil || p.early[m] {
+		return // early managers are joined by the coordinator, in inventory order
+	}
+	switch f.classify(m) {
+	case leaveAlone:
+		f.mu.Lock()
+		f.res.LeftAlone = append(f.res.LeftAlone, m.Name)
+		f.mu.Unlock()
+		f.fail(m, "join", fmt.Errorf("it is %s in another swarm (node %s); left alone: run with --force to make it leave and join this one", m.facts.state, short(m.facts.nodeID)))
+	case joinManager:
+		f.managerTurn.Lock()
+		defer f.managerTurn.Unlock()
+		f.opts.Progress("joining manager %s (reached late)", m.Name)
+		if err := f.join(ctx, m); err != nil {
+			f.fail(m, "join", err)
+		}
+	case joinWorker:
+		select {
+		case <-p.workersGo:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case p.joinSlots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-p.joinSlots }()
+		if err := f.join(ctx, m); err != nil {
+			f.fail(m, "join", err)
+		}
+	}
+}
+
+// reach connects to a member and gathers its facts; a node that cannot be
+// reached is recorded as failed.
+func (f *former) reach(ctx context.Context, m *Member) bool {
+	err := m.Open(ctx, f.opts.Counter)
+	if err == nil {
+		m.gather(ctx)
+		err = m.facts.err
+	} else {
+		m.facts = facts{err: err}
+	}
+	if err == nil {
+		return true
+	}
+	if errors.Is(context.Cause(ctx), errNoSwarm) {
+		err = errNoSwarm
+	}
+	f.fail(m, "reach", err)
+	f.mu.Lock()
+	f.unreached++
+	f.mu.Unlock()
+	return false
+}
+
+// majority is the swarm more than half of the inventory's managers are
+// active managers of, among the members reached ("" when there is none):
+// no other swarm can win the vote, whatever the others say.
+func majority(reached []*Member, managers int) string {
+	votes := map[string]int{}
+	for _, m := range reached {
+		if m.Role == Manager && m.facts.state == swarm.LocalNodeStateActive && m.facts.control && m.facts.clusterID != "" {
+			votes[m.facts.clusterID]++
+			if 2*votes[m.facts.clusterID] > managers {
+				return m.facts.clusterID
+			}
+		}
+	}
+	return ""
+}
+
+type action int
+
+const (
+	nothing action = iota // the leader, or already a member of the swarm
+	leaveAlone
+	joinManager
+	joinWorker
+)
+
+// classify says what a reached member needs, once the swarm is chosen. It
+// reads only the member's own facts and what decide set.
+func (f *former) classify(m *Member) action {
+	switch {
+	case m == f.leader || f.inSwarm[m.facts.nodeID] && m.facts.state == swarm.LocalNodeStateActive:
+		return nothing
+	case m.inSwarm() && !f.opts.Force:
+		return leaveAlone
+	case m.Role == Manager:
+		return joinManager
+	default:
+		return joinWorker
+	}
+}
