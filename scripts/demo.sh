@@ -65,6 +65,8 @@ cat <<MSG
 The lab keeps running. Look around:
   $bin lab status -i $inv
   ssh -i .lab/id_ed25519 -o UserKnownHostsFile=.provision/local/known_hosts provision@$mgr docker node ls
+Every step of every run, at debug level (tokens redacted):
+  .provision/local/provision.log
 Tear it all down (namespaces, daemons, mounts, files):
   $bin lab down -i $inv
 MSG

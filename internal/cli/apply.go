@@ -15,7 +15,7 @@ func (a *app) applyCommand() *cobra.Command {
 		Short: "Run the runbook: every stage in order, each changing only what differs",
 		Long: `Run every stage of the runbook in order, stopping at the first that fails:
 
-  validate → render → vms → pi-image → pi-boot → discover → swarm
+  ` + runbook() + `
 
 Each stage reads what is there first and changes only what differs, so a
 re-run after a failure or on a finished lab is safe. Stages that do not

@@ -5,13 +5,22 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 )
 
+// run runs provision with args. A run in the package directory that names
+// no --state-dir gets a temporary one, so that no test writes a log file
+// into the source tree; a test that moved to a directory of its own keeps
+// the default.
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	wd, _ := os.Getwd()
+	if wd == cwdAtStart && slices.Contains(args, "-i") && !slices.Contains(args, "--state-dir") && os.Getenv("PROVISION_STATE_DIR") == "" {
+		args = append(args, "--state-dir", t.TempDir())
+	}
 	var out, errb bytes.Buffer
 	code = Run(context.Background(), args, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
 	return code, out.String(), errb.String()
@@ -121,7 +130,7 @@ func TestSettingsPrecedence(t *testing.T) {
 	check := func(args []string, want int) {
 		t.Helper()
 		var out, errb bytes.Buffer
-		a := newApp(Streams{Out: &out, Err: &errb})
+		a := newApp(Streams{Out: &out, Err: &errb}, nil)
 		root := a.rootCommand()
 		root.SetArgs(append([]string{"validate"}, args...))
 		root.SetOut(&out)

@@ -20,8 +20,9 @@ func (a *app) inventoryCommand() *cobra.Command {
 		Long: `Print every node the inventory describes after VM groups and Pi racks are
 expanded: name, kind, role, address, Proxmox host or rack, and the swarm
 labels it will carry. Use --output json for scripts.`,
-		Example: "  provision inventory -i inventory/example.yaml\n  provision inventory -i inventory/example.yaml -o json | jq '.[] | select(.role==\"manager\")'",
-		Args:    cobra.NoArgs,
+		Example:     "  provision inventory -i inventory/example.yaml\n  provision inventory -i inventory/example.yaml -o json | jq '.[] | select(.role==\"manager\")'",
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{noLogFile: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, err := a.loadInventory()
 			if err != nil {

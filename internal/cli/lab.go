@@ -45,7 +45,7 @@ func (a *app) labFor(cmd *cobra.Command) (*inventory.Inventory, *lab.Lab, error)
 		if _, created, err := remote.EnsureKey(inv.PrivateKeyPath()); err != nil {
 			return nil, nil, fmt.Errorf("ssh key: %w", err)
 		} else if created {
-			fmt.Fprintf(a.streams.Err, "created SSH key %s (ssh.createKey)\n", inv.PrivateKeyPath())
+			a.status.Progress("created SSH key %s (ssh.createKey)", inv.PrivateKeyPath())
 			if inv, err = a.loadInventory(); err != nil { // now with its public half
 				return nil, nil, err
 			}
@@ -177,7 +177,11 @@ up is no error. The swarm facts of the lab are dropped from the state file.`,
 			env.State.Swarm = nil
 			env.State.Nodes = nil
 			os.Remove(filepath.Join(env.StateDir, "known_hosts"))
-			return env.State.Save(env.StateDir, a.now())
+			if err := env.State.Save(env.StateDir, a.now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.streams.Out, "lab %s is down\n", l.Prefix())
+			return nil
 		},
 	}
 }

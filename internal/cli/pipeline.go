@@ -5,7 +5,6 @@ import (
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/pipeline"
-	"github.com/fhlab/provision/internal/remote"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/internal/state"
@@ -13,7 +12,8 @@ import (
 )
 
 // env builds the pipeline environment for an inventory: state loaded from
-// the state directory, output directory, logger and progress lines.
+// the state directory, output directory, logger and progress lines (the
+// run's one Status).
 func (a *app) env(inv *inventory.Inventory, outDir string) (*pipeline.Env, error) {
 	dir := a.stateDir(inv)
 	st, err := state.Load(dir, inv.Lab.Metadata.Name)
@@ -25,8 +25,8 @@ func (a *app) env(inv *inventory.Inventory, outDir string) (*pipeline.Env, error
 	}
 	return &pipeline.Env{
 		Inventory: inv, State: st, StateDir: dir, OutDir: outDir,
-		Concurrency: a.settings.Concurrency, Log: a.log, Out: a.streams.Out,
-		Status: pipeline.NewStatus(a.streams.Err, a.now), Now: a.now,
+		Concurrency: a.settings.Concurrency, Log: a.log, Out: a.status.Wrap(a.streams.Out),
+		Status: a.status, Now: a.now,
 	}, nil
 }
 
@@ -57,7 +57,7 @@ func (a *app) deps() (stages.Deps, error) {
 		SSH: stages.NewConnector(stages.SSH{
 			KeyPath:      a.settings.SSHKey,
 			DockerSocket: a.settings.DockerSocket,
-			Redactor:     remote.NewRedactor(),
+			Redactor:     a.redactor,
 		}),
 		Terraform: a.terraformSettings(false),
 	}, nil

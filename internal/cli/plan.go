@@ -16,7 +16,7 @@ func (a *app) planCommand() *cobra.Command {
 		Short: "Show what each stage of apply would change, per node, without changing anything",
 		Long: `Ask every stage of the runbook what it would change and print it:
 
-  validate → render → vms → pi-image → pi-boot → discover → swarm
+  ` + runbook() + `
 
 Each stage lists the nodes it would create, update, replace or destroy, and
 which are already right. Stages that do not apply to this inventory say why;

@@ -148,6 +148,7 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 	if err != nil {
 		return err
 	}
+	a.redactor.Add(secret)
 
 	opts := pvesim.Options{Cluster: inv.Lab.Metadata.Name, Log: a.log, PlaceholderDownloads: f.offlineDownloads}
 	if f.withLab {
@@ -350,7 +351,7 @@ func (a *app) labStarter(inv *inventory.Inventory) (func(context.Context, pvesim
 			}
 		}
 		if node == nil {
-			a.log.Info("pve-sim: started VM is not in the inventory; no lab node", "vm", vm.VMID, "name", vm.Name)
+			a.log.Warn("pve-sim: started VM is not in the inventory; no lab node", "vm", vm.VMID, "name", vm.Name)
 			return nil
 		}
 		specs, err := lab.SpecsFromInventory([]inventory.Node{*node})

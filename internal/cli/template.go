@@ -118,7 +118,7 @@ func (a *app) templateCommand() *cobra.Command {
 			progress := func(node, msg string) {
 				mu.Lock()
 				defer mu.Unlock()
-				fmt.Fprintf(a.streams.Err, "%s: %s\n", node, msg)
+				a.status.Progress("%s: %s", node, msg)
 			}
 			if err := proxmox.ApplyTemplates(ctx, c, spec, steps, progress); err != nil {
 				return err

@@ -22,8 +22,9 @@ the manager count and spread, and secrets written into the file.
 Every problem is printed with its file, line and field. Nothing is changed.
 On success it prints what the inventory describes and the capacity of the
 swarm address pool (networks x addresses), so you can choose the mask length.`,
-		Example: "  provision validate -i inventory/example.yaml",
-		Args:    cobra.NoArgs,
+		Example:     "  provision validate -i inventory/example.yaml",
+		Annotations: map[string]string{noLogFile: "yes"},
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, err := a.loadInventory()
 			if err != nil {

@@ -18,7 +18,7 @@ func (a *app) terraformSettings(yes bool) stages.Terraform {
 		Mirror:  a.settings.TFMirror,
 		KeyPath: a.settings.SSHKey,
 		Prompt: ui.Prompt{
-			In: a.streams.In, Out: a.streams.Err, TTY: ui.IsTerminal(a.streams.In), Yes: yes,
+			In: a.streams.In, Out: a.status, TTY: ui.IsTerminal(a.streams.In), Yes: yes,
 		},
 	}
 }

@@ -97,7 +97,7 @@ func (l *Lab) Down(ctx context.Context) error {
 		return fmt.Errorf("lab down: %w", errors.Join(errs...))
 	}
 	if m != nil || len(nodes) > 0 {
-		l.log.Info("lab down", "nodes", len(nodes), "took", time.Since(start).Round(time.Millisecond))
+		l.log.Debug("lab down", "nodes", len(nodes), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ func (l *Lab) ensureForward(ctx context.Context) (bool, error) {
 	if _, err := run(ctx, l.tools.iptables, append([]string{"-w", "-I", "FORWARD"}, l.forwardRule()...)...); err != nil {
 		return false, fmt.Errorf("let bridge %s forward past the host's FORWARD DROP policy: %w", l.bridge, err)
 	}
-	l.log.Info("host FORWARD policy drops: inserted an ACCEPT rule for the lab bridge", "bridge", l.bridge)
+	l.log.Debug("host FORWARD policy drops: inserted an ACCEPT rule for the lab bridge", "bridge", l.bridge)
 	return true, nil
 }
 

@@ -24,12 +24,14 @@ import (
 // pulled in the emulated lab, so the image is built here and loaded.
 const BusyboxImageTag = "provision/busybox:lab"
 
-// DefaultApplets are the busybox applets linked into the image. (Debian's
-// static busybox crashes in wget; nc works.)
-var DefaultApplets = []string{
-	"sh", "nc", "sleep", "hostname", "ip", "ifconfig", "ping", "nslookup",
-	"cat", "echo", "printf", "ls", "ps", "env", "id", "grep", "head", "wc",
-	"tr", "seq", "date", "uname", "true", "false", "mkdir", "rm", "kill",
+// DefaultApplets returns the busybox applets linked into the image, a new
+// slice each call. (Debian's static busybox crashes in wget; nc works.)
+func DefaultApplets() []string {
+	return []string{
+		"sh", "nc", "sleep", "hostname", "ip", "ifconfig", "ping", "nslookup",
+		"cat", "echo", "printf", "ls", "ps", "env", "id", "grep", "head", "wc",
+		"tr", "seq", "date", "uname", "true", "false", "mkdir", "rm", "kill",
+	}
 }
 
 // ImageOptions says what WriteBusyboxImage builds.
@@ -39,7 +41,7 @@ type ImageOptions struct {
 	Busybox string
 	// Tag defaults to BusyboxImageTag.
 	Tag string
-	// Applets become symlinks in /bin; default DefaultApplets.
+	// Applets become symlinks in /bin; default DefaultApplets().
 	Applets []string
 }
 
@@ -59,7 +61,7 @@ func WriteBusyboxImage(w io.Writer, opts ImageOptions) (string, error) {
 		opts.Tag = BusyboxImageTag
 	}
 	if opts.Applets == nil {
-		opts.Applets = DefaultApplets
+		opts.Applets = DefaultApplets()
 	}
 	arch, err := staticArch(opts.Busybox)
 	if err != nil {

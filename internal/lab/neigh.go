@@ -78,7 +78,7 @@ func (l *Lab) raiseNeighbourLimits() error {
 			}
 		}
 	}
-	l.log.Info("raised the host's neighbour table limits for the emulated nodes", "gc_thresh3", neighLimits[2].min)
+	l.log.Debug("raised the host's neighbour table limits for the emulated nodes", "gc_thresh3", neighLimits[2].min)
 	return nil
 }
 

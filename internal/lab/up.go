@@ -69,7 +69,7 @@ func (l *Lab) Up(ctx context.Context, specs []NodeSpec) ([]Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.log.Info("lab up", "nodes", len(nodes), "took", time.Since(start).Round(time.Millisecond))
+	l.log.Debug("lab up", "nodes", len(nodes), "took", time.Since(start).Round(time.Millisecond))
 	return nodes, nil
 }
 

@@ -62,7 +62,7 @@ func (l *Lab) ensureUser(ctx context.Context, m *Manifest) error {
 				return err
 			}
 		} else {
-			l.log.Info("created user for SSH logins", "user", name, "home", home)
+			l.log.Debug("created user for SSH logins", "user", name, "home", home)
 			return nil
 		}
 		u, _ = user.Lookup(name)
@@ -97,7 +97,7 @@ func (l *Lab) moveHome(ctx context.Context, u *user.User) error {
 	if _, err := run(ctx, l.tools.usermod, "--home", home, u.Username); err != nil {
 		return fmt.Errorf("make home of user %s: %w", u.Username, err)
 	}
-	l.log.Info("gave the SSH user a new home (its old one is gone)", "user", u.Username, "home", home)
+	l.log.Debug("gave the SSH user a new home (its old one is gone)", "user", u.Username, "home", home)
 	return nil
 }
 
@@ -129,7 +129,7 @@ func (l *Lab) removeUser(ctx context.Context, name string, createdHere bool, oth
 	}
 	for _, o := range others {
 		if o.SSHUser == name {
-			l.log.Info("keeping user: another lab uses it", "user", name, "lab", o.Prefix)
+			l.log.Debug("keeping user: another lab uses it", "user", name, "lab", o.Prefix)
 			return nil
 		}
 	}

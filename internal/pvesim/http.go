@@ -316,7 +316,7 @@ func (s *Sim) authenticate(hr *http.Request, rel string) (authID, userID string,
 		}
 		s.mu.Unlock()
 		if !ok || subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
-			s.log.Info("pvesim: authentication failure", "token", id) // the id only, never the secret
+			s.log.Warn("pvesim: authentication failure", "token", id) // the id only, never the secret
 			return "", "", false, failed
 		}
 		return id, tok.user, true, nil

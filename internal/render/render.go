@@ -30,8 +30,9 @@ const (
 	NetworkConfig = "network-config"
 )
 
-// FileNames are the seed files in the order they are written.
-var FileNames = []string{UserData, MetaData, NetworkConfig}
+// FileNames returns the seed files in the order they are written, a new
+// slice each call.
+func FileNames() []string { return []string{UserData, MetaData, NetworkConfig} }
 
 // Files is one node's rendered seed.
 type Files struct {
@@ -89,7 +90,7 @@ func New(fsys fs.FS) (*Renderer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load templates: %w", err)
 	}
-	for _, name := range FileNames {
+	for _, name := range FileNames() {
 		if root.Lookup(name+".tmpl") == nil {
 			return nil, fmt.Errorf("load templates: %s/%s.tmpl is missing", Dir, name)
 		}

@@ -82,6 +82,12 @@ func (f *former) ensureIngress(ctx context.Context) error {
 
 func (f *former) removeIngress(ctx context.Context, cur *network.Summary) error {
 	if err := f.leader.Engine.NetworkRemove(ctx, cur.ID); err != nil {
+		if strings.Contains(err.Error(), "network "+cur.ID+" not found") {
+			// A network removed a moment ago (by an earlier run) is still
+			// listed until the manager's allocator has released it; the
+			// daemon answers 500 with this message. It is gone.
+			return nil
+		}
 		if strings.Contains(err.Error(), "depends on it") || strings.Contains(err.Error(), "in use") {
 			return fmt.Errorf("remove the ingress network %s: %w (services publish ports through it: publish them in host mode or keep swarm.ingress)", cur.Name, err)
 		}

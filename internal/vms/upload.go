@@ -76,7 +76,7 @@ func UploadSnippets(ctx context.Context, d *Data, dial Dialer, concurrency int, 
 				errs[i] = fmt.Errorf("snippets to %s (%s): %w", name, hosts[name].Address, err)
 				return
 			}
-			log.Info("snippets uploaded", "host", name, "written", len(res.Written), "unchanged", len(res.Unchanged))
+			log.Debug("snippets uploaded", "host", name, "written", len(res.Written), "unchanged", len(res.Unchanged))
 			mu.Lock()
 			rep.Written += len(res.Written)
 			rep.Unchanged += len(res.Unchanged)
