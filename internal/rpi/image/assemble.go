@@ -76,6 +76,9 @@ func Assemble(ctx context.Context, o AssembleOptions) (Layout, error) {
 		return Layout{}, fmt.Errorf("assemble: %w", err)
 	}
 	root := ext4{Image: rootFile, Epoch: o.Epoch}
+	if err := clampTimes(ctx, root, o.Root, o.Epoch); err != nil {
+		return Layout{}, fmt.Errorf("assemble: %w", err)
+	}
 	ov := append(Overlay{}, o.Lab...)
 	ov = append(ov, Entry{Path: "/etc/fstab", Kind: KindFile, Mode: 0o644, Data: []byte(fmt.Sprintf(
 		"# Written by provision: the partitions of this disk (disk identifier %08x).\n"+

@@ -18,7 +18,7 @@ import (
 func writeBaseDefinition(t testing.TB, dir, name, base, sum, extra string) string {
 	t.Helper()
 	files := map[string]string{
-		name + ".yaml": fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: %s\nbase:\n  path: %s\n  sha256: %q\nboot:\n  config: boot/config-add.txt\noverlays: [overlay]\n%s", name, base, sum, extra),
+		name + ".yaml":        fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: %s\nbase:\n  path: %s\n  sha256: %q\nboot:\n  config: boot/config-add.txt\noverlays: [overlay]\n%s", name, base, sum, extra),
 		"boot/config-add.txt": "# lab additions\n[all]\ngpu_mem=16\n",
 		"overlay/etc/cloud/cloud.cfg.d/99-provision-datasource.cfg": "datasource_list: [ NoCloud, None ]\n",
 	}

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -281,4 +283,33 @@ func cleanPath(p string) string {
 		}
 	}
 	return "/" + strings.Join(parts, "/")
+}
+
+// clampTimes sets the access and change times of every inode mke2fs -d
+// copied from tree to epoch, and modification times later than epoch to
+// epoch (as SOURCE_DATE_EPOCH asks). mke2fs copies st_atime and st_ctime
+// from the tree, and a tree made at another moment (the ctime of a file
+// cannot be set) would otherwise give other bytes.
+func clampTimes(ctx context.Context, e ext4, tree string, epoch int64) error {
+	var script strings.Builder
+	at := "@" + strconv.FormatInt(epoch, 10)
+	err := filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(tree, p)
+		dst := quoteArg(cleanPath("/" + filepath.ToSlash(rel)))
+		fmt.Fprintf(&script, "sif %s atime %s\nsif %s ctime %s\n", dst, at, dst, at)
+		if info, err := d.Info(); err == nil && info.ModTime().Unix() > epoch {
+			fmt.Fprintf(&script, "sif %s mtime %s\n", dst, at)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("clamp times: %w", err)
+	}
+	if _, err := e.debugfs(ctx, true, script.String()); err != nil {
+		return fmt.Errorf("clamp times: %w", err)
+	}
+	return nil
 }

@@ -215,8 +215,8 @@ func fixFATTimes(img *os.File, p Partition, t time.Time) error {
 	}
 	date, tm := fatDateTime(t)
 	seen := map[uint32]bool{}
-	var walkDir func(first uint32) error
-	walkDir = func(first uint32) error {
+	var walkDir func(first uint32, inRoot bool) error
+	walkDir = func(first uint32, inRoot bool) error {
 		for c := first; c >= 2 && c < 0x0ffffff7; {
 			if seen[c] {
 				return fmt.Errorf("fix FAT times: cluster %d is in two chains", c)
@@ -242,6 +242,13 @@ func fixFATTimes(img *os.File, p Partition, t time.Time) error {
 				binary.LittleEndian.PutUint16(e[18:20], date)
 				binary.LittleEndian.PutUint16(e[22:24], tm)
 				binary.LittleEndian.PutUint16(e[24:26], date)
+				// ".." of a directory in the root names cluster 0, not the
+				// root's cluster (go-diskfs writes the latter; fsck.fat
+				// fixes it).
+				if inRoot && e[0] == '.' && e[1] == '.' && e[2] == ' ' {
+					binary.LittleEndian.PutUint16(e[20:22], 0)
+					binary.LittleEndian.PutUint16(e[26:28], 0)
+				}
 				if e[11]&0x10 != 0 && e[0] != '.' {
 					cl := uint32(binary.LittleEndian.Uint16(e[20:22]))<<16 | uint32(binary.LittleEndian.Uint16(e[26:28]))
 					subdirs = append(subdirs, cl)
@@ -251,7 +258,7 @@ func fixFATTimes(img *os.File, p Partition, t time.Time) error {
 				return err
 			}
 			for _, s := range subdirs {
-				if err := walkDir(s); err != nil {
+				if err := walkDir(s, first == root); err != nil {
 					return err
 				}
 			}
@@ -262,7 +269,56 @@ func fixFATTimes(img *os.File, p Partition, t time.Time) error {
 		}
 		return nil
 	}
-	return walkDir(root)
+	if err := walkDir(root, false); err != nil {
+		return err
+	}
+	return writeFSInfo(img, p, fatStart, fatSectors*bps, bs)
+}
+
+// writeFSInfo counts the free clusters in the first FAT and writes the count
+// and the next free cluster into the FSInfo sector and its backup (go-diskfs
+// leaves them "unknown", which fsck.fat reports).
+func writeFSInfo(img *os.File, p Partition, fatStart, fatBytes int64, bs [sectorSize]byte) error {
+	total := uint32(binary.LittleEndian.Uint32(bs[32:36]))
+	reserved := uint32(binary.LittleEndian.Uint16(bs[14:16]))
+	nfats := uint32(bs[16])
+	fatSectors := binary.LittleEndian.Uint32(bs[36:40])
+	spc := uint32(bs[13])
+	clusters := (total - reserved - nfats*fatSectors) / spc
+	fat := make([]byte, fatBytes)
+	if _, err := img.ReadAt(fat, fatStart); err != nil {
+		return err
+	}
+	free, next := uint32(0), uint32(0xffffffff)
+	for c := uint32(2); c < clusters+2 && int(c)*4+4 <= len(fat); c++ {
+		if binary.LittleEndian.Uint32(fat[c*4:])&0x0fffffff == 0 {
+			free++
+			if next == 0xffffffff {
+				next = c
+			}
+		}
+	}
+	fsinfo := int64(binary.LittleEndian.Uint16(bs[48:50]))
+	backup := int64(binary.LittleEndian.Uint16(bs[50:52]))
+	var v [8]byte
+	binary.LittleEndian.PutUint32(v[0:4], free)
+	binary.LittleEndian.PutUint32(v[4:8], next)
+	for _, s := range []int64{fsinfo, backup + fsinfo} {
+		if s == 0 || s == 0xffff {
+			continue
+		}
+		var sig [4]byte
+		if _, err := img.ReadAt(sig[:], p.Start+s*sectorSize); err != nil {
+			return err
+		}
+		if string(sig[:]) != "RRaA" {
+			continue
+		}
+		if _, err := img.WriteAt(v[:], p.Start+s*sectorSize+488); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fatDateTime is t in FAT's date and time format (local time as written;
