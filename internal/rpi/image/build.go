@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ulikunitz/xz"
@@ -127,8 +128,16 @@ func (b *Builder) Paths(name string) Result {
 	return Result{Image: img, Bmap: img + ".bmap", SHA256: img + ".sha256", Manifest: img + ".manifest.json"}
 }
 
-// Built returns the manifest of the image last built for definition name.
+// Built returns the manifest of the image last built for definition name
+// (a name or a definition's path).
 func (b *Builder) Built(name string) (*Result, error) {
+	if strings.HasSuffix(name, ".yaml") || strings.ContainsRune(name, os.PathSeparator) {
+		def, err := b.Definition(name)
+		if err != nil {
+			return nil, err
+		}
+		name = def.Name
+	}
 	r := b.Paths(name)
 	data, err := os.ReadFile(r.Manifest)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -330,3 +330,18 @@ func fatDateTime(t time.Time) (date, tm uint16) {
 	tm = uint16(t.Hour()<<11 | t.Minute()<<5 | t.Second()/2)
 	return date, tm
 }
+
+// updateFSInfo recounts the free clusters of a FAT32 partition into its
+// FSInfo sectors after go-diskfs wrote to it.
+func updateFSInfo(img *os.File, p Partition) error {
+	if !isFAT32(img, p) {
+		return nil
+	}
+	var bs [sectorSize]byte
+	if _, err := img.ReadAt(bs[:], p.Start); err != nil {
+		return err
+	}
+	reserved := int64(binary.LittleEndian.Uint16(bs[14:16]))
+	fatSectors := int64(binary.LittleEndian.Uint32(bs[36:40]))
+	return writeFSInfo(img, p, p.Start+reserved*sectorSize, fatSectors*sectorSize, bs)
+}
