@@ -159,6 +159,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.preflightCommand(),
 		a.templateCommand(),
 		a.vmsCommand(),
+		a.imageCommand(),
 		a.pveSimCommand(),
 		a.versionCommand(),
 	)

@@ -458,3 +458,32 @@ func unpack(ctx context.Context, src, dst string) error {
 	}
 	return out.Close()
 }
+
+// Inspect says what the image file at p (raw or .xz) is, without changing
+// it; a .xz is unpacked into a scratch file under tmp first.
+func Inspect(ctx context.Context, p, tmp string) (Layout, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return Layout{}, err
+	}
+	defer f.Close()
+	head := make([]byte, len(xzMagic))
+	if n, _ := f.ReadAt(head, 0); n == len(xzMagic) && string(head) == string(xzMagic) {
+		dir, err := os.MkdirTemp(tmp, "provision-inspect-")
+		if err != nil {
+			return Layout{}, err
+		}
+		defer os.RemoveAll(dir)
+		raw := filepath.Join(dir, "image.img")
+		if err := unpack(ctx, p, raw); err != nil {
+			return Layout{}, err
+		}
+		rf, err := os.Open(raw)
+		if err != nil {
+			return Layout{}, err
+		}
+		defer rf.Close()
+		return detect(ctx, rf, raw)
+	}
+	return detect(ctx, f, p)
+}

@@ -32,7 +32,7 @@ func TestBadInputs(t *testing.T) {
 		}, "no MBR partition table (no 55AA signature at byte 510): not a Raspberry Pi disk image", false},
 		{"a PC disk, no Pi firmware", func(t *testing.T, dir string) (string, string) {
 			s := flavours()["raspios-trixie"]
-			s.bootFiles = map[string]string{"BOOTX64.EFI": "x86\n", "grub.cfg": "menuentry\n"}
+			s.BootFiles = map[string]string{"BOOTX64.EFI": "x86\n", "grub.cfg": "menuentry\n"}
 			return makeBase(t, dir, s), ""
 		}, `not a Raspberry Pi image: the boot partition (label "bootfs") has no config.txt, cmdline.txt, start4.elf`, false},
 		{"truncated xz", func(t *testing.T, dir string) (string, string) {
@@ -73,7 +73,7 @@ func TestBadInputs(t *testing.T) {
 		{"root file system too small", func(t *testing.T, dir string) (string, string) {
 			// A root file system with about 150 KiB free.
 			s := flavours()["raspios-trixie"]
-			s.rootMiB = 16
+			s.RootMiB = 16
 			if err := os.Mkdir(filepath.Join(dir, "probe"), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +83,7 @@ func TestBadInputs(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.RemoveAll(filepath.Join(dir, "probe"))
-			s.root["var/filler"] = strings.Repeat("x", int(fi.FreeBlocks*fi.BlockSize)-150*1024)
+			s.Root["var/filler"] = strings.Repeat("x", int(fi.FreeBlocks*fi.BlockSize)-150*1024)
 			return makeBase(t, dir, s), ""
 		}, "root file system too small for the overlay", false},
 		{"unknown key in the definition", func(t *testing.T, dir string) (string, string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/rpi/image/imagetest"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -56,159 +57,28 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// writeTree writes files (path → content; a trailing / makes a directory)
-// under dir.
-func writeTree(t *testing.T, dir string, files map[string]string) {
+// makeBase builds a synthetic base image with the stock tools.
+func makeBase(t *testing.T, dir string, s imagetest.BaseSpec) string {
 	t.Helper()
-	for p, c := range files {
-		full := filepath.Join(dir, p)
-		if strings.HasSuffix(p, "/") {
-			if err := os.MkdirAll(full, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func dpkgStatus(pkgs ...string) string {
-	var b strings.Builder
-	for _, p := range pkgs {
-		name, ver, _ := strings.Cut(p, "=")
-		fmt.Fprintf(&b, "Package: %s\nStatus: install ok installed\nPriority: optional\nArchitecture: arm64\nVersion: %s\nDescription: %s\n a test package\n\n", name, ver, name)
-	}
-	b.WriteString("Package: removed-thing\nStatus: deinstall ok config-files\nArchitecture: arm64\nVersion: 1.0\n\n")
-	return b.String()
-}
-
-// rootTree is a small Debian-like root file system.
-func rootTree(osRelease string, pkgs ...string) map[string]string {
-	return map[string]string{
-		"etc/os-release":                 osRelease,
-		"etc/passwd":                     "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
-		"etc/group":                      "root:x:0:\nadm:x:4:\nsudo:x:27:\nshadow:x:42:\ndocker:x:995:\n",
-		"etc/shadow":                     "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
-		"etc/gshadow":                    "root:*::\nadm:*::\nsudo:*::\nshadow:*::\ndocker:!::\n",
-		"etc/hostname":                   "raspberrypi\n",
-		"etc/machine-id":                 "0123456789abcdef0123456789abcdef\n",
-		"etc/docker/key.json":            "{\"kid\":\"SAME-ON-EVERY-CLONE\"}\n",
-		"var/lib/dpkg/status":            dpkgStatus(pkgs...),
-		"lib/systemd/system/ssh.service": "[Unit]\nDescription=OpenBSD Secure Shell server\n",
-		"etc/systemd/system/":            "",
-		"home/":                          "",
-		"usr/local/sbin/":                "",
-	}
-}
-
-// baseSpec describes a synthetic base image shaped like a flavour.
-type baseSpec struct {
-	bootLabel, rootLabel string
-	diskID               uint32
-	bootFiles            map[string]string // on the FAT; %ROOT% in cmdline.txt
-	root                 map[string]string // root tree; %BOOT%/%ROOT% in etc/fstab
-	rootMiB              int64
-}
-
-// makeBase builds a base image with the stock tools only (mkfs.vfat
-// --offset, mcopy, mke2fs -d -E offset), so the tests do not check
-// provision's code with itself.
-func makeBase(t *testing.T, dir string, s baseSpec) string {
-	t.Helper()
-	img := filepath.Join(dir, "base.img")
-	bootStart, bootMiB := int64(8*mib), int64(64)
-	rootStart := bootStart + bootMiB*mib
-	if s.rootMiB == 0 {
-		s.rootMiB = 48
-	}
-	size := rootStart + s.rootMiB*mib
-	f, err := os.Create(img)
+	need(t, "mkfs.vfat", "dosfstools")
+	need(t, "mcopy", "mtools")
+	img, err := imagetest.MakeBase(dir, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	m := MBR{DiskID: s.diskID, Partitions: []Partition{
-		{Number: 1, Type: typeFAT32LBA, Start: bootStart, Size: bootMiB * mib},
-		{Number: 2, Type: typeLinux, Start: rootStart, Size: s.rootMiB * mib},
-	}}
-	// sfdisk would do too; the table format is trivial and checked by
-	// fsck below through the offsets.
-	if err := writeMBR(f, m); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	subst := strings.NewReplacer("%BOOT%", m.PartUUID(1), "%ROOT%", m.PartUUID(2))
-	run(t, need(t, "mkfs.vfat", "dosfstools"), "-F", "32", "-s", "1", "-n", s.bootLabel, "--offset", fmt.Sprint(bootStart/512), img, fmt.Sprint(bootMiB*1024))
-	bootDir := filepath.Join(dir, "bootfiles")
-	files := map[string]string{}
-	for k, v := range s.bootFiles {
-		files[k] = subst.Replace(v)
-	}
-	writeTree(t, bootDir, files)
-	for name := range files {
-		run(t, "mcopy", "-i", fmt.Sprintf("%s@@%d", img, bootStart), "-o", filepath.Join(bootDir, name), "::/"+name)
-	}
-	rootDir := filepath.Join(dir, "rootfiles")
-	files = map[string]string{}
-	for k, v := range s.root {
-		files[k] = subst.Replace(v)
-	}
-	writeTree(t, rootDir, files)
-	run(t, need(t, "mke2fs", "e2fsprogs"), "-q", "-F", "-t", "ext4", "-L", s.rootLabel, "-E", fmt.Sprintf("offset=%d,root_owner=0:0", rootStart), "-d", rootDir, img, fmt.Sprintf("%dk", s.rootMiB*1024))
 	return img
 }
 
-// flavours are synthetic bases shaped like each supported image.
-func flavours() map[string]baseSpec {
-	fw := map[string]string{"start4.elf": "firmware placeholder\n", "fixup4.dat": "fixup\n", "bcm2711-rpi-4-b.dtb": "dtb\n", "kernel8.img": "kernel\n"}
-	with := func(m map[string]string, kv ...string) map[string]string {
-		out := map[string]string{}
-		for k, v := range m {
-			out[k] = v
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			out[kv[i]] = kv[i+1]
-		}
-		return out
-	}
-	rpiFstab := "proc /proc proc defaults 0 0\nPARTUUID=%BOOT% /boot/firmware vfat defaults 0 2\nPARTUUID=%ROOT% / ext4 defaults,noatime 0 1\n"
-	return map[string]baseSpec{
-		"raspios-trixie": {
-			bootLabel: "bootfs", rootLabel: "rootfs", diskID: 0x295ac2ff,
-			bootFiles: with(fw, "config.txt", "[all]\nauto_initramfs=1\n", "cmdline.txt", "console=serial0,115200 console=tty1 root=PARTUUID=%ROOT% rootfstype=ext4 fsck.repair=yes rootwait\n",
-				"user-data", "#cloud-config\n", "meta-data", "dsmode: local\ninstance_id: rpios-image\n", "network-config", "# example\n"),
-			root: with(rootTree("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\nVERSION_CODENAME=trixie\n",
-				"cloud-init=25.1.4-1+rpt1", "docker.io=26.1.5+dfsg1-9", "raspberrypi-sys-mods=20250918", "linux-image-rpi-v8=1:6.12.47-1+rpt1"), "etc/fstab", rpiFstab),
-		},
-		"raspios-bookworm": {
-			bootLabel: "bootfs", rootLabel: "rootfs", diskID: 0x4e2c1a33,
-			bootFiles: with(fw, "config.txt", "[all]\n", "cmdline.txt", "console=serial0,115200 console=tty1 root=PARTUUID=%ROOT% rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"),
-			root: with(rootTree("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n",
-				"docker.io=20.10.24+dfsg1-1+b3", "raspberrypi-sys-mods=20240618", "linux-image-rpi-v8=1:6.6.31-1+rpt1"), "etc/fstab", rpiFstab),
-		},
-		"ubuntu": {
-			bootLabel: "system-boot", rootLabel: "writable", diskID: 0x7a1b2c3d,
-			bootFiles: with(fw, "config.txt", "[all]\nkernel=vmlinuz\ncmdline=cmdline.txt\ninitramfs initrd.img followkernel\n", "vmlinuz", "kernel\n", "initrd.img", "initrd\n",
-				"cmdline.txt", "console=serial0,115200 multipath=off dwc_otg.lpm_enable=0 console=tty1 root=LABEL=writable rootfstype=ext4 rootwait fixrtc\n",
-				"user-data", "#cloud-config\n", "meta-data", "dsmode: local\ninstance_id: cloud-image\n", "network-config", "version: 2\n"),
-			root: with(rootTree("PRETTY_NAME=\"Ubuntu 24.04.1 LTS\"\nID=ubuntu\nVERSION_CODENAME=noble\n",
-				"cloud-init=24.2-0ubuntu1", "docker.io=24.0.7-0ubuntu4", "linux-image-raspi=6.8.0.1010.11"),
-				"etc/fstab", "LABEL=writable / ext4 defaults 0 1\nLABEL=system-boot /boot/firmware vfat defaults 0 1\n"),
-		},
-		"debian-raspi": {
-			bootLabel: "RASPIFIRM", rootLabel: "RASPIROOT", diskID: 0x1d2e3f40,
-			bootFiles: with(fw, "config.txt", "[all]\narm_64bit=1\nkernel=vmlinuz-6.1.0-26-arm64\n", "cmdline.txt", "console=tty0 console=ttyS1,115200 root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0 rootwait\n", "sysconf.txt", "#hostname=\n"),
-			root: with(rootTree("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n",
-				"cloud-init=22.4.2-1+deb12u1", "docker.io=20.10.24+dfsg1-1+deb12u1", "raspi-firmware=1.20220830+ds-1", "linux-image-arm64=6.1.115-1"),
-				"etc/fstab", "LABEL=RASPIROOT / ext4 rw 0 1\nLABEL=RASPIFIRM /boot/firmware vfat rw 0 2\n"),
-		},
+func flavours() map[string]imagetest.BaseSpec { return imagetest.Flavours() }
+
+func rootTree(osRelease string, pkgs ...string) map[string]string {
+	return imagetest.RootTree(osRelease, pkgs...)
+}
+
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	if err := imagetest.WriteTree(dir, files); err != nil {
+		t.Fatal(err)
 	}
 }
 

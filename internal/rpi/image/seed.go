@@ -348,3 +348,21 @@ rm -f /boot/firstrun.sh /boot/firmware/firstrun.sh
 sed -i 's| systemd.run.*||g' /boot/firmware/cmdline.txt 2>/dev/null || sed -i 's| systemd.run.*||g' /boot/cmdline.txt
 exit 0
 `))
+
+// RackImages lists the image definitions the racks of inv boot, sorted.
+func RackImages(inv *inventory.Inventory) []string {
+	seen := map[string]bool{}
+	if inv.Lab.Pis != nil {
+		for _, r := range inv.Lab.Pis.Racks {
+			if name := inv.RackImage(r.Name); name != "" {
+				seen[name] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
