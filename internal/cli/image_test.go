@@ -37,7 +37,7 @@ func TestImageCommands(t *testing.T) {
 	}
 	sum := sha256.Sum256(data)
 	if err := imagetest.WriteTree(dir, map[string]string{
-		"trixie.yaml": fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: trixie\nbase:\n  path: base.img\n  sha256: %q\nboot:\n  config: config-add.txt\n", hex.EncodeToString(sum[:])),
+		"trixie.yaml":    fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: trixie\nbase:\n  path: base.img\n  sha256: %q\nboot:\n  config: config-add.txt\n", hex.EncodeToString(sum[:])),
 		"config-add.txt": "gpu_mem=16\n",
 		"lab.yaml": `apiVersion: provision/v1
 kind: Lab

@@ -11,10 +11,11 @@ import (
 // DecodeStrict decodes one YAML document into v (a pointer to a struct with
 // yaml tags) the way inventories are decoded: unknown fields, duplicate keys,
 // wrong types and secrets are Problems naming file, line and field, all of
-// them at once. Other files provision reads (image definitions) use it.
-func DecodeStrict(file string, data []byte, v any) error {
+// them at once. Other files provision reads (image definitions) use it. It
+// returns the line of every field path it decoded ("boot.config" → 12).
+func DecodeStrict(file string, data []byte, v any) (map[string]int, error) {
 	if len(data) > maxFileSize {
-		return Problems{{File: file, Msg: "file is too large"}}
+		return nil, Problems{{File: file, Msg: "file is too large"}}
 	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -30,15 +31,15 @@ func DecodeStrict(file string, data []byte, v any) error {
 		if err.Error() == "EOF" {
 			p.Msg = "the file is empty"
 		}
-		return Problems{p}
+		return nil, Problems{p}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return Problems{{File: file, Line: extra.Line, Msg: "more than one YAML document"}}
+		return nil, Problems{{File: file, Line: extra.Line, Msg: "more than one YAML document"}}
 	}
 	d := &decoder{file: file, lines: map[string]int{}}
 	d.decode(&root, reflect.ValueOf(v).Elem(), "")
-	return d.probs.Err()
+	return d.lines, d.probs.Err()
 }
 
 // RackImage is the image definition the rack's Pis boot: the rack's
