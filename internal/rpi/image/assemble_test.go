@@ -114,6 +114,22 @@ func TestAssembleDebian(t *testing.T) {
 			t.Errorf("boot partition %s: %d bytes, want %d", f, len(got), len(want))
 		}
 	}
+	// Every baked file, read back.
+	def := mustDefFS(t, "debian-pi4")
+	lab, err := labOverlay(inv, testRenderer(t), def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range lab {
+		if e.Kind == KindFile {
+			if got := ext4Cat(t, a.Image, l.Root, e.Path); !bytes.Equal(got, e.Data) {
+				t.Errorf("%s: read back other content", e.Path)
+			}
+		}
+	}
+	if err := checkOverlay(context.Background(), ext4{Image: a.Image, Offset: l.Root.Start}, lab); err != nil {
+		t.Error(err)
+	}
 	if got := ext4Cat(t, a.Image, l.Root, "/usr/bin/dockerd"); string(got) != "#!/bin/sh\n" {
 		t.Errorf("root tree file not copied: %q", got)
 	}
@@ -146,4 +162,13 @@ func TestAssembleDebian(t *testing.T) {
 	if got := sha256Of(t, dst); got != m.SHA256 {
 		t.Errorf("bmaptool's copy has sha256 %s, want %s", got, m.SHA256)
 	}
+}
+
+func mustDefFS(t *testing.T, name string) *Definition {
+	t.Helper()
+	d, err := LoadDefinition(rpiDefs(t), name, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
