@@ -71,6 +71,15 @@ pis:
 	if _, err := os.Stat(filepath.Join(state, "seeds", "pi-r1-03", "user-data")); err != nil {
 		t.Error(err)
 	}
+	// The runbook's pi-image stage: the image is reused, the seeds unchanged.
+	code, out, errs = run(t, "plan", "-i", lab, "--state-dir", state)
+	if code != 0 || !strings.Contains(out, "image trixie") || !strings.Contains(out, "unchanged") {
+		t.Errorf("plan: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run(t, "apply", "-i", lab, "--state-dir", state, "--only", "pi-image")
+	if code != 0 || !strings.Contains(out, "image trixie unchanged") || !strings.Contains(out, "seeds: 4 Pis, 1 written, 3 unchanged") {
+		t.Errorf("apply --only pi-image: exit %d\n%s\n%s", code, out, errs)
+	}
 	code, out, errs = run(t, "image", "inspect", base)
 	if code != 0 || !strings.Contains(out, "raspios-trixie (debian trixie), seed: nocloud") || !strings.Contains(out, `label "bootfs"`) {
 		t.Errorf("image inspect: exit %d\n%s\n%s", code, out, errs)
