@@ -16,6 +16,11 @@ packages=(
   util-linux        # nsenter, unshare
   busybox-static    # the image of the smoke stack (no registry here)
   curl              # bench/preflight's anchor: the same API reads as a loop of curl
+  e2fsprogs         # Pi images: mke2fs -d, debugfs, dumpe2fs, e2fsck (no mount)
+  dosfstools        # Pi image tests: mkfs.vfat for synthetic bases, fsck.fat -n
+  mtools            # Pi image tests: mcopy/mtype on FAT partitions inside images
+  bmap-tools        # Pi image tests: bmaptool copy with provision's block map
+  xz-utils          # Pi image tests: .xz base images
   ca-certificates
   make
 )

@@ -22,7 +22,7 @@ func TestApply(t *testing.T) {
 	}{
 		{"first run writes the seeds", "validate,render", 0, "15 written, 0 unchanged"},
 		{"re-run changes nothing", "validate,render", 0, "0 written, 15 unchanged"},
-		{"a stage not built yet stops the run", "validate,pi-image", 1, "pi-image: not built yet"},
+		{"a stage not built yet stops the run", "validate,pi-boot", 1, "pi-boot: not built yet"},
 		{"unknown stage", "nope", 2, `no stage named "nope"`},
 	}
 	for _, tt := range tests {

@@ -225,6 +225,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.preflightCommand(),
 		a.templateCommand(),
 		a.vmsCommand(),
+		a.imageCommand(),
 		a.pveSimCommand(),
 		a.versionCommand(),
 	)

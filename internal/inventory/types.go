@@ -212,6 +212,9 @@ type Rack struct {
 	Pattern string            `yaml:"namePattern"`
 	Nodes   string            `yaml:"nodes"`
 	Labels  map[string]string `yaml:"labels"`
+	// Image names the image definition (images/rpi/<image>.yaml) this
+	// rack's Pis boot; default pis.image.
+	Image string `yaml:"image"`
 }
 
 // Node kinds and roles.

@@ -19,7 +19,10 @@ type Data struct {
 	Tuning  *inventory.HostTuning // Lab.HostTuning
 	Node    *inventory.Node
 
-	IsPi      bool
+	IsPi bool
+	// Baked: the node boots an image with the packages and host files
+	// already in it (a Pi golden image), so user-data installs nothing.
+	Baked     bool
 	Hostname  string // the node's name
 	FQDN      string // Hostname.network.domain, or Hostname without a domain
 	Address   string // the node's IP with the LAN's prefix length: 192.168.11.7/23

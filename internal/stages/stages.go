@@ -23,7 +23,7 @@ func Apply(d Deps) pipeline.Pipeline {
 		Validate{},
 		Render{Renderer: d.Renderer},
 		VMs{Renderer: d.Renderer, TF: d.Terraform},
-		PiImage{},
+		PiImage{Renderer: d.Renderer},
 		PiBoot{},
 		Discover{SSH: d.SSH},
 		Swarm{SSH: d.SSH, Force: d.ForceSwarm},

@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhlab/provision/internal/rpi/image"
+	"github.com/fhlab/provision/internal/stages"
+)
+
+const imageLong = `Build the lab's Raspberry Pi golden images and give each Pi its identity,
+without mount, loop device or root-only kernel modules.
+
+An image definition (images/rpi/<name>.yaml, built into provision; or a path
+to a .yaml file) names its source, boot files and overlays:
+
+  debian:  Debian's arm64 packages (mmdebstrap under qemu-user), assembled
+           into an MBR image: FAT32 firmware partition written in user space
+           (go-diskfs), ext4 root made with mke2fs -d.
+  base:    a Raspberry Pi OS (Bookworm, Trixie), Ubuntu Server or Debian raspi
+           image, raw or .xz, checked against its sha256, recognised from the
+           image itself and customised on a copy (ext4 through debugfs).
+
+Both bake in the inventory's host tuning (the same files user-data writes:
+link policy, sysctls, IPVS timer, daemon.json, dockerd limits, zram, memory
+cgroup), the ssh.user with its keys and sudo, an empty machine-id and no
+docker engine identity (each Pi makes its own), cloud-init pinned to
+NoCloud, radios off (dtoverlay=disable-wifi/-bt) unless the definition
+keeps them. A rack's image is pis.racks[].image, else pis.image.
+
+  build    <state-dir>/images/<name>/<name>.img with .bmap (bmaptool copy),
+           .sha256 and .manifest.json (packages from the image's dpkg
+           database, tuning, input hash). The inputs are hashed; with the
+           same inputs the image is reused. SOURCE_DATE_EPOCH sets the time
+           stamped into the image (default 2026-01-01): the same inputs give
+           the same bytes.
+  seed     <state-dir>/seeds/<node>/: the files that make one card (or netboot
+           client) that node: user-data, meta-data, network-config and
+           cmdline.txt (ds=nocloud;s=file:///boot/firmware/;i=<instance-id>,
+           memory cgroup on), or firstrun.sh on Bookworm; manifest.json says
+           which partition they go to. A few KiB per Pi instead of an image copy.
+  inspect  say what an image file is (flavour, partitions, seed format)`
+
+const imageExample = `  provision image build -i inventory/example.yaml                # every image the racks name
+  provision image build -i lab.yaml --image raspios-trixie
+  provision image build -i lab.yaml --image ./my-image.yaml         # a definition outside images/rpi
+  SOURCE_DATE_EPOCH=1767225600 provision image build -i lab.yaml    # reproducible time stamps
+  provision image seed -i lab.yaml --rack r1
+  provision image inspect 2025-11-24-raspios-trixie-arm64-lite.img.xz
+  bmaptool copy .provision/fh-lab/images/debian-pi4/debian-pi4.img /dev/sdX`
+
+func (a *app) imageCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "image build|seed|inspect",
+		Short:   "Build Raspberry Pi golden images and per-Pi seeds (no mount, no loop device)",
+		Long:    imageLong,
+		Example: imageExample,
+	}
+	cmd.AddCommand(a.imageBuildCommand(), a.imageSeedCommand(), a.imageInspectCommand())
+	return cmd
+}
+
+// imageBuilder loads the inventory and makes the image builder.
+func (a *app) imageBuilder() (*image.Builder, error) {
+	inv, err := a.loadInventory()
+	if err != nil {
+		return nil, err
+	}
+	env, err := a.env(inv, "")
+	if err != nil {
+		return nil, err
+	}
+	d, err := a.deps()
+	if err != nil {
+		return nil, err
+	}
+	d.SSH.Close()
+	return stages.NewImageBuilder(env, d.Renderer)
+}
+
+func (a *app) imageBuildCommand() *cobra.Command {
+	var names []string
+	cmd := &cobra.Command{
+		Use:   "build -i FILE [--image NAME]...",
+		Short: "Build (or reuse) the golden image of each definition",
+		Long: `Build the golden image of each definition the racks name (or --image), or
+reuse the last one when the input hash is the same. Prints where the image,
+block map, sha256 and manifest are.`,
+		Example: `  provision image build -i lab.yaml
+  provision image build -i lab.yaml --image debian-pi4`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := a.imageBuilder()
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 {
+				names = image.RackImages(b.Inv)
+			}
+			if len(names) == 0 {
+				return exitError{2, fmt.Errorf("no image to build: the racks name none (pis.image, pis.racks[].image); pass --image NAME (known: %s)", strings.Join(image.Names(b.Defs), ", "))}
+			}
+			return a.buildImages(cmd.Context(), b, names)
+		},
+	}
+	cmd.Flags().StringSliceVar(&names, "image", nil, "definition name (images/rpi/NAME.yaml) or path; repeatable (default: the racks' images)")
+	return cmd
+}
+
+func (a *app) buildImages(ctx context.Context, b *image.Builder, names []string) error {
+	for _, name := range names {
+		start := time.Now()
+		res, err := b.Build(ctx, name)
+		if err != nil {
+			return err
+		}
+		how := "built in " + time.Since(start).Round(100*time.Millisecond).String()
+		if res.Cached {
+			how = "unchanged (same input hash), " + time.Since(start).Round(time.Millisecond).String()
+		}
+		m := res.M
+		fmt.Fprintf(a.streams.Out, "image %s: %s\n", m.Name, how)
+		tw := tabwriter.NewWriter(a.streams.Out, 2, 8, 2, ' ', 0)
+		fmt.Fprintf(tw, "  image\t%s\t%s, %s mapped\n", res.Image, humanSize(m.ImageSize), humanSize(m.MappedBlocks*4096))
+		fmt.Fprintf(tw, "  block map\t%s\tbmaptool copy %s /dev/sdX\n", res.Bmap, res.Image)
+		fmt.Fprintf(tw, "  sha256\t%s\t%s\n", res.SHA256, m.SHA256)
+		fmt.Fprintf(tw, "  manifest\t%s\t%d packages, input %s\n", res.Manifest, len(m.Packages), m.InputHash[:16])
+		fmt.Fprintf(tw, "  layout\t%s, seed %s\tdisk %s, boot %q, root %q\n", m.Layout.Flavour, m.Layout.Seed, m.Layout.DiskID, m.Layout.Boot.Label, m.Layout.Root.Label)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *app) imageSeedCommand() *cobra.Command {
+	var rack, outDir string
+	cmd := &cobra.Command{
+		Use:   "seed -i FILE [--rack NAME] [-o DIR]",
+		Short: "Write each Pi's seed: the few files that make a card that Pi",
+		Long: `Write each Pi's seed into DIR/<node>/ (default <state-dir>/seeds): the files
+its image reads at first boot, in the names and places that image's flavour
+reads them, and manifest.json naming the boot partition and paths. Flashing
+writes the image, then these files; netboot serves them. The rack's image
+must be built (provision image build). Files are replaced only when their
+content changes.`,
+		Example: `  provision image seed -i lab.yaml
+  provision image seed -i lab.yaml --rack r1 -o /srv/seeds`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := a.imageBuilder()
+			if err != nil {
+				return err
+			}
+			if outDir == "" {
+				outDir = filepath.Join(filepath.Dir(b.Dir), "seeds")
+			}
+			start := time.Now()
+			sum, err := image.WriteSeeds(cmd.Context(), b, rack, outDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.streams.Out, "seeds: %d Pis, %d written, %d unchanged, in %s (%s)\n", sum.Nodes, sum.Written, sum.Unchanged, outDir, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&rack, "rack", "", "only this rack's Pis")
+	cmd.Flags().StringVarP(&outDir, "output-dir", "o", "", "where to write (default <state-dir>/seeds)")
+	return cmd
+}
+
+func (a *app) imageInspectCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Say what a Raspberry Pi image file is: flavour, partitions, seed format",
+		Long: `Read an image file (raw or .xz) without mounting it or changing it and say
+which flavour it is, how its partitions are laid out and labelled, and how
+its Pis would get their identity. A file that is not a Pi image is named
+as such, with the reason.`,
+		Example: `  provision image inspect 2025-11-24-raspios-trixie-arm64-lite.img.xz`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := image.Inspect(cmd.Context(), args[0], os.TempDir())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.streams.Out, "%s: %s (%s %s), seed: %s, cloud-init: %v\n", args[0], l.Flavour, l.OSRelease["ID"], l.OSRelease["VERSION_CODENAME"], l.Seed, l.CloudInit)
+			fmt.Fprintf(a.streams.Out, "  disk identifier %s\n", l.DiskID)
+			for _, p := range []image.Partition{l.Boot, l.Root} {
+				fmt.Fprintf(a.streams.Out, "  partition %d: type %02x, %s at %s, label %q\n", p.Number, p.Type, humanSize(p.Size), humanSize(p.Start), p.Label)
+			}
+			fmt.Fprintf(a.streams.Out, "  cmdline.txt: %s\n", l.Cmdline)
+			return nil
+		},
+	}
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fhlab/provision/internal/rpi/image/imagetest"
+)
+
+// TestImageCommands runs image build (twice: the second reuses the image),
+// image seed and image inspect on a synthetic Raspberry Pi OS Trixie base.
+func TestImageCommands(t *testing.T) {
+	for _, tool := range append(imagetest.Tools, "debugfs", "dumpe2fs") {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatalf("%s missing (scripts/install-deps.sh)", tool)
+				}
+				t.Skipf("%s missing", tool)
+			}
+		}
+	}
+	dir := t.TempDir()
+	base, err := imagetest.MakeBase(dir, imagetest.Flavours()["raspios-trixie"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if err := imagetest.WriteTree(dir, map[string]string{
+		"trixie.yaml":    fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: trixie\nbase:\n  path: base.img\n  sha256: %q\nboot:\n  config: config-add.txt\n", hex.EncodeToString(sum[:])),
+		"config-add.txt": "gpu_mem=16\n",
+		"lab.yaml": `apiVersion: provision/v1
+kind: Lab
+metadata: {name: cli-lab}
+network: {cidr: 192.168.10.0/23, gateway: 192.168.10.1}
+ssh: {user: lab, authorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3mIzxp6Yw6z1s8m0b1f0ZC8qW2l2Hn0JXQZ3x7a9P admin@lab"]}
+swarm: {managers: 1}
+pis:
+  image: ` + filepath.Join(dir, "trixie.yaml") + `
+  racks:
+    - {name: m1, count: 1, boot: sd, ipStart: 192.168.10.200, role: manager}
+    - {name: r1, count: 3, boot: sd, ipStart: 192.168.11.1, image: ` + filepath.Join(dir, "trixie.yaml") + `}
+`,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	lab := filepath.Join(dir, "lab.yaml")
+	state := filepath.Join(dir, "state")
+	code, out, errs := run(t, "image", "build", "-i", lab, "--state-dir", state)
+	if code != 0 || !strings.Contains(out, "image trixie: built in") || !strings.Contains(out, "raspios-trixie, seed nocloud") {
+		t.Fatalf("image build: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run(t, "image", "build", "-i", lab, "--state-dir", state, "--image", filepath.Join(dir, "trixie.yaml"))
+	if code != 0 || !strings.Contains(out, "unchanged (same input hash)") {
+		t.Fatalf("second image build: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run(t, "image", "seed", "-i", lab, "--state-dir", state, "--rack", "r1")
+	if code != 0 || !strings.Contains(out, "seeds: 3 Pis, 3 written") {
+		t.Fatalf("image seed: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(state, "seeds", "pi-r1-03", "user-data")); err != nil {
+		t.Error(err)
+	}
+	// The runbook's pi-image stage: the image is reused, the seeds unchanged.
+	code, out, errs = run(t, "plan", "-i", lab, "--state-dir", state)
+	if code != 0 || !strings.Contains(out, "image trixie") || !strings.Contains(out, "unchanged") {
+		t.Errorf("plan: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run(t, "apply", "-i", lab, "--state-dir", state, "--only", "pi-image")
+	if code != 0 || !strings.Contains(out, "image trixie unchanged") || !strings.Contains(out, "seeds: 4 Pis, 1 written, 3 unchanged") {
+		t.Errorf("apply --only pi-image: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run(t, "image", "inspect", base)
+	if code != 0 || !strings.Contains(out, "raspios-trixie (debian trixie), seed: nocloud") || !strings.Contains(out, `label "bootfs"`) {
+		t.Errorf("image inspect: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, _, errs = run(t, "image", "inspect", lab)
+	if code != 1 || !strings.Contains(errs, "not a Raspberry Pi disk image") {
+		t.Errorf("image inspect of a YAML file: exit %d\n%s", code, errs)
+	}
+	code, out, _ = run(t, "image", "--help")
+	if code != 0 || !strings.Contains(out, "provision image build -i lab.yaml --image raspios-trixie") || !strings.Contains(out, "bmaptool copy") {
+		t.Errorf("image --help lacks its examples:\n%s", out)
+	}
+}
