@@ -169,6 +169,9 @@ func ParseBmap(path string, data []byte) (*Bmap, error) {
 			}
 		}
 	}
+	if _, ok := seen["ImageSize"]; !ok && version == "" {
+		return nil, fail(0, "not a block map: no <bmap> element with a version")
+	}
 	major, _, _ := strings.Cut(version, ".")
 	if major != "2" {
 		return nil, fail(0, "block map version %q: only format 2.x (bmaptool 3.x and later) is supported", version)
