@@ -160,6 +160,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.templateCommand(),
 		a.vmsCommand(),
 		a.pveSimCommand(),
+		a.flashCommand(),
 		a.versionCommand(),
 	)
 	return root
