@@ -41,12 +41,12 @@ type barUI struct {
 	mapped int64
 }
 
-func newBarUI(w io.Writer, cards []string, mapped int64, forceTTY bool) *barUI {
+func newBarUI(w io.Writer, cards []string, mapped int64, autoRefresh bool) *barUI {
 	u := &barUI{bars: map[string]*mpb.Bar{}, phase: map[string]string{}, last: map[string]int64{}, mapped: mapped}
-	u.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond), mpb.ContainerOptional(mpb.ForceTTY(), forceTTY))
+	u.p = mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(200*time.Millisecond), mpb.ContainerOptional(mpb.WithAutoRefresh(), autoRefresh))
 	for _, c := range cards {
 		u.phase[c] = "waiting"
-		u.bars[c] = u.p.AddBar(2*mapped,
+		u.bars[c] = u.p.AddBar(2*mapped, mpb.BarWidth(30),
 			mpb.PrependDecorators(
 				decor.Name(c, decor.WC{C: decor.DindentRight | decor.DextraSpace}),
 				decor.Any(func(decor.Statistics) string { return u.phaseOf(c) }, decor.WC{W: 12, C: decor.DindentRight}),
@@ -54,7 +54,7 @@ func newBarUI(w io.Writer, cards []string, mapped int64, forceTTY bool) *barUI {
 			mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5})),
 		)
 	}
-	u.total = u.p.AddBar(2*mapped*int64(len(cards)),
+	u.total = u.p.AddBar(2*mapped*int64(len(cards)), mpb.BarWidth(30),
 		mpb.PrependDecorators(
 			decor.Name("total", decor.WC{C: decor.DindentRight | decor.DextraSpace}),
 			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 12, C: decor.DindentRight}),

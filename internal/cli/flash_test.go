@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fhlab/provision/internal/rpi/flash"
+	"github.com/fhlab/provision/internal/rpi/flash/flashtest"
+)
+
+const localLab = "../../inventory/local.yaml" // rack p2: pi-p2-01..03, boot: sd
+
+func runIn(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(context.Background(), args, Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+// writeSeeds writes <dir>/<node>/{user-data,meta-data,network-config}.
+func writeSeeds(t *testing.T, dir string, nodes ...string) map[string]map[string][]byte {
+	t.Helper()
+	all := map[string]map[string][]byte{}
+	for _, n := range nodes {
+		files := map[string][]byte{
+			"/user-data":      []byte("#cloud-config\nhostname: " + n + "\n"),
+			"/meta-data":      []byte("instance-id: " + n + "-1\nlocal-hostname: " + n + "\n"),
+			"/network-config": []byte("version: 2\n"),
+		}
+		os.MkdirAll(filepath.Join(dir, n), 0o755)
+		for p, data := range files {
+			if err := os.WriteFile(filepath.Join(dir, n, p), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all[n] = files
+	}
+	return all
+}
+
+func emptyDir(t *testing.T, dir string) {
+	t.Helper()
+	entries, _ := os.ReadDir(dir)
+	if len(entries) > 0 {
+		t.Fatalf("%s should be empty (nothing written), has %d entries", dir, len(entries))
+	}
+}
+
+func TestFlashUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"flash", "--device", "/dev/null"}, "--image IMG is required"},
+		{[]string{"flash", "--image", "x.img"}, "exactly one of --device"},
+		{[]string{"flash", "--image", "x.img", "--to-file", "d", "--device", "/dev/null"}, "exactly one of --device"},
+		{[]string{"flash", "--image", "x.img", "--to-file", "d", "--yes"}, "--yes is accepted only with --device"},
+		{[]string{"flash", "--image", "x.img", "--watch", "--yes"}, "--yes is accepted only with --device"},
+		{[]string{"flash", "--image", "x.img", "--watch"}, "--watch walks a rack"},
+		{[]string{"flash", "--image", "x.img", "--to-file", "d", "-o", "yaml"}, `--output "yaml"`},
+		{[]string{"flash", "--image", "x.img", "--to-file", "d"}, "--to-file writes one image per node"},
+		{[]string{"flash", "--image", "x.img", "--to-file", "d", "--node", "a"}, "--node needs the seeds"},
+		{[]string{"flash", "-i", localLab, "--rack", "r9", "--image", "x.img", "--to-file", "d"}, `has no rack "r9"`},
+		{[]string{"flash", "-i", localLab, "--rack", "p2", "--node", "pi-p1-01", "--image", "x.img", "--to-file", "d"}, "--node pi-p1-01 is not in rack p2"},
+	} {
+		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
+			code, _, errs := runIn(t, "", tc.args...)
+			if code != 2 || !strings.Contains(errs, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errs, tc.want)
+			}
+		})
+	}
+}
+
+func TestFlashBadInputChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	img := flashtest.MakeImage(t, dir)
+	seeds := filepath.Join(dir, "seeds")
+	writeSeeds(t, seeds, "pi-p2-01", "pi-p2-02", "pi-p2-03")
+
+	bare := filepath.Join(dir, "bare.img")
+	os.WriteFile(bare, make([]byte, 1<<20), 0o644)
+
+	badSum := filepath.Join(dir, "badsum.img")
+	os.Link(img, badSum)
+	bm, _ := os.ReadFile(img + ".bmap")
+	os.WriteFile(badSum+".bmap", bytes.Replace(bm, []byte("<MappedBlocksCount> "), []byte("<MappedBlocksCount>  "), 1), 0o644)
+
+	changed := filepath.Join(dir, "changed.img")
+	data, _ := os.ReadFile(img)
+	copy(data[flashtest.RootStart+4096:], "changed after its bmap was made")
+	os.WriteFile(changed, data, 0o644)
+	os.WriteFile(changed+".bmap", bm, 0o644)
+
+	regular := filepath.Join(dir, "not-a-card")
+	os.WriteFile(regular, []byte("keep me"), 0o644)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"image without bmap", []string{"--image", bare}, "no block map"},
+		{"bmap checksum mismatch", []string{"--image", badSum}, "BmapFileChecksum"},
+		{"image does not match its bmap", []string{"--image", changed}, "does not match its block map"},
+		{"rack with no seeds", []string{"--image", img, "--seeds", filepath.Join(dir, "no-seeds")}, "rack p2 has no seeds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			args := append([]string{"flash", "-i", localLab, "--rack", "p2", "--seeds", seeds, "--to-file", out}, tc.args...)
+			code, _, errs := runIn(t, "", args...)
+			if code == 0 || !strings.Contains(errs, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want %q", code, errs, tc.want)
+			}
+			emptyDir(t, out)
+		})
+	}
+	t.Run("device is a regular file", func(t *testing.T) {
+		code, _, errs := runIn(t, "", "flash", "--image", img, "--device", regular, "--yes")
+		if code == 0 || !strings.Contains(errs, "is a regular file") || !strings.Contains(errs, "--to-file") {
+			t.Fatalf("exit %d, stderr %q", code, errs)
+		}
+		if b, _ := os.ReadFile(regular); string(b) != "keep me" {
+			t.Fatalf("the file was changed: %q", b)
+		}
+	})
+	t.Run("loop device needs --allow-non-removable, and an answer", func(t *testing.T) {
+		dev, backing := flashtest.LoopDev(t, 128<<20)
+		before, _ := os.ReadFile(backing)
+		code, _, errs := runIn(t, "", "flash", "--image", img, "--device", dev, "--yes")
+		if code == 0 || !strings.Contains(errs, "--allow-non-removable") {
+			t.Fatalf("exit %d, stderr %q", code, errs)
+		}
+		code, _, errs = runIn(t, "no\n", "flash", "--image", img, "--device", dev, "--allow-non-removable")
+		if code == 0 || !strings.Contains(errs, "not confirmed; nothing was written") || !strings.Contains(errs, "PARTITIONS NOW") {
+			t.Fatalf("exit %d, stderr %q", code, errs)
+		}
+		if after, _ := os.ReadFile(backing); !bytes.Equal(before, after) {
+			t.Fatal("the card was changed")
+		}
+	})
+}
+
+func TestFlashRackToLoopDevices(t *testing.T) {
+	dir := t.TempDir()
+	img := flashtest.MakeImage(t, dir)
+	seeds := filepath.Join(dir, "seeds")
+	want := writeSeeds(t, seeds, "pi-p2-01", "pi-p2-02", "pi-p2-03")
+	var devs, backings []string
+	for range 3 {
+		d, b := flashtest.LoopDev(t, 128<<20)
+		devs, backings = append(devs, d), append(backings, b)
+	}
+	code, out, errs := runIn(t, "", "flash", "-i", localLab, "--rack", "p2", "--seeds", seeds, "--image", img,
+		"--device", strings.Join(devs, ","), "--yes", "--allow-non-removable", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var doc struct {
+		Mapped int64
+		Cards  []flash.Result
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if len(doc.Cards) != 3 {
+		t.Fatalf("cards: %+v", doc.Cards)
+	}
+	for i, c := range doc.Cards {
+		node := fmt.Sprintf("pi-p2-%02d", i+1)
+		if !c.OK || c.Card != node || c.Target != devs[i] || c.Verified != doc.Mapped || len(c.Overlay) != 3 {
+			t.Fatalf("card %d: %+v", i, c)
+		}
+		flashtest.CheckBootPartition(t, backings[i], want[node])
+	}
+	if !strings.Contains(errs, "PARTITIONS NOW") || !strings.Contains(errs, "loop device over") {
+		t.Fatalf("the devices were not shown before writing:\n%s", errs)
+	}
+}
+
+func TestFlashToFilePerNode(t *testing.T) {
+	dir := t.TempDir()
+	img := flashtest.MakeImage(t, dir)
+	seeds := filepath.Join(dir, "seeds")
+	want := writeSeeds(t, seeds, "pi-p2-01", "pi-p2-02", "pi-p2-03")
+	out := filepath.Join(dir, "cards")
+	code, stdout, errs := runIn(t, "", "flash", "-i", localLab, "--rack", "p2", "--node", "pi-p2-02", "--seeds", seeds, "--image", img, "--to-file", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(stdout, "pi-p2-02") || !strings.Contains(stdout, "done:") || !strings.Contains(errs, "verify") {
+		t.Fatalf("stdout %q\nstderr %q", stdout, errs)
+	}
+	entries, _ := os.ReadDir(out)
+	if len(entries) != 1 || entries[0].Name() != "pi-p2-02.img" {
+		t.Fatalf("files: %v", entries)
+	}
+	flashtest.CheckBootPartition(t, filepath.Join(out, "pi-p2-02.img"), want["pi-p2-02"])
+}
+
+func TestFlashBarsDrawOneBarPerCardAndATotal(t *testing.T) {
+	var buf bytes.Buffer
+	u := newBarUI(&buf, []string{"pi-r1-01", "pi-r1-02"}, 100<<20, true)
+	for _, c := range []string{"pi-r1-01", "pi-r1-02"} {
+		u.event(flash.Event{Card: c, Target: "/dev/sdx", Phase: flash.PhaseWrite, Done: 50 << 20, Total: 100 << 20})
+	}
+	u.event(flash.Event{Card: "pi-r1-01", Phase: flash.PhaseDone})
+	u.event(flash.Event{Card: "pi-r1-02", Phase: flash.PhaseFailed})
+	u.wait()
+	s := buf.String()
+	for _, w := range []string{"pi-r1-01", "pi-r1-02", "total", "ETA", "FAILED"} {
+		if !strings.Contains(s, w) {
+			t.Fatalf("bars lack %q:\n%s", w, s)
+		}
+	}
+}
