@@ -1,6 +1,7 @@
 package flash
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -178,22 +179,42 @@ func (fl *Flasher) flash(ctx context.Context, c Card, t *target, st *cardState, 
 		return err
 	}
 	defer src.Close()
-	var done int64
-	chunks := writeChunks(m, hb)
-	err = pipe(ctx, chunks, func(ch chunk, b []byte) error {
+	// Reads and writes run several at once; the image's last bytes, when
+	// not a whole sector, are written after the others with O_DIRECT off.
+	var (
+		done    int64
+		tailMu  sync.Mutex
+		tail    []byte
+		tailOff int64
+	)
+	err = pipe(ctx, writeChunks(m, hb), func(ch chunk, b []byte) error {
 		if _, err := src.ReadAt(b[:ch.n], ch.off); err != nil {
 			return fmt.Errorf("read image %s at %d: %w", im.Path, ch.off, err)
 		}
-		return nil
-	}, func(ch chunk, b []byte) error {
-		if err := t.writeAt(b[:ch.n], ch.off); err != nil {
+		n := ch.n &^ 511
+		if n < ch.n {
+			tailMu.Lock()
+			tail, tailOff = bytes.Clone(b[n:ch.n]), ch.off+n
+			tailMu.Unlock()
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := t.f.WriteAt(b[:n], ch.off); err != nil {
 			return fmt.Errorf("write %s at byte %d: %w", t.path, ch.off, err)
 		}
+		return nil
+	}, func(ch chunk, b []byte) error {
 		done += ch.n
 		res.Written = done
 		fl.report(c, PhaseWrite, done, total)
 		return nil
 	})
+	if err == nil && tail != nil {
+		if err = t.writeAt(tail, tailOff); err != nil {
+			err = fmt.Errorf("write %s at byte %d: %w", t.path, tailOff, err)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -312,15 +333,24 @@ func verify(ctx context.Context, t *target, m *Bmap, progress func(int64)) (int6
 	if err := t.dropCache(); err != nil {
 		return 0, err
 	}
+	return hashRanges(ctx, m, t.path, func(b []byte, off int64) error {
+		if err := t.readAt(b, off); err != nil {
+			return fmt.Errorf("read back %s at byte %d: %w", t.path, off, err)
+		}
+		return nil
+	}, progress)
+}
+
+// hashRanges reads every mapped range with read (several chunks in
+// flight), hashes each range in order and returns a *VerifyError naming
+// the first range whose sha256 is not the map's.
+func hashRanges(ctx context.Context, m *Bmap, what string, read func([]byte, int64) error, progress func(int64)) (int64, error) {
 	var (
 		done int64
 		h    hash.Hash
 	)
 	err := pipe(ctx, writeChunks(m, 0), func(ch chunk, b []byte) error {
-		if err := t.readAt(b[:ch.n], ch.off); err != nil {
-			return fmt.Errorf("read back %s at byte %d: %w", t.path, ch.off, err)
-		}
-		return nil
+		return read(b[:ch.n], ch.off)
 	}, func(ch chunk, b []byte) error {
 		if h == nil {
 			h = sha256.New()
@@ -330,7 +360,7 @@ func verify(ctx context.Context, t *target, m *Bmap, progress func(int64)) (int6
 		if ch.last {
 			r := m.Ranges[ch.rng]
 			if got := hex.EncodeToString(h.Sum(nil)); got != r.SHA256 {
-				return &VerifyError{Target: t.path, Range: r, Offset: r.Offset(m.BlockSize), Length: r.Length(m.BlockSize, m.ImageSize), Want: r.SHA256, Got: got}
+				return &VerifyError{Target: what, Range: r, Offset: r.Offset(m.BlockSize), Length: r.Length(m.BlockSize, m.ImageSize), Want: r.SHA256, Got: got}
 			}
 			h = nil
 			if progress != nil {

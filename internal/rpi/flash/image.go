@@ -90,22 +90,20 @@ func OpenImage(ctx context.Context, img, bmapPath string, noBmap bool) (*Image, 
 // map, so an image that does not match its map is refused before any card
 // is touched.
 func (im *Image) check(ctx context.Context, f *os.File) error {
-	buf := make([]byte, chunkSize)
 	m := im.Map
-	for _, r := range m.Ranges {
-		if err := ctx.Err(); err != nil {
-			return err
+	_, err := hashRanges(ctx, m, im.Path, func(b []byte, off int64) error {
+		if _, err := f.ReadAt(b, off); err != nil {
+			return fmt.Errorf("image %s: read at byte %d: %w", im.Path, off, err)
 		}
-		got, err := hashRange(f, r.Offset(m.BlockSize), r.Length(m.BlockSize, m.ImageSize), buf)
-		if err != nil {
-			return fmt.Errorf("image %s: read %s: %w", im.Path, r, err)
-		}
-		if got != r.SHA256 {
-			return fmt.Errorf("image %s does not match its block map %s:%d: %s (bytes %d-%d) sha256 is %s, the map says %s; nothing was written",
-				im.Path, m.Path, r.Line, r, r.Offset(m.BlockSize), r.Offset(m.BlockSize)+r.Length(m.BlockSize, m.ImageSize)-1, got, r.SHA256)
-		}
+		return nil
+	}, nil)
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		r := ve.Range
+		return fmt.Errorf("image %s does not match its block map %s:%d: %s (bytes %d-%d) sha256 is %s, the map says %s; nothing was written",
+			im.Path, m.Path, r.Line, r, ve.Offset, ve.Offset+ve.Length-1, ve.Got, r.SHA256)
 	}
-	return nil
+	return err
 }
 
 func hashRange(r io.ReaderAt, off, n int64, buf []byte) (string, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,7 +14,8 @@ import (
 
 const (
 	chunkSize = 4 << 20 // bytes per read or write
-	buffers   = 4       // chunks in flight per card
+	workers   = 4       // reads or writes in flight per card
+	buffers   = 8       // chunk buffers per card (workers + read-ahead for the consumer)
 	holdback  = 1 << 20 // the first MiB (MBR, partition table) is written last
 	align     = 4096    // O_DIRECT buffer and length alignment
 )
@@ -190,61 +192,81 @@ func HasPartitionTable(path string) (bool, error) {
 	return t.hasTable()
 }
 
-// pipe runs produce and consume over a ring of aligned chunk buffers, so
-// reading the next chunk overlaps with writing or hashing this one. Either
-// side's first error stops both.
+// pipe runs produce on up to `workers` jobs at once (several reads or
+// writes in flight keep a card's queue full) and consume on each job's
+// buffer in job order (hashing needs the bytes in order). The first error
+// of either side stops both; jobs not started are never produced.
 func pipe[J any](ctx context.Context, jobs []J, produce func(J, []byte) error, consume func(J, []byte) error) error {
-	type item struct {
-		job J
+	type slot struct {
 		buf []byte
+		err error
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	free := make(chan []byte, buffers)
 	for range buffers {
 		free <- alignedBuf(chunkSize)
 	}
-	full := make(chan item, buffers)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	perr := make(chan error, 1)
+	done := make([]chan slot, len(jobs))
+	for i := range done {
+		done[i] = make(chan slot, 1)
+	}
+	type task struct {
+		i   int
+		buf []byte
+	}
+	work := make(chan task)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for t := range work {
+				if err := ctx.Err(); err != nil {
+					done[t.i] <- slot{t.buf, err}
+					continue
+				}
+				done[t.i] <- slot{t.buf, produce(jobs[t.i], t.buf)}
+			}
+		})
+	}
+	// Buffers are handed out in job order, so the job the consumer waits
+	// for always has one.
 	go func() {
-		defer close(full)
-		for _, j := range jobs {
+		defer close(work)
+		for i := range jobs {
 			var b []byte
 			select {
 			case b = <-free:
 			case <-ctx.Done():
-				perr <- ctx.Err()
-				return
-			}
-			if err := produce(j, b); err != nil {
-				perr <- err
 				return
 			}
 			select {
-			case full <- item{j, b}:
+			case work <- task{i, b}:
 			case <-ctx.Done():
-				perr <- ctx.Err()
 				return
 			}
 		}
-		perr <- nil
 	}()
-	for it := range full {
-		if err := ctx.Err(); err != nil {
-			cancel()
-			for range full {
-			}
+	defer func() { cancel(); wg.Wait() }()
+	for i := range jobs {
+		var s slot
+		select {
+		case s = <-done[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err := s.err
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err == nil {
+			err = consume(jobs[i], s.buf)
+		}
+		free <- s.buf
+		if err != nil {
 			return err
 		}
-		if err := consume(it.job, it.buf); err != nil {
-			cancel()
-			for range full {
-			}
-			return err
-		}
-		free <- it.buf
 	}
-	return <-perr
+	return nil
 }
 
 // openImageFile opens the image for reading.
