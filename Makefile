@@ -37,6 +37,7 @@ bench: build
 	$(GO) run ./bench/render
 	$(GO) run ./bench/preflight
 	$(GO) run ./bench/swarm
+	$(GO) run ./bench/flash
 
 lint:
 	@test -z "$$(gofmt -l cmd internal templates bench)" || { gofmt -l cmd internal templates bench; echo "gofmt: files above need formatting"; exit 1; }

@@ -18,6 +18,11 @@ packages=(
   curl              # bench/preflight's anchor: the same API reads as a loop of curl
   ca-certificates
   make
+  bmap-tools        # bmaptool create/copy: the flash tests' block maps and bench/flash's anchor
+  dosfstools        # mkfs.vfat, fsck.fat: the flash tests' boot partitions and their check
+  e2fsprogs         # mke2fs -d, e2fsck: the flash tests' root filesystems
+  fdisk             # sfdisk: the flash tests' partition tables
+  mount             # losetup, mount: loop devices as cards in the flash tests
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update
