@@ -10,8 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fhlab/provision/internal/rpi/flash/flashtest"
 )
 
 func TestFlashSparseImageToLoopDevice(t *testing.T) {
@@ -249,6 +252,32 @@ func TestFlashRefusesUnusableTargets(t *testing.T) {
 			t.Fatalf("flash of a mounted device: %+v", res)
 		}
 	})
+	t.Run("a partition of it mounted", func(t *testing.T) {
+		requireTools(t, "mount", "umount")
+		dev := flashtest.LoopDevPartitioned(t, img)
+		part := partitionNode(t, dev, 2)
+		mnt := t.TempDir()
+		run(t, "mount", "-o", "ro", part, mnt)
+		t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+		d, err := sys.Inspect(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Partitions) != 2 {
+			t.Fatalf("partitions of %s: %+v", dev, d.Partitions)
+		}
+		err = sys.Check(d, im.Size, opt)
+		if err == nil || !strings.Contains(err.Error(), filepath.Base(dev)+"p2 is mounted on "+mnt) {
+			t.Fatalf("disk with a mounted partition: %v", err)
+		}
+		if _, err := sys.Inspect(part); err == nil || !strings.Contains(err.Error(), "name the whole disk") {
+			t.Fatalf("a partition as the device: %v", err)
+		}
+		res := (&Flasher{Image: im}).Flash(context.Background(), Card{Name: "x", Target: dev})
+		if res.OK || !strings.Contains(res.Error, "in use") {
+			t.Fatalf("flash of a disk with a mounted partition: %+v", res)
+		}
+	})
 	t.Run("too small", func(t *testing.T) {
 		dev, _ := loopDev(t, 64<<20)
 		d, err := sys.Inspect(dev)
@@ -332,4 +361,32 @@ func rootDisk(t *testing.T) string {
 	}
 	skipOrFail(t, "/ is not on a block device here (overlay or network root)")
 	return ""
+}
+
+// partitionNode is the device node of partition n of dev: /dev/<dev>pN when
+// udev made it, else one made here from sysfs (containers have no udev).
+func partitionNode(t *testing.T, dev string, n int) string {
+	t.Helper()
+	name := fmt.Sprintf("%sp%d", filepath.Base(dev), n)
+	var mm string
+	for i := 0; i < 50; i++ {
+		if b, err := os.ReadFile("/sys/class/block/" + name + "/dev"); err == nil {
+			mm = strings.TrimSpace(string(b))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if mm == "" {
+		t.Fatalf("no partition %s in sysfs", name)
+	}
+	if _, err := os.Stat("/dev/" + name); err == nil {
+		return "/dev/" + name
+	}
+	var major, minor uint32
+	fmt.Sscanf(mm, "%d:%d", &major, &minor)
+	node := filepath.Join(t.TempDir(), name)
+	if err := unix.Mknod(node, unix.S_IFBLK|0o600, int(unix.Mkdev(major, minor))); err != nil {
+		t.Fatalf("mknod %s: %v", node, err)
+	}
+	return node
 }

@@ -197,3 +197,26 @@ func CheckBootPartition(t testing.TB, card string, want map[string][]byte) {
 		t.Fatalf("fsck.fat -n on the boot partition of %s: %v\n%s", card, err, out)
 	}
 }
+
+// LoopDevPartitioned attaches a sparse copy of img and adds its partitions
+// (partx -a, which works where the kernel's own scan of loop devices is
+// off), so they appear as DEVpN; detached when the test ends.
+func LoopDevPartitioned(t testing.TB, img string) string {
+	t.Helper()
+	RequireTools(t, "losetup", "cp", "partx")
+	cp := filepath.Join(t.TempDir(), "card.img")
+	Run(t, "cp", "--sparse=always", img, cp)
+	out, err := exec.Command("losetup", "-f", "--show", cp).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v\n%s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		exec.Command("partx", "-d", dev).Run()
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			t.Errorf("detach %s: %v\n%s", dev, err, out)
+		}
+	})
+	Run(t, "partx", "-a", dev)
+	return dev
+}
