@@ -220,3 +220,68 @@ func TestFlashBarsDrawOneBarPerCardAndATotal(t *testing.T) {
 		}
 	}
 }
+
+func TestFlashNoBmapFindsTheData(t *testing.T) {
+	dir := t.TempDir()
+	img := flashtest.MakeImage(t, dir)
+	bare := filepath.Join(dir, "nomap.img")
+	flashtest.Run(t, "cp", "--sparse=always", img, bare)
+	seeds := filepath.Join(dir, "seeds")
+	want := writeSeeds(t, seeds, "pi-p2-01")
+	out := filepath.Join(dir, "cards")
+	code, _, errs := runIn(t, "", "flash", "--node", "pi-p2-01", "--seeds", seeds, "--image", bare, "--to-file", out)
+	if code == 0 || !strings.Contains(errs, "--no-bmap") {
+		t.Fatalf("without a bmap: exit %d: %s", code, errs)
+	}
+	code, _, errs = runIn(t, "", "flash", "--node", "pi-p2-01", "--seeds", seeds, "--image", bare, "--no-bmap", "--to-file", out)
+	if code != 0 {
+		t.Fatalf("--no-bmap: exit %d: %s", code, errs)
+	}
+	flashtest.CheckBootPartition(t, filepath.Join(out, "pi-p2-01.img"), want["pi-p2-01"])
+}
+
+// cancelOn cancels when a line containing trigger is written: Ctrl-C at a
+// known point of the run.
+type cancelOn struct {
+	bytes.Buffer
+	trigger string
+	cancel  context.CancelFunc
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	if strings.Contains(w.String(), w.trigger) {
+		w.cancel()
+	}
+	return n, err
+}
+
+func TestFlashCtrlCLeavesCardsWithoutPartitionTable(t *testing.T) {
+	dir := t.TempDir()
+	img := flashtest.MakeImage(t, dir)
+	seeds := filepath.Join(dir, "seeds")
+	writeSeeds(t, seeds, "pi-p2-01", "pi-p2-02")
+	var devs []string
+	for range 2 {
+		d, _ := flashtest.LoopDev(t, 128<<20) // starts with an old partition table
+		devs = append(devs, d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errw := &cancelOn{trigger: "write 50%", cancel: cancel}
+	var out bytes.Buffer
+	code := Run(ctx, []string{"flash", "--node", "pi-p2-01", "--node", "pi-p2-02", "--seeds", seeds, "--image", img,
+		"--device", strings.Join(devs, ","), "--yes", "--allow-non-removable"}, Streams{In: strings.NewReader(""), Out: &out, Err: errw})
+	if code != 130 {
+		t.Fatalf("exit %d, want 130\n%s\n%s", code, out.String(), errw.String())
+	}
+	if !strings.Contains(errw.String(), "left without a partition table") || !strings.Contains(out.String(), "stopped during") {
+		t.Fatalf("does not say what became of the cards:\n%s\n%s", out.String(), errw.String())
+	}
+	for _, d := range devs {
+		if has, err := flash.HasPartitionTable(d); err != nil || has {
+			t.Fatalf("%s has a partition table after Ctrl-C (%v)", d, err)
+		}
+	}
+	t.Logf("\n%s%s", out.String(), errw.String())
+}
