@@ -32,7 +32,11 @@ func isTerminal(w io.Writer) bool {
 // barUI draws one bar per card (write then read-back, so each card's bar
 // runs over twice its mapped bytes) and a total with speed and ETA.
 type barUI struct {
+	// mu guards last; pmu guards phase, which the decorators read while
+	// drawing. Neither is held while calling into mpb: a bar's update
+	// waits for its redraw, and the redraw waits for pmu.
 	mu     sync.Mutex
+	pmu    sync.Mutex
 	p      *mpb.Progress
 	total  *mpb.Bar
 	bars   map[string]*mpb.Bar
@@ -69,14 +73,18 @@ func newBarUI(w io.Writer, cards []string, mapped int64, autoRefresh bool) *barU
 }
 
 func (u *barUI) phaseOf(c string) string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.pmu.Lock()
+	defer u.pmu.Unlock()
 	return u.phase[c]
 }
 
+func (u *barUI) setPhase(c, p string) {
+	u.pmu.Lock()
+	u.phase[c] = p
+	u.pmu.Unlock()
+}
+
 func (u *barUI) event(e flash.Event) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	b := u.bars[e.Card]
 	if b == nil {
 		return
@@ -85,43 +93,44 @@ func (u *barUI) event(e flash.Event) {
 	switch e.Phase {
 	case flash.PhaseWrite:
 		cur = e.Done
+		u.setPhase(e.Card, fmt.Sprintf("%s %s", e.Phase, shortTarget(e.Target)))
 	case flash.PhaseVerify:
 		cur = u.mapped + e.Done
-	case flash.PhaseOverlay:
+		u.setPhase(e.Card, fmt.Sprintf("%s %s", e.Phase, shortTarget(e.Target)))
+	case flash.PhaseOverlay, flash.PhaseDone:
 		cur = 2 * u.mapped
-	case flash.PhaseDone:
-		cur = 2 * u.mapped
+		u.setPhase(e.Card, string(e.Phase))
 	case flash.PhaseFailed:
-		u.phase[e.Card] = "FAILED"
+		u.setPhase(e.Card, "FAILED")
 		// Count the card as finished in the total, so the ETA stays honest.
-		u.total.IncrInt64(2*u.mapped - u.last[e.Card])
-		u.last[e.Card] = 2 * u.mapped
+		cur = 2 * u.mapped
+	}
+	u.mu.Lock()
+	d := cur - u.last[e.Card]
+	if d > 0 {
+		u.last[e.Card] = cur
+	}
+	u.mu.Unlock()
+	if d > 0 {
+		u.total.IncrInt64(d)
+	}
+	if e.Phase == flash.PhaseFailed {
 		b.Abort(false)
 		return
-	}
-	u.phase[e.Card] = string(e.Phase)
-	if e.Phase == flash.PhaseWrite || e.Phase == flash.PhaseVerify {
-		u.phase[e.Card] = fmt.Sprintf("%s %s", e.Phase, shortTarget(e.Target))
-	}
-	if d := cur - u.last[e.Card]; d > 0 {
-		u.total.IncrInt64(d)
-		u.last[e.Card] = cur
 	}
 	b.SetCurrent(cur)
 }
 
 func (u *barUI) wait() {
-	u.mu.Lock()
 	for c, b := range u.bars {
 		if !b.Completed() && !b.Aborted() {
-			b.Abort(false) // never started (a walk that was stopped)
-			u.phase[c] = "not written"
+			u.setPhase(c, "not written") // never started (a walk that was stopped)
+			b.Abort(false)
 		}
 	}
 	if !u.total.Completed() {
 		u.total.Abort(false)
 	}
-	u.mu.Unlock()
 	u.p.Wait()
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhlab/provision/internal/rpi/flash"
 	"github.com/fhlab/provision/internal/rpi/flash/flashtest"
@@ -284,4 +285,32 @@ func TestFlashCtrlCLeavesCardsWithoutPartitionTable(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s%s", out.String(), errw.String())
+}
+
+// The bars' decorators read the cards' phases while events update them:
+// events arriving during redraws must not deadlock (they did once, on a
+// real terminal, when event held the lock the decorator waits for).
+func TestFlashBarsSurviveEventsDuringRedraws(t *testing.T) {
+	var buf bytes.Buffer
+	cards := []string{"pi-r1-01", "pi-r1-02", "pi-r1-03"}
+	const n = 200000
+	u := newBarUI(&buf, cards, n, true)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for i := int64(1); i <= n; i++ {
+			for _, c := range cards {
+				u.event(flash.Event{Card: c, Target: "/dev/sdx", Phase: flash.PhaseWrite, Done: i, Total: n})
+			}
+		}
+		for _, c := range cards {
+			u.event(flash.Event{Card: c, Phase: flash.PhaseDone})
+		}
+		u.wait()
+	}()
+	select {
+	case <-finished:
+	case <-time.After(time.Minute):
+		t.Fatal("the progress bars deadlocked")
+	}
 }
