@@ -163,6 +163,9 @@ func (a *app) runFlash(ctx context.Context, f flashFlags) error {
 	}
 	im, err := flash.OpenImage(ctx, f.image, f.bmap, f.noBmap)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("flash stopped while checking %s against its block map; nothing was written: %w", f.image, err)
+		}
 		return err
 	}
 	plan := flashPlan{image: im}

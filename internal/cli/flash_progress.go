@@ -97,7 +97,10 @@ func (u *barUI) event(e flash.Event) {
 	case flash.PhaseVerify:
 		cur = u.mapped + e.Done
 		u.setPhase(e.Card, fmt.Sprintf("%s %s", e.Phase, shortTarget(e.Target)))
-	case flash.PhaseOverlay, flash.PhaseDone:
+	case flash.PhaseOverlay:
+		cur = 2*u.mapped - 1 // complete only when done
+		u.setPhase(e.Card, string(e.Phase))
+	case flash.PhaseDone:
 		cur = 2 * u.mapped
 		u.setPhase(e.Card, string(e.Phase))
 	case flash.PhaseFailed:
