@@ -48,7 +48,8 @@ type Result struct {
 	Written  int64         `json:"written"`  // image bytes written
 	Verified int64         `json:"verified"` // bytes read back and matched
 	Overlay  []string      `json:"overlay,omitempty"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"seconds"`
 	Err      error         `json:"-"`
 	Error    string        `json:"error,omitempty"`
 	// Cleared is true when the card was left without a partition table
@@ -94,6 +95,7 @@ func (fl *Flasher) Flash(ctx context.Context, c Card) (res Result) {
 	st := &cardState{}
 	defer func() {
 		res.Duration = time.Since(start).Round(time.Millisecond)
+		res.Seconds = res.Duration.Seconds()
 		if res.Err == nil {
 			res.OK = true
 			fl.report(c, PhaseDone, res.Verified, res.Verified)
