@@ -29,7 +29,8 @@ type flashFlags struct {
 	watch, yes        bool
 	allowNonRemovable bool
 	output            string
-	forceBars         bool // tests: draw the bars into a buffer
+	forceBars         bool                     // tests: draw the bars into a buffer
+	watchFilter       func(*flash.Device) bool // tests: only their own loop devices
 }
 
 const flashLong = `Write the golden image to SD cards, many at once, each at its own speed,
@@ -330,16 +331,16 @@ func (a *app) flashCards(ctx context.Context, f flashFlags, plan flashPlan, sys 
 	start := time.Now()
 	var res []flash.Result
 	if f.watch {
-		w := &flash.Watcher{Sys: sys, Refused: func(d *flash.Device, err error) {
-			fmt.Fprintf(a.streams.Err, "new disk %s not used: %v\n", d.Path, err)
+		w := &flash.Watcher{Sys: sys, Filter: f.watchFilter, Refused: func(d *flash.Device, err error) {
+			ui.say("new disk %s not used: %v", d.Path, err)
 		}}
 		res = fl.Walk(ctx, w, plan.cards, func(c flash.Card) {
-			fmt.Fprintf(a.streams.Err, "insert the card for %s\n", c.Name)
+			ui.say("insert the card for %s", c.Name)
 		}, func(d *flash.Device) error {
 			if err := sys.Check(d, plan.image.Size, opt); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.streams.Err, "%s: %s, %s, serial %s\n", d.Path, d.Model, flash.HumanBytes(d.Size), d.Serial)
+			ui.say("%s: %s, %s, serial %s", d.Path, d.Model, flash.HumanBytes(d.Size), d.Serial)
 			return nil
 		})
 	} else {

@@ -16,6 +16,8 @@ import (
 // flashUI shows cards' progress: bars on a terminal, lines otherwise.
 type flashUI interface {
 	event(flash.Event)
+	// say prints a line (above the bars on a terminal).
+	say(format string, args ...any)
 	wait()
 }
 
@@ -137,6 +139,10 @@ func (u *barUI) wait() {
 	u.p.Wait()
 }
 
+func (u *barUI) say(format string, args ...any) {
+	fmt.Fprintf(u.p, format+"\n", args...)
+}
+
 func shortTarget(t string) string {
 	if len(t) > 5 && t[:5] == "/dev/" {
 		return t[5:]
@@ -186,6 +192,12 @@ func (u *lineUI) event(e flash.Event) {
 		rate = fmt.Sprintf(", %.1f MB/s", float64(e.Done)/el/1e6)
 	}
 	fmt.Fprintf(u.w, "%s %s: %s (%s of %s%s)\n", e.Card, e.Target, key, flash.HumanBytes(e.Done), flash.HumanBytes(e.Total), rate)
+}
+
+func (u *lineUI) say(format string, args ...any) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	fmt.Fprintf(u.w, format+"\n", args...)
 }
 
 func (u *lineUI) wait() {}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -312,5 +313,82 @@ func TestFlashBarsSurviveEventsDuringRedraws(t *testing.T) {
 	case <-finished:
 	case <-time.After(time.Minute):
 		t.Fatal("the progress bars deadlocked")
+	}
+}
+
+// lineSignal passes every written line containing "insert the card for"
+// to asked.
+type lineSignal struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	asked chan string
+}
+
+func (w *lineSignal) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, line := range strings.Split(string(p), "\n") {
+		if name, ok := strings.CutPrefix(line, "insert the card for "); ok {
+			w.asked <- name
+		}
+	}
+	return w.buf.Write(p)
+}
+
+func TestFlashWatchWalksTheRackInSlotOrder(t *testing.T) {
+	dir := t.TempDir()
+	img := flashtest.MakeImage(t, dir)
+	seeds := filepath.Join(dir, "seeds")
+	want := writeSeeds(t, seeds, "pi-p2-01", "pi-p2-02", "pi-p2-03")
+	var mu sync.Mutex
+	ours := map[string]string{} // device -> backing file
+	errw := &lineSignal{asked: make(chan string, 3)}
+	var out bytes.Buffer
+	a := newApp(Streams{In: strings.NewReader("yes\n"), Out: &out, Err: errw})
+	a.settings.Inventory = localLab
+	f := flashFlags{image: img, rack: "p2", seeds: seeds, watch: true, allowNonRemovable: true, output: "text",
+		watchFilter: func(d *flash.Device) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			_, ok := ours[d.Path]
+			return ok
+		}}
+	done := make(chan error, 1)
+	go func() { done <- a.runFlash(context.Background(), f) }()
+	var order []string
+	for range 3 {
+		select {
+		case name := <-errw.asked:
+			order = append(order, name)
+		case err := <-done:
+			t.Fatalf("the walk ended early: %v\n%s", err, errw.buf.String())
+		case <-time.After(time.Minute):
+			t.Fatal("the walk did not ask for the next card")
+		}
+		dev, backing := flashtest.LoopDev(t, 128<<20) // the card goes in
+		mu.Lock()
+		ours[dev] = backing
+		mu.Unlock()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("%v\n%s", err, errw.buf.String())
+	}
+	if got := strings.Join(order, ","); got != "pi-p2-01,pi-p2-02,pi-p2-03" {
+		t.Fatalf("asked in the order %s", got)
+	}
+	if !strings.Contains(errw.buf.String(), "Rack p2: 3 cards in slot order") {
+		t.Fatalf("no plan shown before the walk:\n%s", errw.buf.String())
+	}
+	for dev, backing := range ours {
+		var node string
+		for _, line := range strings.Split(out.String(), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[1] == dev && f[2] == "done:" {
+				node = f[0]
+			}
+		}
+		if node == "" {
+			t.Fatalf("%s not reported done:\n%s", dev, out.String())
+		}
+		flashtest.CheckBootPartition(t, backing, want[node])
 	}
 }
