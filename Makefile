@@ -38,6 +38,7 @@ bench: build
 	$(GO) run ./bench/preflight
 	$(GO) run ./bench/swarm
 	$(GO) run ./bench/image
+	$(GO) run ./bench/flash
 
 lint:
 	@test -z "$$(gofmt -l cmd internal templates bench)" || { gofmt -l cmd internal templates bench; echo "gofmt: files above need formatting"; exit 1; }

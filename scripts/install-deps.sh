@@ -23,6 +23,11 @@ packages=(
   xz-utils          # Pi image tests: .xz base images
   ca-certificates
   make
+  bmap-tools        # bmaptool create/copy: the flash tests' block maps and bench/flash's anchor
+  dosfstools        # mkfs.vfat, fsck.fat: the flash tests' boot partitions and their check
+  e2fsprogs         # mke2fs -d, e2fsck: the flash tests' root filesystems
+  fdisk             # sfdisk: the flash tests' partition tables
+  mount             # losetup, mount: loop devices as cards in the flash tests
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update

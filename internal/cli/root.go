@@ -227,6 +227,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.vmsCommand(),
 		a.imageCommand(),
 		a.pveSimCommand(),
+		a.flashCommand(),
 		a.versionCommand(),
 	)
 	return root
