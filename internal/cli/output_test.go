@@ -49,7 +49,7 @@ func TestVMsApplyOutputModel(t *testing.T) {
 	secret := "0f6b" + strings.Repeat("9", 28)
 	t.Setenv("PM_API_TOKEN_ID", "provision@pve!out")
 	t.Setenv("PM_API_TOKEN_SECRET", secret)
-	args := []string{"vms", "apply", "-i", "../../inventory/local.yaml", "--state-dir", stateDir, "--terraform-mirror", mirror, "--yes"}
+	args := []string{"vms", "apply", "-i", "../../inventory/local.yaml", "--state-dir", stateDir, "--terraform-mirror", mirror, "--yes", "--no-snippets"}
 	logPath := filepath.Join(stateDir, ui.LogFileName)
 	tests := []struct {
 		name    string
