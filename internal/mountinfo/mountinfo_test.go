@@ -13,6 +13,8 @@ func TestUnescape(t *testing.T) {
 		{`/plain`, "/plain"},
 		{`/tab\011x`, "/tab\tx"},
 		{`/bad\09x`, `/bad\09x`},
+		{`/mnt/trailing\040`, "/mnt/trailing "},
+		{`/short\04`, `/short\04`},
 	}
 	for _, tt := range tests {
 		if got := Unescape(tt.in); got != tt.want {
