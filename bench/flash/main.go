@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/fhlab/provision/internal/rpi/flash"
+	"github.com/fhlab/provision/internal/rpi/image"
 )
 
 const (
@@ -89,7 +90,7 @@ func run(ctx context.Context, base string, keep bool) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("image: %s, %s mapped in %d ranges (built in %s)\n", flash.HumanBytes(im.Size), flash.HumanBytes(im.Map.MappedBytes()), len(im.Map.Ranges), time.Since(t0).Round(time.Second))
+	fmt.Printf("image: %s, %s mapped in %d ranges (built in %s)\n", image.HumanBytes(im.Size), image.HumanBytes(im.Map.MappedBytes()), len(im.Map.Ranges), time.Since(t0).Round(time.Second))
 
 	bin := filepath.Join(work, "provision")
 	if err := sh(ctx, "go", "build", "-o", bin, "./cmd/provision"); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/rpi/flash"
+	"github.com/fhlab/provision/internal/rpi/image"
 )
 
 type flashFlags struct {
@@ -286,7 +287,7 @@ func (a *app) printDevices(plan flashPlan) {
 	for i, d := range plan.devices {
 		var parts []string
 		for _, p := range d.Partitions {
-			parts = append(parts, fmt.Sprintf("%s %s", p.Name, flash.HumanBytes(p.Size)))
+			parts = append(parts, fmt.Sprintf("%s %s", p.Name, image.HumanBytes(p.Size)))
 		}
 		if len(parts) == 0 {
 			parts = []string{"none"}
@@ -295,11 +296,11 @@ func (a *app) printDevices(plan flashPlan) {
 		if serial == "" {
 			serial = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Path, plan.cards[i].Name, d.Model, flash.HumanBytes(d.Size), serial, strings.Join(parts, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Path, plan.cards[i].Name, d.Model, image.HumanBytes(d.Size), serial, strings.Join(parts, ", "))
 	}
 	tw.Flush()
 	m := plan.image.Map
-	fmt.Fprintf(a.streams.Err, "Image %s: %s, %s mapped.\n", plan.image.Path, flash.HumanBytes(plan.image.Size), flash.HumanBytes(m.MappedBytes()))
+	fmt.Fprintf(a.streams.Err, "Image %s: %s, %s mapped.\n", plan.image.Path, image.HumanBytes(plan.image.Size), image.HumanBytes(m.MappedBytes()))
 }
 
 // confirm asks on the error stream and reads "yes" from the input.
@@ -340,7 +341,7 @@ func (a *app) flashCards(ctx context.Context, f flashFlags, plan flashPlan, sys 
 			if err := sys.Check(d, plan.image.Size, opt); err != nil {
 				return err
 			}
-			ui.say("%s: %s, %s, serial %s", d.Path, d.Model, flash.HumanBytes(d.Size), d.Serial)
+			ui.say("%s: %s, %s, serial %s", d.Path, d.Model, image.HumanBytes(d.Size), d.Serial)
 			return nil
 		})
 	} else {
@@ -389,7 +390,7 @@ func (a *app) printFlashResults(res []flash.Result, took time.Duration) {
 			if len(r.Overlay) > 0 {
 				seed = fmt.Sprintf("seed (%s) verified", strings.Join(r.Overlay, " "))
 			}
-			fmt.Fprintf(tw, "%s\t%s\tdone: %s written and read back, %s, %s\n", r.Card, target, flash.HumanBytes(r.Written), seed, r.Duration.Round(100*time.Millisecond))
+			fmt.Fprintf(tw, "%s\t%s\tdone: %s written and read back, %s, %s\n", r.Card, target, image.HumanBytes(r.Written), seed, r.Duration.Round(100*time.Millisecond))
 			bytes += r.Written
 			continue
 		}
@@ -401,6 +402,6 @@ func (a *app) printFlashResults(res []flash.Result, took time.Duration) {
 	}
 	tw.Flush()
 	if took > 0 && bytes > 0 {
-		fmt.Fprintf(a.streams.Out, "%s written and verified in %s (%.1f MB/s over all cards)\n", flash.HumanBytes(bytes), took.Round(100*time.Millisecond), float64(bytes)/took.Seconds()/1e6)
+		fmt.Fprintf(a.streams.Out, "%s written and verified in %s (%.1f MB/s over all cards)\n", image.HumanBytes(bytes), took.Round(100*time.Millisecond), float64(bytes)/took.Seconds()/1e6)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/fhlab/provision/internal/rpi/flash"
+	"github.com/fhlab/provision/internal/rpi/image"
 )
 
 // flashUI shows cards' progress: bars on a terminal, lines otherwise.
@@ -191,7 +192,7 @@ func (u *lineUI) event(e flash.Event) {
 	if el := time.Since(u.start[pk]).Seconds(); el > 0.5 && e.Done > 0 {
 		rate = fmt.Sprintf(", %.1f MB/s", float64(e.Done)/el/1e6)
 	}
-	fmt.Fprintf(u.w, "%s %s: %s (%s of %s%s)\n", e.Card, e.Target, key, flash.HumanBytes(e.Done), flash.HumanBytes(e.Total), rate)
+	fmt.Fprintf(u.w, "%s %s: %s (%s of %s%s)\n", e.Card, e.Target, key, image.HumanBytes(e.Done), image.HumanBytes(e.Total), rate)
 }
 
 func (u *lineUI) say(format string, args ...any) {

@@ -128,7 +128,7 @@ func (a *app) buildImages(ctx context.Context, b *image.Builder, names []string)
 		m := res.M
 		fmt.Fprintf(a.streams.Out, "image %s: %s\n", m.Name, how)
 		tw := tabwriter.NewWriter(a.streams.Out, 2, 8, 2, ' ', 0)
-		fmt.Fprintf(tw, "  image\t%s\t%s, %s mapped\n", res.Image, humanSize(m.ImageSize), humanSize(m.MappedBlocks*4096))
+		fmt.Fprintf(tw, "  image\t%s\t%s, %s mapped\n", res.Image, image.HumanBytes(m.ImageSize), image.HumanBytes(m.MappedBlocks*4096))
 		fmt.Fprintf(tw, "  block map\t%s\tbmaptool copy %s /dev/sdX\n", res.Bmap, res.Image)
 		fmt.Fprintf(tw, "  sha256\t%s\t%s\n", res.SHA256, m.SHA256)
 		fmt.Fprintf(tw, "  manifest\t%s\t%d packages, input %s\n", res.Manifest, len(m.Packages), m.InputHash[:16])
@@ -194,22 +194,10 @@ as such, with the reason.`,
 			fmt.Fprintf(a.streams.Out, "%s: %s (%s %s), seed: %s, cloud-init: %v\n", args[0], l.Flavour, l.OSRelease["ID"], l.OSRelease["VERSION_CODENAME"], l.Seed, l.CloudInit)
 			fmt.Fprintf(a.streams.Out, "  disk identifier %s\n", l.DiskID)
 			for _, p := range []image.Partition{l.Boot, l.Root} {
-				fmt.Fprintf(a.streams.Out, "  partition %d: type %02x, %s at %s, label %q\n", p.Number, p.Type, humanSize(p.Size), humanSize(p.Start), p.Label)
+				fmt.Fprintf(a.streams.Out, "  partition %d: type %02x, %s at %s, label %q\n", p.Number, p.Type, image.HumanBytes(p.Size), image.HumanBytes(p.Start), p.Label)
 			}
 			fmt.Fprintf(a.streams.Out, "  cmdline.txt: %s\n", l.Cmdline)
 			return nil
 		},
 	}
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -102,17 +102,7 @@ func Parse(path string, data []byte, fsys FS) (*Inventory, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
-		p := Problem{File: path, Msg: "not valid YAML: " + err.Error()}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			p.Line, _ = strconv.Atoi(m[1])
-			if yamlParserErrors[m[2]] {
-				p.Line++
-			}
-			p.Msg = "not valid YAML: " + m[2]
-		}
-		if err.Error() == "EOF" {
-			p.Msg = "the file is empty"
-		}
+		p := yamlProblem(path, err)
 		if p.Line == 0 {
 			p.Line, p.Msg = locateYAMLError(data, err.Error(), p.Msg)
 		}
@@ -149,6 +139,24 @@ func Parse(path string, data []byte, fsys FS) (*Inventory, error) {
 }
 
 var unknownAnchor = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+
+// yamlProblem is the Problem of a YAML syntax error yaml.v3 returned while
+// decoding file: its line when the message has one, and the message
+// without yaml.v3's prefix.
+func yamlProblem(file string, err error) Problem {
+	p := Problem{File: file, Msg: "not valid YAML: " + err.Error()}
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		if yamlParserErrors[m[2]] {
+			p.Line++
+		}
+		p.Msg = "not valid YAML: " + m[2]
+	}
+	if err.Error() == "EOF" {
+		p.Msg = "the file is empty"
+	}
+	return p
+}
 
 // locateYAMLError finds the line of the errors yaml.v3 reports without one:
 // a byte YAML does not allow (NUL, other control characters, invalid UTF-8)

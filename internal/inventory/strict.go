@@ -3,7 +3,6 @@ package inventory
 import (
 	"bytes"
 	"reflect"
-	"strconv"
 
 	"gopkg.in/yaml.v3"
 )
@@ -20,17 +19,7 @@ func DecodeStrict(file string, data []byte, v any) (map[string]int, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
-		p := Problem{File: file, Msg: "not valid YAML: " + err.Error()}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			p.Line, _ = strconv.Atoi(m[1])
-			if yamlParserErrors[m[2]] {
-				p.Line++
-			}
-			p.Msg = "not valid YAML: " + m[2]
-		}
-		if err.Error() == "EOF" {
-			p.Msg = "the file is empty"
-		}
+		p := yamlProblem(file, err)
 		return nil, Problems{p}
 	}
 	var extra yaml.Node

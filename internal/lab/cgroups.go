@@ -30,10 +30,10 @@ func labCgroups(prefix string) ([]string, error) {
 	}
 	var dirs []string
 	for _, m := range ms {
-		if m.fstype != "cgroup" && m.fstype != "cgroup2" {
+		if m.FSType != "cgroup" && m.FSType != "cgroup2" {
 			continue
 		}
-		root := m.point
+		root := m.Point
 		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.IsDir() {
 				return nil

@@ -199,12 +199,6 @@ func TestShimSocket(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/run/a\040b`); got != "/run/a b" {
-		t.Errorf("unescape: %q", got)
-	}
-}
-
 func TestBusyboxImage(t *testing.T) {
 	busybox := "/bin/busybox"
 	if _, err := staticArch(busybox); err != nil {

@@ -1,73 +1,23 @@
 package lab
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
-)
 
-// mountInfo is one line of /proc/self/mountinfo.
-type mountInfo struct {
-	point  string
-	fstype string
-}
+	"github.com/fhlab/provision/internal/mountinfo"
+)
 
 // readMounts lists the mounts of this process's mount namespace (which is
 // the one the lab's daemons mount in: they only enter other network and
 // UTS namespaces).
-func readMounts() ([]mountInfo, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var ms []mountInfo
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// id parent maj:min root point options [optional...] - fstype source super
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 7 {
-			continue
-		}
-		m := mountInfo{point: unescapeMount(fields[4])}
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) {
-				m.fstype = fields[i+1]
-				break
-			}
-		}
-		ms = append(ms, m)
-	}
-	return ms, sc.Err()
-}
-
-// unescapeMount decodes the octal escapes (\040 for a space) of mountinfo.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+func readMounts() ([]mountinfo.Mount, error) { return mountinfo.Read("/proc/self/mountinfo") }
 
 // mountsUnder lists the mount points at or below dir, deepest first.
 func mountsUnder(dir string) ([]string, error) {
@@ -78,8 +28,8 @@ func mountsUnder(dir string) ([]string, error) {
 	dir = filepath.Clean(dir)
 	var pts []string
 	for _, m := range ms {
-		if m.point == dir || strings.HasPrefix(m.point, dir+"/") {
-			pts = append(pts, m.point)
+		if m.Point == dir || strings.HasPrefix(m.Point, dir+"/") {
+			pts = append(pts, m.Point)
 		}
 	}
 	sort.SliceStable(pts, func(i, j int) bool { return len(pts[i]) > len(pts[j]) })
@@ -120,7 +70,7 @@ func isMountPoint(path string) bool {
 		return false
 	}
 	for _, m := range ms {
-		if m.point == path {
+		if m.Point == path {
 			return true
 		}
 	}

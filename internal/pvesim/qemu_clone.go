@@ -137,14 +137,8 @@ func (s *Sim) postQemuClone(r *request) (any, error) {
 	newconf["smbios1"] = "uuid=" + newUUID()
 	// The temporary config lives on the source node during the copy.
 	nv := &simVM{node: node, vmid: newid, conf: newconf, pending: map[string]string{}, pendDel: map[string]bool{}}
-	s.vms[newid] = nv
-	s.mu.Unlock()
-
-	release, err := s.acquireLock(r.ctx, newid)
+	release, err := s.addVMUnlock(r.ctx, nv)
 	if err != nil {
-		s.mu.Lock()
-		delete(s.vms, newid)
-		s.mu.Unlock()
 		return nil, err
 	}
 	finalNode := node

@@ -66,14 +66,8 @@ func (s *Sim) postQemuCreate(r *request) (any, error) {
 	conf["lock"] = "create"
 	delete(conf, "template")
 	v := &simVM{node: node, vmid: vmid, conf: conf, pending: map[string]string{}, pendDel: map[string]bool{}}
-	s.vms[vmid] = v
-	s.mu.Unlock()
-
-	release, err := s.acquireLock(r.ctx, vmid)
+	release, err := s.addVMUnlock(r.ctx, v)
 	if err != nil {
-		s.mu.Lock()
-		delete(s.vms, vmid)
-		s.mu.Unlock()
 		return nil, err
 	}
 	var vols []allocated

@@ -131,6 +131,21 @@ func (s *Sim) acquireLock(ctx context.Context, vmid int) (func(), error) {
 	return nil, errf(http.StatusInternalServerError, "can't lock file '/var/lock/qemu-server/lock-%d.conf' - got timeout", vmid)
 }
 
+// addVMUnlock puts v into the cluster, releases s.mu (held by the caller)
+// and takes v's config lock; when the lock cannot be had, v is removed again.
+func (s *Sim) addVMUnlock(ctx context.Context, v *simVM) (func(), error) {
+	s.vms[v.vmid] = v
+	s.mu.Unlock()
+	release, err := s.acquireLock(ctx, v.vmid)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.vms, v.vmid)
+		s.mu.Unlock()
+		return nil, err
+	}
+	return release, nil
+}
+
 func (s *Sim) taskStatus(r *request) (any, error) {
 	t, err := s.findTask(r)
 	if err != nil {

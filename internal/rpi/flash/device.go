@@ -1,13 +1,14 @@
 package flash
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/fhlab/provision/internal/mountinfo"
+	"github.com/fhlab/provision/internal/rpi/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -124,19 +125,19 @@ func (s System) Check(d *Device, need int64, opt CheckOptions) error {
 		return err
 	}
 	for _, m := range mounts {
-		if m.point != "/" {
+		if m.Point != "/" {
 			continue
 		}
-		for _, under := range s.underlying(m.dev) {
+		for _, under := range s.underlying(m.Dev) {
 			if _, ok := devs[under]; ok {
 				return fmt.Errorf("device %s (%s) holds the root filesystem /: refused", d.Path, d.Name)
 			}
 		}
 	}
 	for _, m := range mounts {
-		for _, under := range s.underlying(m.dev) {
+		for _, under := range s.underlying(m.Dev) {
 			if name, ok := devs[under]; ok {
-				return fmt.Errorf("device %s: %s is mounted on %s: unmount it first (refused)", d.Path, name, m.point)
+				return fmt.Errorf("device %s: %s is mounted on %s: unmount it first (refused)", d.Path, name, m.Point)
 			}
 		}
 	}
@@ -166,7 +167,7 @@ func (s System) Check(d *Device, need int64, opt CheckOptions) error {
 		return fmt.Errorf("device %s (%s, %s) is %s: refused unless --allow-non-removable", d.Path, d.Name, d.Model, kind)
 	}
 	if d.Size < need {
-		return fmt.Errorf("device %s (%s) holds %s, smaller than the image's %s: refused", d.Path, d.Name, HumanBytes(d.Size), HumanBytes(need))
+		return fmt.Errorf("device %s (%s) holds %s, smaller than the image's %s: refused", d.Path, d.Name, image.HumanBytes(d.Size), image.HumanBytes(need))
 	}
 	return nil
 }
@@ -187,12 +188,14 @@ func holderNames(s System, hs []os.DirEntry) string {
 // slaves/ (dm, md, loop's none), plus the disk of each partition met.
 func (s System) underlying(dev string) []string {
 	seen := map[string]bool{}
+	var out []string // in walk order: dev itself first, so errors name it
 	var walk func(dev string)
 	walk = func(dev string) {
 		if seen[dev] {
 			return
 		}
 		seen[dev] = true
+		out = append(out, dev)
 		dir, err := filepath.EvalSymlinks(filepath.Join(s.Sys, "dev/block", dev))
 		if err != nil {
 			return
@@ -210,51 +213,15 @@ func (s System) underlying(dev string) []string {
 		}
 	}
 	walk(dev)
-	out := make([]string, 0, len(seen))
-	for d := range seen {
-		out = append(out, d)
-	}
 	return out
 }
 
-type mount struct{ dev, point string }
-
-func (s System) mounts() ([]mount, error) {
-	f, err := os.Open(s.MountInfo)
+func (s System) mounts() ([]mountinfo.Mount, error) {
+	ms, err := mountinfo.Read(s.MountInfo)
 	if err != nil {
 		return nil, fmt.Errorf("read mounts: %w", err)
 	}
-	defer f.Close()
-	var out []mount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint ...
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 5 {
-			continue
-		}
-		out = append(out, mount{dev: fs[2], point: unescapeMount(fs[4])})
-	}
-	return out, sc.Err()
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return ms, nil
 }
 
 // swaps are the major:minor of every swap device, and of the filesystem
@@ -274,7 +241,7 @@ func (s System) swaps() ([]string, error) {
 			continue
 		}
 		var st unix.Stat_t
-		if err := unix.Stat(unescapeMount(fs[0]), &st); err != nil {
+		if err := unix.Stat(mountinfo.Unescape(fs[0]), &st); err != nil {
 			continue
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
@@ -284,18 +251,4 @@ func (s System) swaps() ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// HumanBytes prints n in binary units (1.5 GiB).
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

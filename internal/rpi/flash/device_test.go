@@ -94,11 +94,3 @@ func TestCheckWithSysfs(t *testing.T) {
 		})
 	}
 }
-
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{512: "512 B", 1536: "1.5 KiB", 4 << 30: "4.0 GiB", 1288490188: "1.2 GiB"} {
-		if got := HumanBytes(n); got != want {
-			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}

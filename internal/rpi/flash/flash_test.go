@@ -348,10 +348,10 @@ func rootDisk(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		if m.point != "/" {
+		if m.Point != "/" {
 			continue
 		}
-		for _, dev := range sys.underlying(m.dev) {
+		for _, dev := range sys.underlying(m.Dev) {
 			dir, err := filepath.EvalSymlinks("/sys/dev/block/" + dev)
 			if err != nil {
 				continue

@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem"
 
+	"github.com/fhlab/provision/internal/rpi/fatfs"
 	"github.com/fhlab/provision/internal/rpi/image"
 )
 
@@ -95,12 +94,16 @@ func applyOverlay(t *target, ov *Overlay) error {
 		return err
 	}
 	for _, f := range ov.Files {
-		if err := writeFATFile(fsys, f); err != nil {
+		if err := fatfs.WriteFile(fsys, f.Path, f.Data); err != nil {
 			return fmt.Errorf("seed of %s: write %s to partition %d of %s: %w", ov.Node, f.Path, ov.Partition, t.path, err)
 		}
 	}
 	if fsys.Type() == filesystem.TypeFat32 {
-		if err := fixFAT32(t.f, ov.Partition); err != nil {
+		start, err := fatfs.PartitionStart(t.f, ov.Partition)
+		if err == nil {
+			err = fatfs.Repair(t.f, start)
+		}
+		if err != nil {
 			return fmt.Errorf("seed of %s: partition %d of %s: %w", ov.Node, ov.Partition, t.path, err)
 		}
 	}
@@ -108,24 +111,6 @@ func applyOverlay(t *target, ov *Overlay) error {
 		return fmt.Errorf("sync %s: %w", t.path, err)
 	}
 	return nil
-}
-
-func writeFATFile(fsys filesystem.FileSystem, f OverlayFile) error {
-	p := path.Clean("/" + f.Path)
-	if dir := path.Dir(p); dir != "/" {
-		if err := fsys.Mkdir(dir); err != nil {
-			return fmt.Errorf("mkdir %s: %w", dir, err)
-		}
-	}
-	w, err := fsys.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(f.Data); err != nil {
-		w.Close()
-		return err
-	}
-	return w.Close()
 }
 
 // verifyOverlay drops the card's buffers and reads every overlay file back
@@ -139,7 +124,7 @@ func verifyOverlay(t *target, ov *Overlay) error {
 		return fmt.Errorf("verify seed: %w", err)
 	}
 	for _, f := range ov.Files {
-		got, err := ReadFATFile(fsys, f.Path)
+		got, err := fatfs.ReadFile(fsys, f.Path)
 		if err != nil {
 			return fmt.Errorf("verify seed of %s: read %s back from %s: %w", ov.Node, f.Path, t.path, err)
 		}
@@ -149,16 +134,6 @@ func verifyOverlay(t *target, ov *Overlay) error {
 		}
 	}
 	return nil
-}
-
-// ReadFATFile reads one file from a FAT filesystem opened by go-diskfs.
-func ReadFATFile(fsys filesystem.FileSystem, p string) ([]byte, error) {
-	r, err := fsys.OpenFile(path.Clean("/"+p), os.O_RDONLY)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return io.ReadAll(r)
 }
 
 // Paths lists the overlay's file paths, sorted.

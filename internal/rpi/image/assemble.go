@@ -53,7 +53,7 @@ func Assemble(ctx context.Context, o AssembleOptions) (Layout, error) {
 	bootSize := parseSize(o.Def.BootSize, 512*mib)
 	rootSize := parseSize(o.Def.RootSize, alignUp(treeSize+treeSize/5+256*mib, 4*mib))
 	if rootSize < treeSize+treeSize/20 {
-		return Layout{}, fmt.Errorf("assemble %s: rootSize %s is smaller than the tree (%s)", o.Root, o.Def.RootSize, humanBytes(treeSize))
+		return Layout{}, fmt.Errorf("assemble %s: rootSize %s is smaller than the tree (%s)", o.Root, o.Def.RootSize, HumanBytes(treeSize))
 	}
 	m := MBR{DiskID: o.DiskID, Partitions: []Partition{
 		{Number: 1, Type: typeFAT32LBA, Start: 8 * mib, Size: bootSize, Label: DebianBootLabel},

@@ -450,7 +450,7 @@ func unpack(ctx context.Context, src, dst string) error {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("base image %s: the .xz file is truncated or corrupt after %s of image: %w", src, humanBytes(w.off), rerr)
+			return fmt.Errorf("base image %s: the .xz file is truncated or corrupt after %s of image: %w", src, HumanBytes(w.off), rerr)
 		}
 	}
 	if err := out.Truncate(w.off); err != nil {

@@ -2,10 +2,11 @@ package image
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/fhlab/provision/internal/rpi/fatfs"
 )
 
 // bakeOptions is what goes into every image of a definition.
@@ -62,7 +63,7 @@ func customise(ctx context.Context, work string, o bakeOptions) (Layout, error) 
 	if err := fat.writeFile("cmdline.txt", []byte(l.Cmdline+"\n")); err != nil {
 		return Layout{}, err
 	}
-	if isFAT32(img, l.Boot) {
+	if fatfs.IsFAT32(img, l.Boot.Start) {
 		if err := fixFATTimes(img, l.Boot, time.Unix(o.Epoch, 0)); err != nil {
 			return Layout{}, err
 		}
@@ -84,12 +85,4 @@ func sshEnable(ctx context.Context, root ext4) Overlay {
 		}
 	}
 	return nil
-}
-
-func isFAT32(img *os.File, p Partition) bool {
-	var bs [sectorSize]byte
-	if _, err := img.ReadAt(bs[:], p.Start); err != nil {
-		return false
-	}
-	return binary.LittleEndian.Uint16(bs[22:24]) == 0 && binary.LittleEndian.Uint32(bs[36:40]) != 0
 }

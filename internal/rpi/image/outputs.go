@@ -88,7 +88,7 @@ func writeBmap(ctx context.Context, img, out string) (mapped int64, err error) {
     <BlockMap>
 %s    </BlockMap>
 </bmap>
-`, baseName(img), baseName(img), humanBytes(size), size, blockSize, blocks, humanBytes(mapped*blockSize), float64(mapped)*100/float64(max(blocks, 1)), mapped, zero, body.String())
+`, baseName(img), baseName(img), HumanBytes(size), size, blockSize, blocks, HumanBytes(mapped*blockSize), float64(mapped)*100/float64(max(blocks, 1)), mapped, zero, body.String())
 	sum := sha256.Sum256(b.Bytes())
 	data := bytes.Replace(b.Bytes(), []byte("<BmapFileChecksum> "+zero), []byte("<BmapFileChecksum> "+hex.EncodeToString(sum[:])), 1)
 	return mapped, writeFileAtomic(out, data, 0o644)

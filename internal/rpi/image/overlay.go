@@ -68,7 +68,7 @@ func applyOverlay(ctx context.Context, e ext4, ov Overlay, tmp string) error {
 	spare := info.Blocks/100 + 64
 	if need+spare > info.FreeBlocks || inodes > info.FreeInodes {
 		return fmt.Errorf("root file system too small for the overlay: it needs %s (%d files), the file system has %s free of %s; give the image more space",
-			humanBytes((need+spare)*info.BlockSize), inodes, humanBytes(info.FreeBlocks*info.BlockSize), humanBytes(info.Blocks*info.BlockSize))
+			HumanBytes((need+spare)*info.BlockSize), inodes, HumanBytes(info.FreeBlocks*info.BlockSize), HumanBytes(info.Blocks*info.BlockSize))
 	}
 
 	paths := map[string]bool{}
@@ -103,6 +103,19 @@ func applyOverlay(ctx context.Context, e ext4, ov Overlay, tmp string) error {
 			}
 		}
 	}
+	// replace makes path's parents and removes a file or symlink at path,
+	// so that provision can write one there ("provision <does> there").
+	replace := func(path, does string) error {
+		mkdirs(path)
+		switch exists(path) {
+		case "":
+		case "regular", "symlink":
+			fmt.Fprintf(&script, "rm %s\n", quoteArg(path))
+		default:
+			return fmt.Errorf("overlay: %s is a %s in the image; provision %s there", path, exists(path), does)
+		}
+		return nil
+	}
 	for i, en := range ov {
 		p := quoteArg(en.Path)
 		if !strings.HasPrefix(en.Path, "/") || cleanPath(en.Path) != en.Path {
@@ -121,13 +134,8 @@ func applyOverlay(ctx context.Context, e ext4, ov Overlay, tmp string) error {
 			fmt.Fprintf(&script, "sif %s mode 0%o\nsif %s uid %d\nsif %s gid %d\n", p, 0o40000|uint32(en.Mode.Perm()), p, en.UID, p, en.GID)
 			have[en.Path] = inode{Type: "directory"}
 		case KindFile:
-			mkdirs(en.Path)
-			switch exists(en.Path) {
-			case "":
-			case "regular", "symlink":
-				fmt.Fprintf(&script, "rm %s\n", p)
-			default:
-				return fmt.Errorf("overlay: %s is a %s in the image; provision writes a file there", en.Path, exists(en.Path))
+			if err := replace(en.Path, "writes a file"); err != nil {
+				return err
 			}
 			src := filepath.Join(tmp, strconv.Itoa(i))
 			if err := os.WriteFile(src, en.Data, 0o600); err != nil {
@@ -136,13 +144,8 @@ func applyOverlay(ctx context.Context, e ext4, ov Overlay, tmp string) error {
 			fmt.Fprintf(&script, "write %s %s\nsif %s mode 0%o\nsif %s uid %d\nsif %s gid %d\n", quoteArg(src), p, p, 0o100000|uint32(en.Mode.Perm()), p, en.UID, p, en.GID)
 			have[en.Path] = inode{Type: "regular"}
 		case KindSymlink:
-			mkdirs(en.Path)
-			switch exists(en.Path) {
-			case "":
-			case "regular", "symlink":
-				fmt.Fprintf(&script, "rm %s\n", p)
-			default:
-				return fmt.Errorf("overlay: %s is a %s in the image; provision makes a symlink there", en.Path, exists(en.Path))
+			if err := replace(en.Path, "makes a symlink"); err != nil {
+				return err
 			}
 			fmt.Fprintf(&script, "symlink %s %s\n", p, quoteArg(en.Target))
 			have[en.Path] = inode{Type: "symlink"}
@@ -190,16 +193,4 @@ func checkOverlay(ctx context.Context, e ext4, ov Overlay) error {
 		}
 	}
 	return nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
