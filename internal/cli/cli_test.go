@@ -17,12 +17,20 @@ import (
 // the default.
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runIn(t, "", args...)
+}
+
+// runIn runs provision with stdin. A run in the package directory that
+// names no state dir gets a temporary one, so that no test leaves a
+// .provision/ (and its log file) in the source tree.
+func runIn(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	wd, _ := os.Getwd()
 	if wd == cwdAtStart && slices.Contains(args, "-i") && !slices.Contains(args, "--state-dir") && os.Getenv("PROVISION_STATE_DIR") == "" {
 		args = append(args, "--state-dir", t.TempDir())
 	}
 	var out, errb bytes.Buffer
-	code = Run(context.Background(), args, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+	code = Run(context.Background(), args, Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
 	return code, out.String(), errb.String()
 }
 

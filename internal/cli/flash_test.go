@@ -23,13 +23,6 @@ import (
 
 const localLab = "../../inventory/local.yaml" // rack p2: pi-p2-01..03, boot: sd
 
-func runIn(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code = Run(context.Background(), args, Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
-	return code, out.String(), errb.String()
-}
-
 // writeSeeds writes <dir>/<node>/{user-data,meta-data,network-config}.
 func writeSeeds(t *testing.T, dir string, nodes ...string) map[string]map[string][]byte {
 	t.Helper()
@@ -372,6 +365,7 @@ func TestFlashWatchWalksTheRackInSlotOrder(t *testing.T) {
 	var out bytes.Buffer
 	a := newApp(Streams{In: strings.NewReader("yes\n"), Out: &out, Err: errw}, nil)
 	a.settings.Inventory = localLab
+	a.settings.StateDir = t.TempDir()
 	f := flashFlags{image: img, rack: "p2", seeds: seeds, watch: true, allowNonRemovable: true, output: "text",
 		watchFilter: func(d *flash.Device) bool {
 			mu.Lock()
