@@ -18,6 +18,20 @@ packages=(
   curl              # bench/preflight's anchor: the same API reads as a loop of curl
   ca-certificates
   make
+  # Raspberry Pi golden image: `make golden` builds the arm64 tree with
+  # mmdebstrap under qemu-user (binfmt_misc; arch-test checks it) ...
+  mmdebstrap
+  arch-test
+  qemu-user-static
+  binfmt-support
+  debian-archive-keyring
+  e2fsprogs         # mke2fs -d, debugfs: ext4 images without mounting
+  dosfstools        # mkfs.vfat, fsck.vfat: FAT without mounting
+  mtools            # mcopy, mtype: files in FAT images without mounting
+  bmap-tools        # the image's block map
+  # ... and `make golden-test` boots it under qemu's arm64 virt machine.
+  qemu-system-arm
+  shellcheck        # internal/ci: the workflows' run: scripts
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update
