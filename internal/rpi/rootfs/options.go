@@ -88,21 +88,25 @@ func BasePackages() []string {
 
 // InitramfsModules are the kernel modules the initramfs carries (with their
 // dependencies) so that the root filesystem is found on
-//   - a Raspberry Pi 4's SD card (sdhci-iproc: emmc2) or USB disk (the
-//     VL805 xHCI controller needs reset-raspberrypi),
+//   - a Raspberry Pi 4's SD card: emmc2 is sdhci-iproc, whose card supplies
+//     are a fixed and a GPIO regulator (modules in Debian's kernel: without
+//     them the controller waits for its regulators forever),
+//   - a USB disk: the VL805 xHCI controller needs reset-raspberrypi to load
+//     its firmware; usb-storage/uas disks are SCSI disks (sd_mod),
 //   - NBD over the Pi 4's Ethernet (bcmgenet with its PHY and MDIO bus),
 //   - virtio disks of qemu's "virt" machine (the smoke boot).
 //
-// Drivers Debian's arm64 kernel builds in (the BCM2835/2711 clocks, pinctrl,
-// firmware interface, mmc core) need no entry.
+// Debian's arm64 kernel builds in the BCM2711 clocks, pinctrl, firmware
+// interface, power domains, PCIe host and the mmc core; Verify checks that
+// every name here is a module or built in.
 func InitramfsModules() []string {
 	return []string{
 		// filesystems: the root, and the firmware partition for fsck
-		"ext4", "vfat", "nls_cp437", "nls_ascii",
+		"ext4", "crc32c_generic", "vfat", "nls_cp437", "nls_ascii",
 		// Pi 4: SD card
-		"sdhci-iproc", "mmc_block",
+		"sdhci-iproc", "mmc_block", "fixed", "gpio-regulator",
 		// Pi 4: USB mass storage
-		"reset-raspberrypi", "xhci-pci", "usb-storage", "uas",
+		"reset-raspberrypi", "xhci-pci", "usb-storage", "uas", "sd_mod",
 		// Pi 4: Ethernet for an NBD root
 		"genet", "broadcom", "mdio-bcm-unimac", "nbd",
 		// qemu virt
