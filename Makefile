@@ -50,12 +50,13 @@ GOLDEN_INV   ?= inventory/example.yaml
 GOLDEN_EPOCH ?= $(shell git log -1 --format=%ct -- internal/rpi templates images 2>/dev/null || echo 1764460800)
 GOLDEN_BUILD  = $(GO) run ./internal/rpi/cmd/golden-rootfs -out $(GOLDEN_DIR) -epoch $(GOLDEN_EPOCH)
 GOLDEN_IMAGE ?= $(GOLDEN_DIR)/rootfs.ext4
+GOLDEN_TIMEOUT ?= 15m
 
 golden:
 	$(GOLDEN_BUILD)
 
 golden-test:
-	$(GO) run ./internal/rpi/cmd/golden-test -image $(GOLDEN_IMAGE) -i $(GOLDEN_INV)
+	$(GO) run ./internal/rpi/cmd/golden-test -image $(GOLDEN_IMAGE) -i $(GOLDEN_INV) -timeout $(GOLDEN_TIMEOUT)
 
 lint:
 	@test -z "$$(gofmt -l cmd internal templates bench)" || { gofmt -l cmd internal templates bench; echo "gofmt: files above need formatting"; exit 1; }

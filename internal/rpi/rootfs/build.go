@@ -34,11 +34,15 @@ func Build(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Steps go to Progress when it is set (and to the log at debug level),
+	// else to the log at info level.
 	progress := func(format string, args ...any) {
-		log.Info(fmt.Sprintf(format, args...))
 		if o.Progress != nil {
 			o.Progress(format, args...)
+			log.Debug(fmt.Sprintf(format, args...))
+			return
 		}
+		log.Info(fmt.Sprintf(format, args...))
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("rootfs %s: needs root (mmdebstrap's root mode: chroot, device nodes, file owners); run it with sudo", o.Dir)
