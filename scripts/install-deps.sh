@@ -14,20 +14,29 @@ packages=(
   docker.io         # real dockerd per emulated node, and the docker CLI
   iproute2          # network namespaces, bridges, veths
   util-linux        # nsenter, unshare
+  mount             # losetup, mount: loop devices as cards in the flash tests
   busybox-static    # the image of the smoke stack (no registry here)
   curl              # bench/preflight's anchor: the same API reads as a loop of curl
-  e2fsprogs         # Pi images: mke2fs -d, debugfs, dumpe2fs, e2fsck (no mount)
-  dosfstools        # Pi image tests: mkfs.vfat for synthetic bases, fsck.fat -n
-  mtools            # Pi image tests: mcopy/mtype on FAT partitions inside images
-  bmap-tools        # Pi image tests: bmaptool copy with provision's block map
-  xz-utils          # Pi image tests: .xz base images
   ca-certificates
   make
-  bmap-tools        # bmaptool create/copy: the flash tests' block maps and bench/flash's anchor
-  dosfstools        # mkfs.vfat, fsck.fat: the flash tests' boot partitions and their check
-  e2fsprogs         # mke2fs -d, e2fsck: the flash tests' root filesystems
+  # Pi images and cards, all without mounting: ext4, FAT, partition tables,
+  # block maps, .xz bases.
+  e2fsprogs         # mke2fs -d, debugfs, dumpe2fs, e2fsck
+  dosfstools        # mkfs.vfat for synthetic bases, fsck.fat -n
+  mtools            # mcopy/mtype on FAT partitions inside images
   fdisk             # sfdisk: the flash tests' partition tables
-  mount             # losetup, mount: loop devices as cards in the flash tests
+  bmap-tools        # bmaptool create/copy: block maps, and bench/flash's anchor
+  xz-utils          # .xz base images
+  # Raspberry Pi golden image: `make golden` builds the arm64 tree with
+  # mmdebstrap under qemu-user (binfmt_misc; arch-test checks it) ...
+  mmdebstrap
+  arch-test
+  qemu-user-static
+  binfmt-support
+  debian-archive-keyring
+  # ... and `make golden-test` boots it under qemu's arm64 virt machine.
+  qemu-system-arm
+  shellcheck        # internal/ci: the workflows' run: scripts
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update
