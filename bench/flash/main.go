@@ -97,13 +97,12 @@ func run(ctx context.Context, base string, keep bool) error {
 		return err
 	}
 	seeds := filepath.Join(work, "seeds")
-	os.MkdirAll(filepath.Join(seeds, "bench-01"), 0o755)
-	for name, data := range map[string]string{
-		"user-data":      "#cloud-config\nhostname: bench-01\n",
-		"meta-data":      "instance-id: bench-01\n",
-		"network-config": "version: 2\n",
-	} {
-		os.WriteFile(filepath.Join(seeds, "bench-01", name), []byte(data), 0o644)
+	if _, err := image.WriteSeedDir(filepath.Join(seeds, "bench-01"), image.SeedManifest{Node: "bench-01", Partition: 1}, map[string][]byte{
+		"user-data":      []byte("#cloud-config\nhostname: bench-01\n"),
+		"meta-data":      []byte("instance-id: bench-01\n"),
+		"network-config": []byte("version: 2\n"),
+	}); err != nil {
+		return err
 	}
 
 	type contender struct {

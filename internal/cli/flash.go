@@ -150,12 +150,12 @@ func (a *app) runFlash(ctx context.Context, f flashFlags) error {
 		overlays = append(overlays, ov)
 	}
 	if len(missing) > 0 {
-		what := "the nodes"
+		what, has := "the nodes", "have"
 		if f.rack != "" {
-			what = "rack " + f.rack
+			what, has = "rack "+f.rack, "has"
 		}
 		if len(missing) == len(nodes) {
-			return fmt.Errorf("flash: %s has no seeds in %s (write them first: provision image seed -i FILE); nothing was written", what, seeds)
+			return fmt.Errorf("flash: %s %s no seeds in %s (write them first: provision image seed -i FILE); nothing was written\n  %s", what, has, seeds, missing[0])
 		}
 		return fmt.Errorf("flash: %s: %d of %d nodes have no seed; nothing was written:\n  %s", what, len(missing), len(nodes), strings.Join(missing, "\n  "))
 	}

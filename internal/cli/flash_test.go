@@ -3,14 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,21 +29,11 @@ func writeSeeds(t *testing.T, dir string, nodes ...string) map[string]map[string
 			"/meta-data":      []byte("instance-id: " + n + "-1\nlocal-hostname: " + n + "\n"),
 			"/network-config": []byte("version: 2\n"),
 		}
-		os.MkdirAll(filepath.Join(dir, n), 0o755)
-		m := image.SeedManifest{Node: n, Partition: 1}
-		for _, p := range slices.Sorted(maps.Keys(files)) {
-			data := files[p]
-			if err := os.WriteFile(filepath.Join(dir, n, p), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			sum := sha256.Sum256(data)
-			m.Files = append(m.Files, image.SeedFile{Path: p, Source: strings.TrimPrefix(p, "/"), SHA256: hex.EncodeToString(sum[:])})
+		named := map[string][]byte{}
+		for p, data := range files {
+			named[strings.TrimPrefix(p, "/")] = data
 		}
-		js, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, n, image.SeedManifestName), js, 0o644); err != nil {
+		if _, err := image.WriteSeedDir(filepath.Join(dir, n), image.SeedManifest{Node: n, Partition: 1}, named); err != nil {
 			t.Fatal(err)
 		}
 		all[n] = files

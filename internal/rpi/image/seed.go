@@ -164,24 +164,31 @@ func writeSeed(b *Builder, img *Result, n *inventory.Node, dir string) (bool, er
 	if err != nil {
 		return false, err
 	}
-	nodeDir := filepath.Join(dir, n.Name)
+	m := SeedManifest{Node: n.Name, Image: img.M.Name, ImageSHA256: img.M.SHA256, Flavour: img.M.Layout.Flavour,
+		Seed: img.M.Layout.Seed, Partition: img.M.Layout.Boot.Number, InstanceID: id}
+	return WriteSeedDir(filepath.Join(dir, n.Name), m, files)
+}
+
+// WriteSeedDir writes a seed directory: each of files (named as on the boot
+// partition's root) and manifest.json, m with the files listed. Only what
+// changed is rewritten; it reports whether anything was.
+func WriteSeedDir(nodeDir string, m SeedManifest, files map[string][]byte) (bool, error) {
 	if err := os.MkdirAll(nodeDir, 0o755); err != nil {
 		return false, err
 	}
-	m := SeedManifest{Node: n.Name, Image: img.M.Name, ImageSHA256: img.M.SHA256, Flavour: img.M.Layout.Flavour,
-		Seed: img.M.Layout.Seed, Partition: img.M.Layout.Boot.Number, InstanceID: id}
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	changed := false
+	m.Files = nil
 	for _, name := range names {
 		s := sha256.Sum256(files[name])
 		m.Files = append(m.Files, SeedFile{Path: "/" + name, Source: name, SHA256: hex.EncodeToString(s[:])})
 		c, err := writeIfChanged(filepath.Join(nodeDir, name), files[name], 0o644)
 		if err != nil {
-			return false, fmt.Errorf("seed %s: %w", n.Name, err)
+			return false, fmt.Errorf("seed %s: %w", m.Node, err)
 		}
 		changed = changed || c
 	}
@@ -191,7 +198,7 @@ func writeSeed(b *Builder, img *Result, n *inventory.Node, dir string) (bool, er
 	}
 	c, err := writeIfChanged(filepath.Join(nodeDir, SeedManifestName), append(mj, '\n'), 0o644)
 	if err != nil {
-		return false, fmt.Errorf("seed %s: %w", n.Name, err)
+		return false, fmt.Errorf("seed %s: %w", m.Node, err)
 	}
 	return changed || c, nil
 }
