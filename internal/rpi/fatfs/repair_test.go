@@ -31,11 +31,17 @@ func newFAT32(t *testing.T) (*os.File, string) {
 	if err != nil {
 		t.Fatalf("create FAT32: %v", err)
 	}
-	for name, data := range map[string][]byte{
-		"/config.txt":           []byte("arm_64bit=1\n"),
-		"/overlays/a.dtbo":      bytes.Repeat([]byte{1}, 5000),
-		"/seed/extra/notes.txt": bytes.Repeat([]byte("x"), 9000),
+	// In a fixed order: the order decides where each file's clusters go,
+	// and TestSetTimes compares two file systems byte for byte.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"/config.txt", []byte("arm_64bit=1\n")},
+		{"/overlays/a.dtbo", bytes.Repeat([]byte{1}, 5000)},
+		{"/seed/extra/notes.txt", bytes.Repeat([]byte("x"), 9000)},
 	} {
+		name, data := f.name, f.data
 		if err := WriteFile(fsys, name, data); err != nil {
 			t.Fatalf("write %s: %v", name, err)
 		}
