@@ -160,14 +160,20 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		fail := func(ctxErr error) error {
 			return &DialError{Target: target, Attempts: attempt, Elapsed: time.Since(start), Err: err, Ctx: ctxErr}
 		}
-		if ctx.Err() != nil {
+		ctxErr := ctx.Err()
+		if dl, ok := ctx.Deadline(); ok && ctxErr == nil && !time.Now().Before(dl) {
+			// The dial hit the context's deadline a moment before the
+			// context itself noticed.
+			ctxErr = context.DeadlineExceeded
+		}
+		if ctxErr != nil {
 			// The attempt failed because the context ended (the dialer may
 			// call that an i/o timeout); report what kept the host from
 			// answering before that, if anything.
 			if last != nil {
 				err = last
 			}
-			return nil, fail(ctx.Err())
+			return nil, fail(ctxErr)
 		}
 		if !retryable(err) {
 			return nil, fail(nil)
