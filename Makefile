@@ -41,21 +41,22 @@ bench: build
 	$(GO) run ./bench/flash
 
 # The Raspberry Pi golden image (root; Debian packages from `make deps`).
-# `make golden` builds the Debian root filesystem with mmdebstrap under
-# qemu-user (internal/rpi/rootfs) into $(GOLDEN_IMAGE), with its sha256,
-# block map and manifest; `make golden-test` boots it under
+# `make golden` is `provision image build --image debian-pi4`: the Debian
+# root filesystem by mmdebstrap under qemu-user, assembled without mount or
+# loop device into $(GOLDEN_IMAGE) with its block map, sha256 and manifest
+# (reused while the inputs are the same). `make golden-test` boots it under
 # qemu-system-aarch64 -M virt with a seed for one Pi of the inventory and
 # checks the node over the serial console (internal/rpi/smoke).
 GOLDEN_DIR   ?= out/golden
 GOLDEN_INV   ?= inventory/example.yaml
+GOLDEN_NAME  ?= debian-pi4
 # The build's SOURCE_DATE_EPOCH: the last commit that changed its inputs.
 GOLDEN_EPOCH ?= $(shell git log -1 --format=%ct -- internal/rpi templates images 2>/dev/null || echo 1764460800)
-GOLDEN_BUILD  = $(GO) run ./internal/rpi/cmd/golden-rootfs -out $(GOLDEN_DIR) -epoch $(GOLDEN_EPOCH)
-GOLDEN_IMAGE ?= $(GOLDEN_DIR)/rootfs.ext4
+GOLDEN_IMAGE ?= $(GOLDEN_DIR)/images/$(GOLDEN_NAME)/$(GOLDEN_NAME).img
 GOLDEN_TIMEOUT ?= 15m
 
-golden:
-	$(GOLDEN_BUILD)
+golden: build
+	SOURCE_DATE_EPOCH=$(GOLDEN_EPOCH) $(BIN) image build -i $(GOLDEN_INV) --image $(GOLDEN_NAME) --state-dir $(GOLDEN_DIR)
 
 golden-test:
 	$(GO) run ./internal/rpi/cmd/golden-test -image $(GOLDEN_IMAGE) -i $(GOLDEN_INV) -timeout $(GOLDEN_TIMEOUT)

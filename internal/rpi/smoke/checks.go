@@ -81,6 +81,8 @@ func Checks(d *render.Data) []Check {
 		{Key: "cloud_init", Want: "done", OK: equals("done")},
 		{Key: "hostname", Want: d.Hostname, OK: equals(d.Hostname)},
 		{Key: "machine_id", Want: "set", OK: equals("set")},
+		{Key: "ssh_user", Want: "groups with docker", OK: func(got string) bool { return slices.Contains(strings.Fields(got), "docker") }},
+		{Key: "ssh_user_keys", Want: strconv.Itoa(len(d.SSH.AuthorizedKeys)), OK: equals(strconv.Itoa(len(d.SSH.AuthorizedKeys)))},
 	}
 	for _, kv := range Sysctls(d) {
 		// sysctl -n prints vectors with tabs; the file has spaces.

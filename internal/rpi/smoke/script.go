@@ -43,6 +43,10 @@ say cloud_init "$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')"
 say hostname "$(hostname)"
 if [ -s /etc/machine-id ]; then say machine_id set; else say machine_id empty; fi
 `)
+	// The account provision logs in as: cloud-init made it, with its keys
+	// (ssh.user is a plain login name: the inventory checks it).
+	fmt.Fprintf(&b, "say ssh_user \"$(id -nG %[1]s 2>&1)\"\n", d.SSH.User)
+	fmt.Fprintf(&b, "say ssh_user_keys \"$(grep -c . \"$(getent passwd %[1]s | cut -d: -f6)/.ssh/authorized_keys\" 2>&1)\"\n", d.SSH.User)
 	for _, kv := range Sysctls(d) {
 		fmt.Fprintf(&b, "say sysctl.%[1]s \"$(sysctl -n %[1]s 2>&1 | tr '\\t' ' ')\"\n", kv[0])
 	}
@@ -69,7 +73,13 @@ touch /run/docker/netns/smoke
 mount --bind /run/netns/smoke /run/docker/netns/smoke
 systemctl start provision-netns-tuning.service
 say ipvs_service "$(systemctl show -p Result --value provision-netns-tuning.service)"
-say ipvs_log "$(journalctl -u provision-netns-tuning.service -o cat --no-pager | grep '^provision-netns-tuning: tuned' | tail -n 1)"
+# journald may not have read the service's last line yet: ask a few times.
+for i in $(seq 15); do
+	ipvs_log="$(journalctl -u provision-netns-tuning.service -o cat --no-pager | grep '^provision-netns-tuning: tuned' | tail -n 1)"
+	[ -n "$ipvs_log" ] && break
+	journalctl --sync; sleep 2
+done
+say ipvs_log "$ipvs_log"
 say netns_keepalive_time "$(ip netns exec smoke sysctl -n net.ipv4.tcp_keepalive_time)"
 say netns_ipvs_timeout "$(ip netns exec smoke ipvsadm -L --timeout 2>&1 | sed -n 's/^Timeout (tcp tcpfin udp): \([0-9]*\) .*/\1/p')"
 umount /run/docker/netns/smoke; rm -f /run/docker/netns/smoke; ip netns del smoke

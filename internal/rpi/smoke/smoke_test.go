@@ -125,6 +125,7 @@ func TestEvaluate(t *testing.T) {
 	d, _ := pi(t)
 	good := map[string]string{
 		"cloud_init": "done", "hostname": d.Hostname, "machine_id": "set",
+		"ssh_user": d.SSH.User + " sudo docker", "ssh_user_keys": strconv.Itoa(len(d.SSH.AuthorizedKeys)),
 		"link_file": "present", "link_file.docker0": LinkFile, "link_file.veth": LinkFile,
 		"docker_active": "active", "docker_info": "20.10.24+dfsg1 overlay2 cgroup2",
 		"docker_log_driver": d.Tuning.Docker.LogDriver, "docker_limit_nofile": d.Tuning.Docker.LimitNOFILE,
@@ -153,6 +154,8 @@ func TestEvaluate(t *testing.T) {
 		{key: "zram_swap", val: ""},
 		{key: "cloud_init", val: "error"},
 		{key: "ipvs_timer", drop: true},
+		{key: "ssh_user", val: "id: 'provision': no such user"},
+		{key: "ssh_user_keys", val: "0"},
 	}
 	for _, tt := range tests {
 		bad := map[string]string{}
