@@ -64,9 +64,16 @@ type Flasher struct {
 	// Progress, when set, is called from each card's goroutine as it goes.
 	Progress func(Event)
 
-	// beforeVerify, for tests, runs after the write and sync, before the
-	// read-back: a place to damage the card.
-	beforeVerify func(Card) error
+	// beforeReadBack, for tests, runs once all of range r is on the card,
+	// before it is read back: a place to damage the card.
+	beforeReadBack func(Card, Range) error
+}
+
+func (fl *Flasher) hook(c Card, r Range) error {
+	if fl.beforeReadBack == nil {
+		return nil
+	}
+	return fl.beforeReadBack(c, r)
 }
 
 // FlashAll writes every card at once, each at its own speed; one card's
@@ -175,19 +182,34 @@ func (fl *Flasher) flash(ctx context.Context, c Card, t *target, st *cardState, 
 	}
 	st.zeroed = true
 
-	// 2. Every mapped byte after the first MiB.
 	src, err := openImageFile(im.Path)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	// Reads and writes run several at once; the image's last bytes, when
-	// not a whole sector, are written after the others with O_DIRECT off.
+
+	// The read-back runs beside the writes: a range is read from the card
+	// as soon as all of it is there. Both sides use O_DIRECT, so the bytes
+	// read come from the card, not from the page cache. Where the target
+	// has no O_DIRECT (tmpfs) it waits for the whole write and a dropped
+	// cache instead.
+	rb := newReadBack(m)
+	if t.direct {
+		if err := rb.start(ctx, t.path, func(r Range) error { return fl.hook(c, r) }); err != nil {
+			return err
+		}
+	}
+	defer rb.stop()
+
+	// 2. Every mapped byte after the first MiB, several chunks in flight;
+	// the image's last bytes, when not a whole sector, are written after
+	// the others with O_DIRECT off.
 	var (
 		done    int64
 		tailMu  sync.Mutex
 		tail    []byte
 		tailOff int64
+		tailRng = -1
 	)
 	err = pipe(ctx, writeChunks(m, hb), func(ch chunk, b []byte) error {
 		if _, err := src.ReadAt(b[:ch.n], ch.off); err != nil {
@@ -210,6 +232,12 @@ func (fl *Flasher) flash(ctx context.Context, c Card, t *target, st *cardState, 
 		done += ch.n
 		res.Written = done
 		fl.report(c, PhaseWrite, done, total)
+		switch {
+		case ch.n&511 != 0:
+			tailRng = ch.rng // whole once the tail is written
+		case ch.last && m.Ranges[ch.rng].Offset(m.BlockSize) >= hb:
+			rb.written(ch.rng)
+		}
 		return nil
 	})
 	if err == nil && tail != nil {
@@ -222,6 +250,9 @@ func (fl *Flasher) flash(ctx context.Context, c Card, t *target, st *cardState, 
 	}
 	if err := t.sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", t.path, err)
+	}
+	if tailRng >= 0 && m.Ranges[tailRng].Offset(m.BlockSize) >= hb {
+		rb.written(tailRng)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -242,14 +273,18 @@ func (fl *Flasher) flash(ctx context.Context, c Card, t *target, st *cardState, 
 	res.Written += mappedIn(m, 0, hb)
 	fl.report(c, PhaseWrite, total, total)
 
-	if fl.beforeVerify != nil {
-		if err := fl.beforeVerify(c); err != nil {
+	// 4. Everything read back from the card.
+	st.phase = PhaseVerify
+	if !t.direct {
+		if err := verifyPrep(t); err != nil {
+			return err
+		}
+		if err := rb.start(ctx, t.path, func(r Range) error { return fl.hook(c, r) }); err != nil {
 			return err
 		}
 	}
-	// 4. Read everything back from the card.
-	st.phase = PhaseVerify
-	n, err := verify(ctx, t, m, func(done int64) { fl.report(c, PhaseVerify, done, total) })
+	rb.allWritten()
+	n, err := rb.wait(func(done int64) { fl.report(c, PhaseVerify, done, total) })
 	res.Verified = n
 	if err != nil {
 		return err
@@ -326,18 +361,24 @@ func (e *VerifyError) Error() string {
 	return fmt.Sprintf("verify %s: %s (bytes %d-%d) read back with sha256 %s, the image has %s", e.Target, e.Range, e.Offset, e.Offset+e.Length-1, e.Got, e.Want)
 }
 
+// verifyPrep makes the following reads of t come from the device:
+// O_DIRECT where it can be set, and the cached pages dropped.
+func verifyPrep(t *target) error {
+	if err := t.setDirect(true); err != nil && t.block {
+		return fmt.Errorf("O_DIRECT on %s: %w", t.path, err)
+	}
+	return t.dropCache()
+}
+
 // verify reads every mapped range back with O_DIRECT (after dropping the
 // device's buffers) and compares its sha256 with the map.
 func verify(ctx context.Context, t *target, m *Bmap, progress func(int64)) (int64, error) {
-	if err := t.setDirect(true); err != nil && t.block {
-		return 0, fmt.Errorf("O_DIRECT on %s: %w", t.path, err)
-	}
-	if err := t.dropCache(); err != nil {
+	if err := verifyPrep(t); err != nil {
 		return 0, err
 	}
-	return hashRanges(ctx, m, t.path, func(b []byte, off int64) error {
-		if err := t.readAt(b, off); err != nil {
-			return fmt.Errorf("read back %s at byte %d: %w", t.path, off, err)
+	return hashRanges(ctx, m, t.path, func(ch chunk, b []byte) error {
+		if err := t.readAt(b, ch.off); err != nil {
+			return fmt.Errorf("read back %s at byte %d: %w", t.path, ch.off, err)
 		}
 		return nil
 	}, progress)
@@ -346,13 +387,13 @@ func verify(ctx context.Context, t *target, m *Bmap, progress func(int64)) (int6
 // hashRanges reads every mapped range with read (several chunks in
 // flight), hashes each range in order and returns a *VerifyError naming
 // the first range whose sha256 is not the map's.
-func hashRanges(ctx context.Context, m *Bmap, what string, read func([]byte, int64) error, progress func(int64)) (int64, error) {
+func hashRanges(ctx context.Context, m *Bmap, what string, read func(chunk, []byte) error, progress func(int64)) (int64, error) {
 	var (
 		done int64
 		h    hash.Hash
 	)
 	err := pipe(ctx, writeChunks(m, 0), func(ch chunk, b []byte) error {
-		return read(b[:ch.n], ch.off)
+		return read(ch, b[:ch.n])
 	}, func(ch chunk, b []byte) error {
 		if h == nil {
 			h = sha256.New()

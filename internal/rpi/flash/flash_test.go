@@ -114,7 +114,12 @@ func TestCorruptionAfterWriteIsDetectedAndNamed(t *testing.T) {
 	}
 
 	t.Run("during a flash: the card fails and is left without a partition table", func(t *testing.T) {
-		fl := &Flasher{Image: im, beforeVerify: func(Card) error { corrupt(); return nil }}
+		fl := &Flasher{Image: im, beforeReadBack: func(_ Card, rr Range) error {
+			if rr.First == r.First {
+				corrupt()
+			}
+			return nil
+		}}
 		res := fl.Flash(context.Background(), Card{Name: "pi-r1-01", Target: dev})
 		var ve *VerifyError
 		if res.OK || !errors.As(res.Err, &ve) {

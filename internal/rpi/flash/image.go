@@ -91,9 +91,9 @@ func OpenImage(ctx context.Context, img, bmapPath string, noBmap bool) (*Image, 
 // is touched.
 func (im *Image) check(ctx context.Context, f *os.File) error {
 	m := im.Map
-	_, err := hashRanges(ctx, m, im.Path, func(b []byte, off int64) error {
-		if _, err := f.ReadAt(b, off); err != nil {
-			return fmt.Errorf("image %s: read at byte %d: %w", im.Path, off, err)
+	_, err := hashRanges(ctx, m, im.Path, func(ch chunk, b []byte) error {
+		if _, err := f.ReadAt(b, ch.off); err != nil {
+			return fmt.Errorf("image %s: read at byte %d: %w", im.Path, ch.off, err)
 		}
 		return nil
 	}, nil)
