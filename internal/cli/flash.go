@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhlab/provision/images"
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/rpi/flash"
 	"github.com/fhlab/provision/internal/rpi/image"
@@ -37,12 +39,17 @@ type flashFlags struct {
 const flashLong = `Write the golden image to SD cards, many at once, each at its own speed,
 and prove each card holds it.
 
+The image is --image IMG, or, with -i FILE --rack R (or --node), the golden
+image the rack names (its image:, else pis.image) as ` + "`provision image build`" + `
+left it in <state-dir>/images/<name>/.
+
 Only the blocks the image's block map (IMG.bmap, bmaptool format 2.0) lists
 are written, with large aligned O_DIRECT writes. The card's first MiB is
 zeroed first and the image's first MiB (MBR, partition table) written last,
 so a card whose write stops early has no partition table and cannot boot.
-After an fsync every written range is read back from the card with O_DIRECT
-(bypassing the page cache) and its sha256 compared with the block map's.
+Every written range is read back from the card with O_DIRECT (bypassing the
+page cache) and its sha256 compared with the block map's: each range as soon
+as all of it is on the card, while the later ones are still being written.
 Then the node's seed (<seeds>/<node>/: user-data, meta-data, network-config)
 is written into the card's FAT boot partition, without mounting it, and read
 back. A card is reported done only when all of that verified. A card that
@@ -68,12 +75,12 @@ walk goes on.`
 func (a *app) flashCommand() *cobra.Command {
 	var f flashFlags
 	cmd := &cobra.Command{
-		Use:   "flash --image IMG (--device DEV[,DEV...] | --to-file DIR | --watch) [--rack R | --node NAME ...]",
+		Use:   "flash [--image IMG] (--device DEV[,DEV...] | --to-file DIR | --watch) [--rack R | --node NAME ...]",
 		Short: "Write the golden image and each node's seed to SD cards, verified from the card",
 		Long:  flashLong,
 		Example: `  provision flash --image golden.img --device /dev/sdb,/dev/sdc
   provision flash -i lab.yaml --rack r1 --image golden.img --device /dev/sdb,/dev/sdc --node pi-r1-01 --node pi-r1-02
-  provision flash -i lab.yaml --rack r1 --image golden.img --watch
+  provision flash -i lab.yaml --rack r1 --watch      # the image pis.image names, as built
   provision flash -i lab.yaml --rack r1 --image golden.img --to-file out/cards`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -81,7 +88,7 @@ func (a *app) flashCommand() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.image, "image", "", "the golden image (raw; its block map is IMG.bmap)")
+	fl.StringVar(&f.image, "image", "", "the golden image (raw; its block map is IMG.bmap); default with -i: the one the rack names, from <state-dir>/images")
 	fl.StringVar(&f.bmap, "bmap", "", "the image's block map (default IMG.bmap)")
 	fl.BoolVar(&f.noBmap, "no-bmap", false, "no block map: find the image's data from its holes (SEEK_DATA/SEEK_HOLE)")
 	fl.StringSliceVar(&f.devices, "device", nil, "whole-disk devices to write, comma separated, in the order of the nodes")
@@ -115,8 +122,6 @@ func (a *app) runFlash(ctx context.Context, f flashFlags) error {
 		}
 	}
 	switch {
-	case f.image == "":
-		return usage("flash: --image IMG is required")
 	case modes != 1:
 		return usage("flash: pass exactly one of --device DEV[,DEV...], --to-file DIR or --watch")
 	case f.yes && len(f.devices) == 0:
@@ -128,9 +133,14 @@ func (a *app) runFlash(ctx context.Context, f flashFlags) error {
 	case f.bmap != "" && f.noBmap:
 		return usage("flash: --bmap and --no-bmap exclude each other")
 	}
-	nodes, seeds, err := a.flashNodes(f)
+	nodes, seeds, inv, err := a.flashNodes(f)
 	if err != nil {
 		return err
+	}
+	if f.image == "" {
+		if f.image, err = a.flashImage(inv, nodes, f.output == "text"); err != nil {
+			return err
+		}
 	}
 	if f.toFile != "" && len(nodes) == 0 {
 		return usage("flash: --to-file writes one image per node: name them with --rack or --node")
@@ -229,25 +239,24 @@ func (a *app) runFlash(ctx context.Context, f flashFlags) error {
 
 // flashNodes are the nodes whose cards are written, in order, and where
 // their seeds are.
-func (a *app) flashNodes(f flashFlags) (nodes []string, seeds string, err error) {
+func (a *app) flashNodes(f flashFlags) (nodes []string, seeds string, inv *inventory.Inventory, err error) {
 	seeds = f.seeds
 	if f.rack == "" && len(f.nodes) == 0 {
-		return nil, seeds, nil
+		return nil, seeds, nil, nil
 	}
-	var inv *inventory.Inventory
 	if f.rack != "" || a.settings.Inventory != "" {
 		if inv, err = a.loadInventory(); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		if seeds == "" {
 			seeds = filepath.Join(a.stateDir(inv), "seeds")
 		}
 	}
 	if seeds == "" {
-		return nil, "", usage("flash: --node needs the seeds: pass --seeds DIR or -i FILE")
+		return nil, "", nil, usage("flash: --node needs the seeds: pass --seeds DIR or -i FILE")
 	}
 	if inv == nil {
-		return f.nodes, seeds, nil
+		return f.nodes, seeds, inv, nil
 	}
 	var pis []inventory.Node
 	for _, n := range inv.Nodes {
@@ -260,14 +269,14 @@ func (a *app) flashNodes(f flashFlags) (nodes []string, seeds string, err error)
 		for _, r := range inv.Lab.Pis.Racks {
 			racks = append(racks, r.Name)
 		}
-		return nil, "", usage("flash: %s has no rack %q (racks: %s)", inv.File, f.rack, strings.Join(racks, ", "))
+		return nil, "", nil, usage("flash: %s has no rack %q (racks: %s)", inv.File, f.rack, strings.Join(racks, ", "))
 	}
 	slices.SortStableFunc(pis, func(x, y inventory.Node) int { return x.Slot - y.Slot })
 	if len(f.nodes) == 0 {
 		for _, n := range pis {
 			nodes = append(nodes, n.Name)
 		}
-		return nodes, seeds, nil
+		return nodes, seeds, inv, nil
 	}
 	for _, name := range f.nodes {
 		if !slices.ContainsFunc(pis, func(n inventory.Node) bool { return n.Name == name }) {
@@ -275,10 +284,64 @@ func (a *app) flashNodes(f flashFlags) (nodes []string, seeds string, err error)
 			if f.rack != "" {
 				where = "in rack " + f.rack
 			}
-			return nil, "", usage("flash: --node %s is not %s", name, where)
+			return nil, "", nil, usage("flash: --node %s is not %s", name, where)
 		}
 	}
-	return f.nodes, seeds, nil
+	return f.nodes, seeds, inv, nil
+}
+
+// flashImage is the golden image the nodes' racks boot (the rack's image,
+// else pis.image), as `provision image build` left it in the state dir.
+func (a *app) flashImage(inv *inventory.Inventory, nodes []string, say bool) (string, error) {
+	if inv == nil {
+		return "", usage("flash: --image IMG is required without -i FILE --rack R or --node NAME (with them, the racks' golden image is used)")
+	}
+	byName := map[string]inventory.Node{}
+	for _, n := range inv.Nodes {
+		byName[n.Name] = n
+	}
+	var names []string
+	racks := map[string][]string{}
+	for _, node := range nodes {
+		rack := byName[node].Rack
+		name := inv.RackImage(rack)
+		if name == "" {
+			return "", usage("flash: rack %s names no image (pis.image or the rack's image: in %s): pass --image IMG", rack, inv.File)
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+		if !slices.Contains(racks[name], rack) {
+			racks[name] = append(racks[name], rack)
+		}
+	}
+	if len(names) != 1 {
+		var which []string
+		for _, n := range names {
+			which = append(which, fmt.Sprintf("%s (racks %s)", n, strings.Join(racks[n], ", ")))
+		}
+		return "", usage("flash: the nodes boot different images: %s; flash one image's racks at a time or pass --image IMG", strings.Join(which, ", "))
+	}
+	defs, err := fs.Sub(images.FS, "rpi")
+	if err != nil {
+		return "", err
+	}
+	b := &image.Builder{Inv: inv, Defs: defs, Dir: filepath.Join(a.stateDir(inv), "images")}
+	built, err := b.Built(names[0])
+	if err != nil {
+		return "", fmt.Errorf("flash: the golden image of rack %s: %w; nothing was written", strings.Join(racks[names[0]], ", "), err)
+	}
+	if say {
+		fmt.Fprintf(a.streams.Err, "image: %s (%s, built from input %s)\n", built.Image, names[0], shortHash(built.M.InputHash))
+	}
+	return built.Image, nil
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
 }
 
 func (a *app) printDevices(plan flashPlan) {

@@ -54,7 +54,8 @@ func TestFlashUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"flash", "--device", "/dev/null"}, "--image IMG is required"},
+		{[]string{"flash", "--device", "/dev/null"}, "--image IMG is required without -i FILE"},
+		{[]string{"flash", "-i", localLab, "--rack", "p2", "--to-file", "d"}, "rack p2 names no image"},
 		{[]string{"flash", "--image", "x.img"}, "exactly one of --device"},
 		{[]string{"flash", "--image", "x.img", "--to-file", "d", "--device", "/dev/null"}, "exactly one of --device"},
 		{[]string{"flash", "--image", "x.img", "--to-file", "d", "--yes"}, "--yes is accepted only with --device"},
@@ -199,6 +200,57 @@ func TestFlashToFilePerNode(t *testing.T) {
 		t.Fatalf("files: %v", entries)
 	}
 	flashtest.CheckBootPartition(t, filepath.Join(out, "pi-p2-02.img"), want["pi-p2-02"])
+}
+
+// TestFlashWithoutImageUsesTheRacksBuiltImage: -i FILE --rack R without
+// --image flashes the golden image pis.image names, from the state dir
+// where `provision image build` left it, and says which.
+func TestFlashWithoutImageUsesTheRacksBuiltImage(t *testing.T) {
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "lab.yaml")
+	lab, err := os.ReadFile(localLab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab = bytes.Replace(lab, []byte("\npis:\n"), []byte("\npis:\n  image: debian-pi4\n"), 1)
+	if err := os.WriteFile(inv, lab, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	csv, err := os.ReadFile(filepath.Join(filepath.Dir(localLab), "racks", "local-p1.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "racks"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "racks", "local-p1.csv"), csv, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	seeds := filepath.Join(dir, "seeds")
+	want := writeSeeds(t, seeds, "pi-p2-01")
+	args := []string{"flash", "-i", inv, "--state-dir", state, "--rack", "p2", "--node", "pi-p2-01", "--seeds", seeds, "--to-file", filepath.Join(dir, "cards")}
+
+	code, _, errs := runIn(t, "", args...)
+	if code == 0 || !strings.Contains(errs, "image debian-pi4 is not built yet") || !strings.Contains(errs, "provision image build") {
+		t.Fatalf("no image built: exit %d, stderr %q", code, errs)
+	}
+
+	built := filepath.Join(state, "images", "debian-pi4")
+	os.MkdirAll(built, 0o755)
+	img := flashtest.MakeImage(t, built)
+	for _, ext := range []string{"", ".bmap"} {
+		if err := os.Rename(img+ext, filepath.Join(built, "debian-pi4.img"+ext)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := json.Marshal(image.Manifest{Name: "debian-pi4", InputHash: "0123456789abcdef", Image: "debian-pi4.img"})
+	if err := os.WriteFile(filepath.Join(built, "debian-pi4.img.manifest.json"), m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runIn(t, "", args...)
+	if code != 0 || !strings.Contains(errs, "image: "+filepath.Join(built, "debian-pi4.img")+" (debian-pi4") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	flashtest.CheckBootPartition(t, filepath.Join(dir, "cards", "pi-p2-01.img"), want["pi-p2-01"])
 }
 
 func TestFlashBarsDrawOneBarPerCardAndATotal(t *testing.T) {
