@@ -15,6 +15,7 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -252,7 +253,9 @@ func (b *Builder) Build(ctx context.Context, name string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: read the dpkg database: %w", def.Name, err)
 	}
-	m.Packages = sortedPackages(parseDpkgStatus(status))
+	if m.Packages, err = rootfs.ParseStatus(bytes.NewReader(status)); err != nil {
+		return nil, fmt.Errorf("image %s: read the dpkg database: %w", def.Name, err)
+	}
 	for _, e := range lab {
 		f := ManifestFile{Path: e.Path, Kind: e.Kind, Target: e.Target}
 		if e.Kind == KindFile || e.Kind == KindDir {

@@ -1,14 +1,15 @@
 package image
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
+
+	"github.com/fhlab/provision/internal/rpi/rootfs"
 )
 
 // Flavour is the kind of Raspberry Pi image, recognised from the image.
@@ -124,9 +125,15 @@ func detect(ctx context.Context, img *os.File, name string) (Layout, error) {
 	if err != nil {
 		return Layout{}, fmt.Errorf("%s: read the dpkg database: %w", name, err)
 	}
-	pkgs := parseDpkgStatus(status)
-	_, l.CloudInit = pkgs["cloud-init"]
-	_, sysMods := pkgs["raspberrypi-sys-mods"]
+	pkgs, err := rootfs.ParseStatus(bytes.NewReader(status))
+	if err != nil {
+		return Layout{}, fmt.Errorf("%s: read the dpkg database: %w", name, err)
+	}
+	has := func(name string) bool {
+		return slices.ContainsFunc(pkgs, func(p Package) bool { return p.Name == name })
+	}
+	l.CloudInit = has("cloud-init")
+	sysMods := has("raspberrypi-sys-mods")
 
 	id, codename := l.OSRelease["ID"], l.OSRelease["VERSION_CODENAME"]
 	switch {
@@ -231,56 +238,4 @@ func parseOSRelease(b []byte) map[string]string {
 }
 
 // Package is one installed package of the image's dpkg database.
-type Package struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	Arch    string `json:"architecture,omitempty"`
-}
-
-// parseDpkgStatus returns the installed packages of a dpkg status file.
-func parseDpkgStatus(b []byte) map[string]Package {
-	pkgs := map[string]Package{}
-	var cur Package
-	installed := false
-	flush := func() {
-		if cur.Name != "" && installed {
-			pkgs[cur.Name] = cur
-		}
-		cur, installed = Package{}, false
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			flush()
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || strings.HasPrefix(line, " ") {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "Package":
-			cur.Name = v
-		case "Version":
-			cur.Version = v
-		case "Architecture":
-			cur.Arch = v
-		case "Status":
-			installed = strings.HasSuffix(v, " installed")
-		}
-	}
-	flush()
-	return pkgs
-}
-
-func sortedPackages(m map[string]Package) []Package {
-	out := make([]Package, 0, len(m))
-	for _, p := range m {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
+type Package = rootfs.Package

@@ -3,6 +3,7 @@ package rootfs
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,16 @@ func InstalledPackages(root string) ([]Package, error) {
 		return nil, err
 	}
 	defer f.Close()
+	pkgs, err := ParseStatus(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	return pkgs, nil
+}
+
+// ParseStatus reads a dpkg status file and returns the installed packages
+// sorted by name and architecture.
+func ParseStatus(r io.Reader) ([]Package, error) {
 	var (
 		pkgs      []Package
 		cur       Package
@@ -36,7 +47,7 @@ func InstalledPackages(root string) ([]Package, error) {
 		}
 		cur, installed = Package{}, false
 	}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
@@ -44,10 +55,11 @@ func InstalledPackages(root string) ([]Package, error) {
 			flush()
 			continue
 		}
-		k, v, ok := strings.Cut(line, ": ")
+		k, v, ok := strings.Cut(line, ":")
 		if !ok || strings.HasPrefix(line, " ") {
 			continue
 		}
+		v = strings.TrimSpace(v)
 		switch k {
 		case "Package":
 			cur.Name = v
@@ -61,7 +73,7 @@ func InstalledPackages(root string) ([]Package, error) {
 	}
 	flush()
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+		return nil, err
 	}
 	slices.SortFunc(pkgs, func(a, b Package) int { return strings.Compare(a.Name+":"+a.Arch, b.Name+":"+b.Arch) })
 	return pkgs, nil
