@@ -323,7 +323,7 @@ func (inv *Inventory) expandRack(ri int, r *Rack, fsys FS, dir string) Problems 
 		n := Node{
 			Name: name, Kind: KindPi, Role: r.Role, IP: ip.String(), Arch: "arm64",
 			Rack: r.Name, Slot: slot, Boot: r.Boot, Serial: s.serial, MAC: s.mac, Source: src,
-			Join: selfJoin(r.Join),
+			Join:    selfJoin(r.Join),
 			ipField: path + ".ipStart", field: path,
 		}
 		n.Labels = nodeLabels(n, r.Labels)
