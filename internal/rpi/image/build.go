@@ -63,6 +63,9 @@ type Builder struct {
 	HTTP      *http.Client
 	Log       *slog.Logger
 	Progress  func(format string, args ...any)
+	// Join issues the seed of a Pi of a self-joining rack (join: self) its
+	// ticket (selfjoin.Endpoint.Seed); nil when no rack self-joins.
+	Join func(n *inventory.Node) (*render.JoinSeed, error)
 }
 
 // Result is one built (or reused) image.

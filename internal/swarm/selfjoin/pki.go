@@ -50,6 +50,11 @@ func EnsurePKI(dir string, addr netip.Addr, now time.Time) (*PKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("join CA: %w", err)
 	}
+	unlock, err := lockFile(dir, "pki.lock")
+	if err != nil {
+		return nil, fmt.Errorf("join CA: %w", err)
+	}
+	defer unlock()
 	caCert, caKey, caPEM, err := loadOrMakeCA(dir, now)
 	if err != nil {
 		return nil, fmt.Errorf("join CA in %s: %w", dir, err)

@@ -86,7 +86,9 @@ func startServer(t *testing.T) *testServer {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, pki.Server, &Handler{Store: ts.ep.Store(), Grant: grant, Log: log}, log) }()
+	go func() {
+		done <- Serve(ctx, ln, pki.Server, &Handler{Store: ts.ep.Store(), Grant: grant, Log: log}, log)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

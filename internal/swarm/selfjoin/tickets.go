@@ -17,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TicketsFile holds the tickets' hashes in the join directory (0600).
@@ -222,14 +220,11 @@ func (s *Store) update(fn func(*ticketsFile) error) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return err
 	}
-	lock, err := os.OpenFile(filepath.Join(s.Dir, "tickets.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := lockFile(s.Dir, "tickets.lock")
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", lock.Name(), err)
-	}
+	defer unlock()
 	path := filepath.Join(s.Dir, TicketsFile)
 	f := &ticketsFile{Version: 1}
 	data, err := os.ReadFile(path)
