@@ -107,7 +107,7 @@ func TestIntegrationSelfJoin(t *testing.T) {
 	joinDirs := map[string]string{}
 	for i := range self {
 		n := &self[i]
-		js, err := ep.Seed(n)
+		js, err := ep.Seed(n, "")
 		if err != nil {
 			t.Fatal(err)
 		}

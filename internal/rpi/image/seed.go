@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -175,8 +176,16 @@ func writeSeed(b *Builder, img *Result, n *inventory.Node, dir string) (bool, er
 		if b.Join == nil {
 			return false, fmt.Errorf("seed %s: rack %s joins by itself, but no join endpoint is set up", n.Name, n.Rack)
 		}
+		previous := ""
+		if _, old, err := ReadSeed(filepath.Join(dir, n.Name)); err == nil {
+			for _, f := range old {
+				if previous = ticketIn(f); previous != "" {
+					break
+				}
+			}
+		}
 		var err error
-		if join, err = b.Join(n); err != nil {
+		if join, err = b.Join(n, previous); err != nil {
 			return false, fmt.Errorf("seed %s: %w", n.Name, err)
 		}
 	}
@@ -399,6 +408,16 @@ rm -f /boot/firstrun.sh /boot/firmware/firstrun.sh
 sed -i 's| systemd.run.*||g' /boot/firmware/cmdline.txt 2>/dev/null || sed -i 's| systemd.run.*||g' /boot/cmdline.txt
 exit 0
 `))
+
+// seedTicket finds the ticket in a seed file (its join config's JSON).
+var seedTicket = regexp.MustCompile(`"ticket": "(pjt_[A-Za-z0-9_-]+)"`)
+
+func ticketIn(b []byte) string {
+	if m := seedTicket.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
 
 // RackImages lists the image definitions the racks of inv boot, sorted.
 func RackImages(inv *inventory.Inventory) []string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,14 +97,24 @@ func TestSeedsSelfJoin(t *testing.T) {
 			t.Error("the tickets file holds a ticket")
 		}
 	}
-	// Seeding again gives new tickets; the old ones are gone.
+	// Seeding again keeps the unused tickets: nothing changes. Once
+	// pi-r1-01's ticket is used, it gets a new one; pi-r1-02 keeps its own.
 	again, err := WriteSeeds(context.Background(), b, "r1", seeds)
-	if err != nil || again.Written != 2 {
-		t.Errorf("second seeding %+v %v: want 2 rewritten with new tickets", again, err)
+	if err != nil || again.Unchanged != 2 {
+		t.Errorf("second seeding %+v %v: want both unchanged", again, err)
 	}
-	_, files, _ = ReadSeed(filepath.Join(seeds, "pi-r1-01"))
-	if conf, _ := joinFiles(t, files["/user-data"]); conf["ticket"] == tickets["pi-r1-01"] {
-		t.Error("seeding again kept the ticket")
+	if _, err := ep.Store().Redeem(tickets["pi-r1-01"], "pi-r1-01", netip.MustParseAddr("192.168.11.1")); err != nil {
+		t.Fatal(err)
+	}
+	third, err := WriteSeeds(context.Background(), b, "r1", seeds)
+	if err != nil || third.Written != 1 || third.Unchanged != 1 {
+		t.Errorf("seeding after pi-r1-01 used its ticket %+v %v: want 1 written, 1 unchanged", third, err)
+	}
+	for node, wantNew := range map[string]bool{"pi-r1-01": true, "pi-r1-02": false} {
+		_, files, _ = ReadSeed(filepath.Join(seeds, node))
+		if conf, _ := joinFiles(t, files["/user-data"]); (conf["ticket"] != tickets[node]) != wantNew {
+			t.Errorf("%s: new ticket %v, want %v", node, conf["ticket"] != tickets[node], wantNew)
+		}
 	}
 }
 

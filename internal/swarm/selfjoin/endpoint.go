@@ -64,8 +64,11 @@ func (e *Endpoint) URL() string {
 // Store is the endpoint's ticket store.
 func (e *Endpoint) Store() *Store { return &Store{Dir: e.Dir, Now: e.Now} }
 
-// Seed issues node n a new ticket and returns what its seed carries.
-func (e *Endpoint) Seed(n *inventory.Node) (*render.JoinSeed, error) {
+// Seed returns what node n's seed carries. previous is the ticket its
+// last seed carried ("" when none): it is kept while it is unused and has
+// more than half of its lifetime left, so seeding again changes nothing;
+// otherwise n is issued a new ticket (the old one stops working).
+func (e *Endpoint) Seed(n *inventory.Node, previous string) (*render.JoinSeed, error) {
 	pki, err := EnsurePKI(e.Dir, e.Addr.Addr(), e.now())
 	if err != nil {
 		return nil, err
@@ -73,6 +76,11 @@ func (e *Endpoint) Seed(n *inventory.Node) (*render.JoinSeed, error) {
 	ip, err := netip.ParseAddr(n.IP)
 	if err != nil {
 		return nil, fmt.Errorf("seed %s: address %q: %w", n.Name, n.IP, err)
+	}
+	if previous != "" {
+		if t, err := e.Store().Check(previous, n.Name, ip); err == nil && t.Expires.Sub(e.now()) > e.TTL/2 {
+			return &render.JoinSeed{Node: n.Name, URL: e.URL(), Ticket: previous, CACert: string(pki.CACert)}, nil
+		}
 	}
 	ticket, _, err := e.Store().Issue(n.Name, ip, e.TTL)
 	if err != nil {

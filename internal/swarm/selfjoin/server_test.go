@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/fhlab/provision/internal/inventory"
 )
 
 // fakeToken looks like a worker token; the tests look for it everywhere it
@@ -329,5 +331,40 @@ func TestPKI(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v, want mode 0600", f, err)
 		}
+	}
+}
+
+// TestSeedKeepsGoodTicket: seeding a node again keeps its ticket while it
+// is unused with more than half its lifetime left; past that, or once
+// used, the node gets a new one.
+func TestSeedKeepsGoodTicket(t *testing.T) {
+	now := time.Now()
+	ep := &Endpoint{Addr: netip.MustParseAddrPort("192.0.2.5:9443"), Dir: filepath.Join(t.TempDir(), DirName), TTL: time.Hour,
+		Now: func() time.Time { return now }}
+	n := &inventory.Node{Name: "pi-a", IP: "192.0.2.101"}
+	first, err := ep.Seed(n, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.URL != "https://192.0.2.5:9443/v1/join" || !strings.Contains(first.CACert, "BEGIN CERTIFICATE") {
+		t.Errorf("seed %+v", first)
+	}
+	same, _ := ep.Seed(n, first.Ticket)
+	if same.Ticket != first.Ticket {
+		t.Error("a fresh unused ticket was replaced")
+	}
+	now = now.Add(31 * time.Minute)
+	older, _ := ep.Seed(n, first.Ticket)
+	if older.Ticket == first.Ticket {
+		t.Error("a ticket past half its lifetime was kept")
+	}
+	if _, err := ep.Store().Redeem(older.Ticket, "pi-a", netip.MustParseAddr("192.0.2.101")); err != nil {
+		t.Fatal(err)
+	}
+	if used, _ := ep.Seed(n, older.Ticket); used.Ticket == older.Ticket {
+		t.Error("a used ticket was kept")
+	}
+	if _, err := ep.Store().Redeem(first.Ticket, "pi-a", netip.MustParseAddr("192.0.2.101")); !isRefusal(err, Unknown) {
+		t.Errorf("the replaced ticket: %v, want unknown", err)
 	}
 }
