@@ -144,21 +144,36 @@ func TestIntegrationSelfJoin(t *testing.T) {
 		})
 	}
 
+	// The order, recorded: each script has tried the endpoint (and found
+	// nothing there) before the swarm stage starts.
+	for _, sr := range runs {
+		deadline := time.Now().Add(3 * time.Minute)
+		for !strings.Contains(sr.out.String(), "does not answer") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's script never tried the endpoint:\n%s", sr.name, sr.out.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	logs := &sjBuffer{}
 	status := &sjBuffer{}
-	counter, out, err := runSelfJoinSwarm(t, f, inv, status, logs)
+	counter, out1, err := runSelfJoinSwarm(t, f, inv, status, logs)
 	wg.Wait()
 	for _, sr := range runs {
 		t.Logf("%s's provision-self-join said:\n%s", sr.name, sr.out.String())
 		if sr.err != nil {
 			t.Errorf("%s's provision-self-join: %v", sr.name, sr.err)
 		}
-		if !strings.Contains(sr.out.String(), "does not answer") {
-			t.Errorf("%s's script did not wait for the endpoint (it started before the swarm)", sr.name)
+		if !strings.Contains(sr.out.String(), "the endpoint accepted the ticket") {
+			t.Errorf("%s's script does not say its ticket was accepted", sr.name)
+		}
+		// Joined, the node drops its config and with it the ticket.
+		if _, err := os.Stat(filepath.Join(joinDirs[sr.name], "config.json")); !os.IsNotExist(err) {
+			t.Errorf("%s still has its join config after joining: %v", sr.name, err)
 		}
 	}
 	if err != nil {
-		t.Fatalf("provision swarm: %v\n%s%s", err, status, out)
+		t.Fatalf("provision swarm: %v\n%s%s", err, status, out1)
 	}
 	if c := counter.Calls(); c["POST /swarm/init"] != 1 || c["POST /swarm/join"] != 1 {
 		t.Errorf("calls %v: want 1 init and 1 join (vm-1); the Pis join by themselves", c)
@@ -231,7 +246,7 @@ func TestIntegrationSelfJoin(t *testing.T) {
 	for _, sr := range runs {
 		said = append(said, sr.out.String())
 	}
-	said = append(said, logs.String(), status.String(), out, logs2.String(), status2.String(), refusalLog.String(), rout.String(), vout.String())
+	said = append(said, logs.String(), status.String(), out1, out, logs2.String(), status2.String(), refusalLog.String(), rout.String(), vout.String())
 	for i, s := range said {
 		if strings.Contains(s, token) || strings.Contains(s, "SWMTKN-") {
 			t.Errorf("output %d holds a join token", i)
