@@ -17,6 +17,7 @@ packages=(
   mount             # losetup, mount: loop devices as cards in the flash tests
   busybox-static    # the image of the smoke stack (no registry here)
   curl              # bench/preflight's anchor: the same API reads as a loop of curl
+  python3           # provision-self-join (join: self) runs in the self-join tests
   ca-certificates
   make
   # Pi images and cards, all without mounting: ext4, FAT, partition tables,

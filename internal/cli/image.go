@@ -150,7 +150,14 @@ its image reads at first boot, in the names and places that image's flavour
 reads them, and manifest.json naming the boot partition and paths. Flashing
 writes the image, then these files; netboot serves them. The rack's image
 must be built (provision image build). Files are replaced only when their
-content changes.`,
+content changes.
+
+The Pis of a rack with join: self also get a single-use join ticket (bound
+to the node's name and address, valid for pis.joinServer.ticketTTL), the
+join endpoint's URL and the lab CA (<state-dir>/join), and the
+provision-self-join script that joins the swarm at first boot; such seeds
+are written 0600. A ticket that is unused and has more than half its
+lifetime left is kept; otherwise the node gets a new one.`,
 		Example: `  provision image seed -i lab.yaml
   provision image seed -i lab.yaml --rack r1 -o /srv/seeds`,
 		Args: cobra.NoArgs,

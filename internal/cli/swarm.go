@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/fhlab/provision/internal/pipeline"
@@ -9,6 +11,7 @@ import (
 
 func (a *app) swarmCommand() *cobra.Command {
 	var force bool
+	var selfJoinWait time.Duration
 	cmd := &cobra.Command{
 		Use:   "swarm -i FILE",
 		Short: "Join every node of the inventory into one Docker Swarm",
@@ -29,7 +32,12 @@ while the others are formed. Then:
      most --concurrency at once;
   5. apply labels (merged with labels set by hand), promote managers, drain
      managers if swarm.drainManagers; remove stale Down entries of
-     re-created nodes; wait until every node is Ready; print the table.
+     re-created nodes; wait until every node is Ready; print the table;
+  6. racks with join: self join by themselves at first boot: wait for their
+     Pis (--self-join-wait) while serving the join endpoint on
+     pis.joinServer (HTTPS, lab CA in <state-dir>/join), where each Pi
+     trades the single-use ticket in its seed for the join; label each as
+     it appears. When all are in the swarm, no endpoint is started.
 
 A re-run on a formed swarm makes no change at all and says so; nodes added
 to the inventory are the only ones joined. Join tokens are never printed or
@@ -44,10 +52,11 @@ status is non-zero.`,
 				return err
 			}
 			defer d.SSH.Close()
-			s := stages.Swarm{SSH: d.SSH, Force: force}
+			s := stages.Swarm{SSH: d.SSH, Force: force, SelfJoinWait: selfJoinWait}
 			return pipeline.Pipeline{Stages: []pipeline.Stage{s}}.Run(cmd.Context(), env)
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "make nodes that are in another swarm leave it and join this one")
+	cmd.Flags().DurationVar(&selfJoinWait, "self-join-wait", 10*time.Minute, "how long to wait for Pis of join: self racks that are not in the swarm yet")
 	return cmd
 }

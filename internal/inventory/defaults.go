@@ -79,10 +79,13 @@ func (l *Lab) SetDefaults() {
 		}
 	}
 	if p := l.Pis; p != nil {
+		setDefault(&p.JoinServer.Port, DefaultJoinPort)
+		setDefault(&p.JoinServer.TicketTTL, DefaultJoinTicketTTL)
 		for i := range p.Racks {
 			r := &p.Racks[i]
 			setDefault(&r.Role, Worker)
 			setDefault(&r.Boot, BootSD)
+			setDefault(&r.Join, JoinPush)
 			if r.Name != "" {
 				setDefault(&r.Pattern, "pi-"+r.Name+"-%02d")
 			}

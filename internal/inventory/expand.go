@@ -323,12 +323,21 @@ func (inv *Inventory) expandRack(ri int, r *Rack, fsys FS, dir string) Problems 
 		n := Node{
 			Name: name, Kind: KindPi, Role: r.Role, IP: ip.String(), Arch: "arm64",
 			Rack: r.Name, Slot: slot, Boot: r.Boot, Serial: s.serial, MAC: s.mac, Source: src,
+			Join:    selfJoin(r.Join),
 			ipField: path + ".ipStart", field: path,
 		}
 		n.Labels = nodeLabels(n, r.Labels)
 		inv.Nodes = append(inv.Nodes, n)
 	}
 	return probs
+}
+
+// selfJoin is a node's Join: JoinSelf, or empty for the default push.
+func selfJoin(join string) string {
+	if join == JoinSelf {
+		return JoinSelf
+	}
+	return ""
 }
 
 var serialPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)

@@ -62,6 +62,12 @@ var invalid = []struct {
 	{"keepalive-too-long", "", 13, "hostTuning.keepalive.time", "900 s: must be below 900 s", 1},
 	{"bad-boot-mode", "", 26, "pis.racks[0].boot", `"pxe": use sd or netboot`, 1},
 	{"netboot-no-csv", "", 26, "pis.racks[0].nodes", "rack boots by netboot, so it needs a CSV of slot,serial,mac", 1},
+	{"bad-join-mode", "", 26, "pis.racks[0].join", `"itself": use push (provision joins the Pis over SSH) or self`, 1},
+	{"self-join-no-address", "", 25, "pis.joinServer.address", "a rack joins by itself (join: self), so the join endpoint needs the admin host's IP address", 1},
+	{"self-join-manager", "", 26, "pis.racks[0].join", "a rack of managers cannot join by itself", 1},
+	{"join-server-outside", "", 27, "pis.joinServer.address", "10.9.9.9 is outside network.cidr 192.168.10.0/24", 1},
+	{"ticket-ttl-too-long", "", 27, "pis.joinServer.ticketTTL", "2000h is longer than 720h0m0s: tickets are short-lived", 1},
+	{"join-port-zero", "", 27, "pis.joinServer.port", "0 is not a usable value: leave the field out for the default (9443)", 1},
 
 	// Rack CSVs. A missing row has no line of its own: line 0 of the CSV.
 	{"csv-missing-file", "", 26, "pis.racks[0].nodes", "cannot read rack CSV testdata/invalid/racks/no-such-rack.csv", 1},

@@ -200,6 +200,22 @@ type VMGroup struct {
 type Pis struct {
 	Image string `yaml:"image"`
 	Racks []Rack `yaml:"racks"`
+	// JoinServer is the join endpoint provision serves for racks that join
+	// the swarm by themselves (join: self).
+	JoinServer JoinServer `yaml:"joinServer"`
+}
+
+// JoinServer is where self-joining Pis exchange their ticket for the
+// worker join token: https://Address:Port on the admin host, with a
+// certificate from the lab CA provision keeps in its state directory.
+type JoinServer struct {
+	// Address is the admin host's IP address on the LAN; required when a
+	// rack self-joins.
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"` // default 9443
+	// TicketTTL is how long a ticket in a seed stays valid (a Go duration,
+	// default 24h): a card must boot within it or be seeded again.
+	TicketTTL string `yaml:"ticketTTL"`
 }
 
 // Rack expands into Count Pis; Nodes names a CSV of slot,serial,mac.
@@ -215,6 +231,10 @@ type Rack struct {
 	// Image names the image definition (images/rpi/<image>.yaml) this
 	// rack's Pis boot; default pis.image.
 	Image string `yaml:"image"`
+	// Join is how the rack's Pis enter the swarm: push (default: provision
+	// joins them over SSH) or self (each joins at first boot with the
+	// ticket in its seed; provision only labels them).
+	Join string `yaml:"join"`
 }
 
 // Node kinds and roles.
@@ -226,6 +246,12 @@ const (
 
 	BootSD      = "sd"
 	BootNetboot = "netboot"
+
+	JoinPush = "push"
+	JoinSelf = "self"
+
+	DefaultJoinPort      = 9443
+	DefaultJoinTicketTTL = "24h"
 )
 
 // Node is one machine after expansion: what every later stage works on.
@@ -250,6 +276,7 @@ type Node struct {
 	Boot   string `json:"boot,omitempty"`
 	Serial string `json:"serial,omitempty"`
 	MAC    string `json:"mac,omitempty"`
+	Join   string `json:"join,omitempty"` // JoinSelf for a Pi that joins the swarm by itself
 
 	// Where the node came from, for error messages: the name's origin (the
 	// group's name or the rack CSV row) and the field that gave its address.

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -505,6 +506,7 @@ func (v *validator) racks() {
 		return
 	}
 	names := map[string]int{}
+	selfJoin := false
 	for i, r := range p.Racks {
 		path := index("pis.racks", i)
 		if !labName.MatchString(r.Name) {
@@ -520,7 +522,52 @@ func (v *validator) racks() {
 		if r.Role != Manager && r.Role != Worker {
 			v.add(path+".role", "%q: use manager or worker", r.Role)
 		}
+		switch r.Join {
+		case JoinPush:
+		case JoinSelf:
+			selfJoin = true
+			if r.Role == Manager {
+				v.add(path+".join", "a rack of managers cannot join by itself (its seed holds only a ticket for the worker token): use join: push")
+			}
+		default:
+			v.add(path+".join", "%q: use push (provision joins the Pis over SSH) or self (each Pi joins at first boot)", r.Join)
+		}
 		v.labels(path+".labels", r.Labels)
+	}
+	if selfJoin || v.inv.lines["pis.joinServer"] != 0 {
+		v.joinServer(selfJoin)
+	}
+}
+
+// maxTicketTTL bounds pis.joinServer.ticketTTL: a ticket is a short-lived
+// credential, not a standing one.
+const maxTicketTTL = 30 * 24 * time.Hour
+
+// joinServer checks pis.joinServer; its address is required when a rack
+// self-joins.
+func (v *validator) joinServer(needed bool) {
+	js := v.inv.Lab.Pis.JoinServer
+	const path = "pis.joinServer"
+	switch ip, err := netip.ParseAddr(js.Address); {
+	case js.Address == "" && needed:
+		v.add(path+".address", "a rack joins by itself (join: self), so the join endpoint needs the admin host's IP address on the LAN")
+	case js.Address == "":
+	case err != nil || !ip.Is4():
+		v.add(path+".address", "%q is not an IPv4 address (the Pis check the endpoint's certificate against it)", js.Address)
+	case v.lan.IsValid() && !v.lan.Contains(ip):
+		v.add(path+".address", "%s is outside network.cidr %s: the Pis reach the endpoint on the LAN", ip, v.lan)
+	}
+	if js.Port < 1 || js.Port > 65535 {
+		v.add(path+".port", "%d is not a TCP port (1-65535; leave port out for %d)", js.Port, DefaultJoinPort)
+	}
+	ttl, err := time.ParseDuration(js.TicketTTL)
+	switch {
+	case err != nil:
+		v.add(path+".ticketTTL", "%q is not a duration like 24h or 90m", js.TicketTTL)
+	case ttl <= 0:
+		v.add(path+".ticketTTL", "%s: a ticket must live for some time", js.TicketTTL)
+	case ttl > maxTicketTTL:
+		v.add(path+".ticketTTL", "%s is longer than %s: tickets are short-lived; seed the cards again when they boot later", js.TicketTTL, maxTicketTTL)
 	}
 }
 

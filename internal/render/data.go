@@ -31,6 +31,11 @@ type Data struct {
 	// DockerDaemon is /etc/docker/daemon.json, printed with toJSON.
 	DockerDaemon DaemonConfig
 
+	// Join is set for a node that joins the swarm by itself (its seed
+	// carries a ticket); JoinFiles are then the files Render writes for it.
+	Join      *JoinSeed
+	JoinFiles []SeedFile
+
 	// InstanceID is only set for meta-data: "<lab>-<node>", stable across
 	// re-renders (see instanceID).
 	InstanceID string

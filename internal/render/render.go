@@ -120,6 +120,9 @@ func (r *Renderer) Node(inv *inventory.Inventory, n *inventory.Node) (Files, err
 func (r *Renderer) Render(d *Data) (Files, error) {
 	var f Files
 	var err error
+	if d.JoinFiles, err = r.JoinFiles(d); err != nil {
+		return Files{}, err
+	}
 	if f.UserData, err = r.execute(UserData, d); err != nil {
 		return Files{}, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/rpi/image"
+	"github.com/fhlab/provision/internal/swarm/selfjoin"
 )
 
 // PiImage builds the golden Raspberry Pi image of every image definition the
@@ -39,6 +40,9 @@ func NewImageBuilder(env *pipeline.Env, r *render.Renderer) (*image.Builder, err
 	b := &image.Builder{Inv: env.Inventory, Renderer: r, Defs: defs, Dir: filepath.Join(env.StateDir, "images"), Log: env.Log}
 	if env.Status != nil {
 		b.Progress = env.Status.Progress
+	}
+	if ep, err := selfjoin.FromInventory(env.Inventory, env.StateDir); err == nil {
+		b.Join = ep.Seed // racks with join: self get a ticket in each seed
 	}
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		if b.Epoch, err = strconv.ParseInt(s, 10, 64); err != nil || b.Epoch <= 0 {

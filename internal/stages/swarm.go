@@ -2,8 +2,10 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/par"
@@ -18,6 +20,9 @@ type Swarm struct {
 	SSH     *Connector
 	Force   bool           // members of another swarm leave it and join this one
 	Counter *swarm.Counter // counts mutating Engine API calls (may be nil)
+	// SelfJoinWait bounds the wait for nodes that join by themselves
+	// (join: self) and are not in the swarm yet (default 10 minutes).
+	SelfJoinWait time.Duration
 }
 
 func (Swarm) Name() string  { return "swarm" }
@@ -36,6 +41,8 @@ func (Swarm) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error) {
 			p.Changes = append(p.Changes, pipeline.Change{Node: n.Name, Action: pipeline.Create, Detail: "swarm init, pool " + strings.Join(env.Inventory.Lab.Swarm.DefaultAddrPool, ",")})
 		case f != nil && f.SwarmNodeID != "":
 			p.Changes = append(p.Changes, pipeline.Change{Node: n.Name, Action: pipeline.Keep, Detail: "node " + f.SwarmNodeID})
+		case n.Join == inventory.JoinSelf:
+			p.Changes = append(p.Changes, pipeline.Change{Node: n.Name, Action: pipeline.Create, Detail: "joins by itself at first boot (ticket in its seed), then labelled"})
 		default:
 			p.Changes = append(p.Changes, pipeline.Change{Node: n.Name, Action: pipeline.Create, Detail: "join as " + n.Role})
 		}
@@ -50,6 +57,7 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	inv := env.Inventory
 	members := members(env, s.SSH)
 	defer closeMembers(members)
+	members, self := splitSelfJoin(inv, members)
 	res, formErr := swarm.Form(ctx, members, swarm.Options{
 		DefaultAddrPool: inv.Lab.Swarm.DefaultAddrPool,
 		SubnetSize:      uint32(inv.Lab.Swarm.DefaultAddrPoolMaskLength),
@@ -68,6 +76,9 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	}
 	for _, line := range res.Summary(formErr) {
 		env.Status.Progress("%s", line)
+	}
+	if err := s.awaitSelfJoin(ctx, env, members, res, self); err != nil {
+		formErr = errors.Join(formErr, err)
 	}
 	return formErr
 }

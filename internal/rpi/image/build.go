@@ -64,6 +64,10 @@ type Builder struct {
 	HTTP      *http.Client
 	Log       *slog.Logger
 	Progress  func(format string, args ...any)
+	// Join gives the seed of a Pi of a self-joining rack (join: self) its
+	// ticket (selfjoin.Endpoint.Seed), keeping previous (the ticket its
+	// seed has, or "") while that is good; nil when no rack self-joins.
+	Join func(n *inventory.Node, previous string) (*render.JoinSeed, error)
 }
 
 // Result is one built (or reused) image.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -130,11 +131,18 @@ func WriteSeeds(ctx context.Context, b *Builder, rack, dir string) (SeedSummary,
 // NodeSeed renders node n's seed files for the built image img: name on
 // the boot partition → content.
 func NodeSeed(r *render.Renderer, inv *inventory.Inventory, img *Result, n *inventory.Node) (map[string][]byte, string, error) {
+	return nodeSeed(r, inv, img, n, nil)
+}
+
+// nodeSeed is NodeSeed with the ticket, endpoint and CA of a self-joining
+// node (join may be nil).
+func nodeSeed(r *render.Renderer, inv *inventory.Inventory, img *Result, n *inventory.Node, join *render.JoinSeed) (map[string][]byte, string, error) {
 	d, err := render.NewData(inv, n)
 	if err != nil {
 		return nil, "", fmt.Errorf("seed %s: %w", n.Name, err)
 	}
 	d.Baked = true
+	d.Join = join
 	f, err := r.Render(d)
 	if err != nil {
 		return nil, "", fmt.Errorf("seed %s: %w", n.Name, err)
@@ -146,6 +154,9 @@ func NodeSeed(r *render.Renderer, inv *inventory.Inventory, img *Result, n *inve
 	files := map[string][]byte{"cmdline.txt": []byte(cmdline + "\n")}
 	switch l.Seed {
 	case SeedFirstrun:
+		if d.JoinFiles, err = r.JoinFiles(d); err != nil {
+			return nil, "", fmt.Errorf("seed %s: %w", n.Name, err)
+		}
 		script, err := firstrunScript(inv, n, d)
 		if err != nil {
 			return nil, "", fmt.Errorf("seed %s: %w", n.Name, err)
@@ -160,13 +171,40 @@ func NodeSeed(r *render.Renderer, inv *inventory.Inventory, img *Result, n *inve
 }
 
 func writeSeed(b *Builder, img *Result, n *inventory.Node, dir string) (bool, error) {
-	files, id, err := NodeSeed(b.Renderer, b.Inv, img, n)
+	var join *render.JoinSeed
+	if n.Join == inventory.JoinSelf {
+		if b.Join == nil {
+			return false, fmt.Errorf("seed %s: rack %s joins by itself, but no join endpoint is set up", n.Name, n.Rack)
+		}
+		previous := ""
+		if _, old, err := ReadSeed(filepath.Join(dir, n.Name)); err == nil {
+			for _, f := range old {
+				if previous = ticketIn(f); previous != "" {
+					break
+				}
+			}
+		}
+		var err error
+		if join, err = b.Join(n, previous); err != nil {
+			return false, fmt.Errorf("seed %s: %w", n.Name, err)
+		}
+	}
+	files, id, err := nodeSeed(b.Renderer, b.Inv, img, n, join)
 	if err != nil {
 		return false, err
 	}
 	m := SeedManifest{Node: n.Name, Image: img.M.Name, ImageSHA256: img.M.SHA256, Flavour: img.M.Layout.Flavour,
 		Seed: img.M.Layout.Seed, Partition: img.M.Layout.Boot.Number, InstanceID: id}
-	return WriteSeedDir(filepath.Join(dir, n.Name), m, files)
+	changed, err := WriteSeedDir(filepath.Join(dir, n.Name), m, files)
+	if err == nil && join != nil {
+		// The seed holds the node's ticket: for root's eyes only.
+		for name := range files {
+			if err = os.Chmod(filepath.Join(dir, n.Name, name), 0o600); err != nil {
+				break
+			}
+		}
+	}
+	return changed, err
 }
 
 // WriteSeedDir writes a seed directory: each of files (named as on the boot
@@ -310,6 +348,7 @@ func firstrunScript(inv *inventory.Inventory, n *inventory.Node, d *render.Data)
 	err = firstrunTmpl.Execute(&b, map[string]any{
 		"Node": n.Name, "FQDN": d.FQDN, "Address": n.IP + "/" + fmt.Sprint(lan.Bits()),
 		"Gateway": inv.Lab.Network.Gateway, "DNS": strings.Join(inv.Lab.Network.DNS, ";"), "MAC": n.MAC,
+		"JoinFiles": d.JoinFiles,
 	})
 	return b.Bytes(), err
 }
@@ -350,11 +389,35 @@ chmod 0600 /etc/NetworkManager/system-connections/provision-lan.nmconnection
 systemctl enable ssh
 # Own machine-id and docker engine ID (docker is not running yet).
 /usr/local/sbin/provision-identity
+{{- if .JoinFiles }}
+
+# join: self. provision-self-join presents the single-use ticket in
+# config.json to the join endpoint (checked against the lab CA) and joins
+# the swarm with the answer; no join token is in this file.
+install -d -m 0700 /etc/provision/join
+{{- range .JoinFiles }}
+(umask 077; cat >{{ .Path }} <<'PROVISION_EOF'
+{{ .Content }}PROVISION_EOF
+)
+chmod {{ .Mode }} {{ .Path }}
+{{- end }}
+systemctl enable provision-self-join.service
+{{- end }}
 
 rm -f /boot/firstrun.sh /boot/firmware/firstrun.sh
 sed -i 's| systemd.run.*||g' /boot/firmware/cmdline.txt 2>/dev/null || sed -i 's| systemd.run.*||g' /boot/cmdline.txt
 exit 0
 `))
+
+// seedTicket finds the ticket in a seed file (its join config's JSON).
+var seedTicket = regexp.MustCompile(`"ticket": "(pjt_[A-Za-z0-9_-]+)"`)
+
+func ticketIn(b []byte) string {
+	if m := seedTicket.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
 
 // RackImages lists the image definitions the racks of inv boot, sorted.
 func RackImages(inv *inventory.Inventory) []string {
