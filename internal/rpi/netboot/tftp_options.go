@@ -14,11 +14,15 @@ type Limits struct {
 	Timeout      time.Duration // wait for an ACK before re-sending, unless the client sets "timeout"
 	Retries      int           // re-sends of one window before the client is dropped
 	MaxTransfers int           // transfers at once; more are refused with "busy"
+	// Engines is how many event loops run the transfers; one wakes up
+	// for many ready transfers at once, which costs the least CPU per
+	// block (bench/tftp).
+	Engines int
 }
 
 // DefaultLimits are the server's limits unless configured.
 func DefaultLimits() Limits {
-	return Limits{MaxBlockSize: 65464, MaxWindow: 64, Timeout: time.Second, Retries: 5, MaxTransfers: 512}
+	return Limits{MaxBlockSize: 65464, MaxWindow: 64, Timeout: time.Second, Retries: 5, MaxTransfers: 512, Engines: 1}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -34,6 +38,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Retries < 1 {
 		l.Retries = d.Retries
+	}
+	if l.Engines < 1 || l.Engines > 64 {
+		l.Engines = d.Engines
 	}
 	if l.MaxTransfers < 1 {
 		l.MaxTransfers = d.MaxTransfers

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 )
 
 // File is what a Handler opens for one transfer.
@@ -95,6 +96,11 @@ func (s *TFTPServer) Serve(ctx context.Context, conn net.PacketConn) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	engines, err := startEngines(ctx, &wg, lim.Engines)
+	if err != nil {
+		conn.Close()
+		return err
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	// The address each request was sent to: the transfer answers from it.
@@ -155,18 +161,24 @@ func (s *TFTPServer) Serve(ctx context.Context, conn net.PacketConn) error {
 			conn.WriteTo(errorPacket(errUndefined, "server busy, try again"), src)
 			continue
 		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			st := s.transfer(ctx, lim, listen, log, dest, remote, pkt)
+		finished := func(st TransferStat) {
+			<-slots
 			if s.Done != nil {
 				s.Done(st)
+			}
+		}
+		wg.Go(func() {
+			if st, handed := s.transfer(ctx, lim, listen, log, engines, dest, remote, pkt, finished); !handed {
+				finished(st)
 			}
 		})
 	}
 }
 
-// transfer answers one request from a new socket.
-func (s *TFTPServer) transfer(ctx context.Context, lim Limits, listen ListenFunc, log *slog.Logger, local netip.Addr, remote netip.AddrPort, pkt []byte) (st TransferStat) {
+// transfer answers one request from a new socket: a refusal here, a file
+// by handing the socket to an engine (handed: finished is called when the
+// transfer ends).
+func (s *TFTPServer) transfer(ctx context.Context, lim Limits, listen ListenFunc, log *slog.Logger, es *engines, local netip.Addr, remote netip.AddrPort, pkt []byte, finished func(TransferStat)) (st TransferStat, handed bool) {
 	start := time.Now()
 	st.Remote = remote
 	defer func() { st.Took = time.Since(start) }()
@@ -174,7 +186,7 @@ func (s *TFTPServer) transfer(ctx context.Context, lim Limits, listen ListenFunc
 	if err != nil {
 		st.Err = fmt.Errorf("open a transfer socket on %s: %w", local, err)
 		log.Warn("tftp: "+st.Err.Error(), "client", remote)
-		return st
+		return st, false
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -186,13 +198,13 @@ func (s *TFTPServer) transfer(ctx context.Context, lim Limits, listen ListenFunc
 		st.Err = fmt.Errorf("malformed request: %w", err)
 		log.Warn("tftp: refused a malformed request", "client", remote, "err", err)
 		p.send(errorPacket(errIllegalOp, "malformed request: "+err.Error()))
-		return st
+		return st, false
 	}
 	st.Filename = req.Filename
-	refuse := func(code uint16, msg string, err error) TransferStat {
+	refuse := func(code uint16, msg string, err error) (TransferStat, bool) {
 		st.Err = &Refusal{Code: code, Msg: msg, Err: err}
 		p.send(errorPacket(code, msg))
-		return st
+		return st, false
 	}
 	switch {
 	case req.Write:
@@ -208,16 +220,23 @@ func (s *TFTPServer) transfer(ctx context.Context, lim Limits, listen ListenFunc
 		if errors.As(err, &r) {
 			st.Err = err
 			p.send(errorPacket(r.Code, r.Msg))
-			return st
+			return st, false
 		}
 		return refuse(errNotFound, "file not found", err)
 	}
 	st.Size = f.Size()
 	prm := negotiate(req, st.Size, lim)
 	st.Blksize, st.Window = prm.blksize, prm.window
-	st.Bytes, st.Done, st.Err = p.sendFile(f, prm, lim.Retries)
-	if st.Err != nil && ctx.Err() != nil {
-		st.Err = ctx.Err()
+	fd, err := takeSocket(conn, remote)
+	if err != nil {
+		st.Err = fmt.Errorf("transfer socket: %w", err)
+		log.Warn("tftp: "+st.Err.Error(), "client", remote)
+		return st, false
 	}
-	return st
+	if !es.pick().submit(newXfer(fd, f, prm, lim.Retries, st, finished)) {
+		unix.Close(fd)
+		st.Err = ctx.Err()
+		return st, false
+	}
+	return st, true
 }
