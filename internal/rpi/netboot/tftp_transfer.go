@@ -54,4 +54,3 @@ type ClientAbort struct {
 func (e *ClientAbort) Error() string {
 	return fmt.Sprintf("the client ended the transfer: error %d %q", e.Code, e.Msg)
 }
-
