@@ -167,10 +167,17 @@ func (s *DHCPServer) answer(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, Event, string) 
 			return nil, Event{}, n.Name + " boots from " + n.Boot
 		}
 	}
-	// A REQUEST for another server (the lab's DHCP server) is not ours.
+	// A REQUEST for another server (the lab's DHCP server) is not ours;
+	// in proxy mode neither is one naming no server (the client is
+	// renewing or confirming the lab server's lease: an answer without an
+	// address would only confuse it).
 	if req.MessageType() == dhcpv4.MessageTypeRequest {
-		if id := req.ServerIdentifier(); id != nil && !id.Equal(net.IP(s.ServerIP.AsSlice())) {
+		id := req.ServerIdentifier()
+		if id != nil && !id.Equal(net.IP(s.ServerIP.AsSlice())) {
 			return nil, Event{}, "a request to server " + id.String()
+		}
+		if id == nil && s.Mode == DHCPProxy {
+			return nil, Event{}, "proxy DHCP: a request naming no server"
 		}
 	}
 	tftp := s.TFTPIP
