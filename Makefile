@@ -26,6 +26,7 @@ unit:
 
 fuzz:
 	$(GO) test ./internal/inventory -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rpi/netboot -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 
 demo: build
 	scripts/demo.sh
