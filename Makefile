@@ -17,7 +17,7 @@ deps:
 	scripts/install-deps.sh
 
 # All tests: unit, golden, integration against the real tools, then the
-# inventory parser fuzzed for $(FUZZTIME).
+# inventory parser and the TFTP request parser fuzzed for $(FUZZTIME) each.
 test: unit fuzz
 
 unit:
