@@ -17,7 +17,7 @@ deps:
 	scripts/install-deps.sh
 
 # All tests: unit, golden, integration against the real tools, then the
-# inventory parser fuzzed for $(FUZZTIME).
+# inventory parser and the TFTP request parser fuzzed for $(FUZZTIME) each.
 test: unit fuzz
 
 unit:
@@ -26,19 +26,22 @@ unit:
 
 fuzz:
 	$(GO) test ./internal/inventory -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/rpi/netboot -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 
 demo: build
 	scripts/demo.sh
 
 # Each benchmark prints provision's figure beside an anchor's, as a ratio.
 # bench/swarm emulates 159 nodes and needs root; bench/preflight runs the
-# Proxmox simulator on loopback.
+# Proxmox simulator on loopback; bench/tftp runs provision's TFTP server and
+# dnsmasq's on loopback (root: dnsmasq binds port 69).
 bench: build
 	$(GO) run ./bench/render
 	$(GO) run ./bench/preflight
 	$(GO) run ./bench/swarm
 	$(GO) run ./bench/image
 	$(GO) run ./bench/flash
+	$(GO) run ./bench/tftp
 
 # The Raspberry Pi golden image (root; Debian packages from `make deps`).
 # `make golden` is `provision image build --image debian-pi4`: the Debian

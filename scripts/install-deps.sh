@@ -38,6 +38,10 @@ packages=(
   # ... and `make golden-test` boots it under qemu's arm64 virt machine.
   qemu-system-arm
   shellcheck        # internal/ci: the workflows' run: scripts
+  # Netboot: real TFTP clients against provision's TFTP server, and
+  # bench/tftp's anchor (dnsmasq's TFTP server).
+  tftp-hpa
+  dnsmasq-base
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update

@@ -1,0 +1,359 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/rpi/netboot"
+	"github.com/fhlab/provision/internal/stages"
+	"github.com/fhlab/provision/templates"
+)
+
+const netbootLong = `Boot the inventory's netbooted Raspberry Pi 4 racks (boot: netboot) over
+the network, straight from the golden image.
+
+serve runs in the foreground (Ctrl-C stops it cleanly):
+  - a TFTP server (read requests only; RFC 2347 options, blksize up to
+    65464, tsize, timeout, windowsize) that serves each Pi's boot files from
+    its serial-number directory (SERIAL/start4.elf, the EEPROM's default
+    TFTP_PREFIX=0; or its MAC with --tftp-prefix mac) straight out of the
+    golden image's FAT partition, without extracting or mounting it. Each
+    Pi's cmdline.txt (NBD root, its address and hostname, the seed pointer)
+    and config.txt are generated for it. A serial no node has, an SD-booted
+    Pi, an absolute path or one with ".." are refused and logged.
+  - DHCP for the Pi bootloader only (a PXE client with a Raspberry Pi MAC or
+    a MAC of the inventory): --dhcp proxy (default) answers beside the lab's
+    DHCP server with option 43 "Raspberry Pi Boot" and the TFTP address;
+    --dhcp full also hands each Pi its inventory address (an isolated boot
+    network); --dhcp off leaves DHCP to the lab's server.
+One line per Pi and step goes to stderr (DHCP answered, boot file served).
+Every event (time, node, serial, MAC, IP) is kept in
+<state-dir>/` + netboot.BootsFile + `, which status reads and the wait
+stage uses to find a Pi's address.
+
+status prints each Pi's last boot step and when, from those events.`
+
+func (a *app) netbootCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "netboot serve|status",
+		Short: "Boot netbooted Pi racks over the network: TFTP and DHCP from the golden image",
+		Long:  netbootLong,
+		Example: `  provision netboot serve -i lab.yaml
+  provision netboot serve -i lab.yaml --image out/debian-pi4.img --listen 192.168.10.5 --dhcp full
+  provision netboot status -i lab.yaml`,
+	}
+	cmd.AddCommand(a.netbootServeCommand(), a.netbootStatusCommand())
+	// LEAD: the NBD root subcommands (reset, install, eeprom) of
+	// internal/cli/netboot_root.go go here:
+	// cmd.AddCommand(a.netbootRootCommands()...)
+	return cmd
+}
+
+// RootExports starts the Pis' root file systems (the NBD exports) beside
+// the boot files, and runs until ctx ends.
+type RootExports interface {
+	Start(ctx context.Context) error
+}
+
+type netbootServeFlags struct {
+	image, listen, dhcp, dhcpIf, prefix, nbdServer string
+}
+
+func (a *app) netbootServeCommand() *cobra.Command {
+	var f netbootServeFlags
+	cmd := &cobra.Command{
+		Use:   "serve -i FILE [--image IMG] [--listen ADDR] [--dhcp proxy|full|off]",
+		Short: "Serve TFTP and DHCP for the netbooted Pis, in the foreground",
+		Long:  netbootLong,
+		Example: `  provision netboot serve -i lab.yaml
+  provision netboot serve -i lab.yaml --listen 10.42.0.1 --dhcp full --dhcp-interface enp2s0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// LEAD: start the NBD root exports here, e.g.
+			// roots := a.netbootRootExports(...); pass it instead of nil.
+			var roots RootExports
+			return a.runNetbootServe(cmd.Context(), f, roots)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.image, "image", "", "the golden image (raw) (default: the image the netbooted racks name, as built by `provision image build`)")
+	fl.StringVar(&f.listen, "listen", "", "TFTP address IP[:PORT] on the boot network (default: this host's address in network.cidr, port 69)")
+	fl.StringVar(&f.dhcp, "dhcp", "proxy", "proxy, full (static leases from the inventory, for an isolated boot network) or off")
+	fl.StringVar(&f.dhcpIf, "dhcp-interface", "", "interface DHCP answers on (default: the one holding the --listen address)")
+	fl.StringVar(&f.prefix, "tftp-prefix", "serial", "each Pi's TFTP directory: serial (EEPROM TFTP_PREFIX=0) or mac (TFTP_PREFIX=2)")
+	fl.StringVar(&f.nbdServer, "nbd-server", "", "NBD server HOST[:PORT] in each Pi's cmdline.txt (default: the --listen address)")
+	return cmd
+}
+
+func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags, roots RootExports) error {
+	mode := netboot.DHCPMode(f.dhcp)
+	switch mode {
+	case netboot.DHCPProxy, netboot.DHCPFull, netboot.DHCPOff:
+	default:
+		return usage("netboot serve: --dhcp %q: use proxy, full or off", f.dhcp)
+	}
+	inv, err := a.loadInventory()
+	if err != nil {
+		return err
+	}
+	boards, err := netboot.NewBoards(inv, netboot.Naming(f.prefix))
+	if err != nil {
+		return usage("%v", err)
+	}
+	pis := boards.Netbooted(inv)
+	if len(pis) == 0 {
+		return usage("netboot serve: no rack of %s boots from the network (pis.racks[].boot: netboot)", a.settings.Inventory)
+	}
+	r, err := render.New(templates.FS)
+	if err != nil {
+		return err
+	}
+	imgPath, err := a.netbootImage(inv, r, f.image, pis)
+	if err != nil {
+		return err
+	}
+	listen, err := netbootListen(inv, f.listen)
+	if err != nil {
+		return err
+	}
+	img, err := netboot.OpenBootImage(ctx, imgPath, os.TempDir())
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	dir := a.stateDir(inv)
+	var lines sync.Mutex
+	rec, err := netboot.NewRecorder(dir, func(e netboot.Event) {
+		if e.Kind == netboot.EventFile && strings.Contains(e.File, "/") {
+			return // overlays/*.dtbo: one line per boot step is enough
+		}
+		who := e.Node
+		if who == "" {
+			who = "(unknown " + e.Serial + e.MAC + ")"
+		}
+		addr := e.IP
+		if addr == "" {
+			addr = e.MAC
+		}
+		lines.Lock()
+		defer lines.Unlock()
+		fmt.Fprintf(a.status, "%s  %-12s %-17s %s\n", a.now().Format("15:04:05"), who, addr, e.Step())
+	})
+	if err != nil {
+		return err
+	}
+	nbd := f.nbdServer
+	if nbd == "" {
+		nbd = listen.Addr().String()
+	}
+	files, err := netboot.NewBootFiles(inv, r, img, boards, netboot.RootOptions{NBDServer: nbd}, rec, a.log)
+	if err != nil {
+		return err
+	}
+	tconn, err := netboot.DefaultListen(ctx, "udp4", listen.String())
+	if err != nil {
+		return fmt.Errorf("netboot serve: TFTP on %s: %w", listen, err)
+	}
+	tftp := &netboot.TFTPServer{Handler: files, Log: a.log, Done: files.Done}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	goRun := func(name string, fn func() error) {
+		wg.Go(func() {
+			if err := fn(); err != nil && ctx.Err() == nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("netboot serve: %s: %w", name, err))
+				mu.Unlock()
+				cancel()
+			}
+		})
+	}
+	dhcpWhere := "DHCP off"
+	if mode != netboot.DHCPOff {
+		ifname := f.dhcpIf
+		if ifname == "" {
+			if ifname, err = netboot.InterfaceOf(listen.Addr()); err != nil {
+				tconn.Close()
+				return fmt.Errorf("netboot serve: DHCP: %w: pass --dhcp-interface", err)
+			}
+		}
+		dconn, err := netboot.ListenDHCP(ctx, ifname, 67)
+		if err != nil {
+			tconn.Close()
+			return err
+		}
+		dhcp := &netboot.DHCPServer{Mode: mode, ServerIP: listen.Addr(), Boards: boards, Inv: inv, Events: rec, Log: a.log}
+		goRun("DHCP", func() error { return dhcp.Serve(ctx, dconn) })
+		dhcpWhere = fmt.Sprintf("DHCP %s on %s", mode, ifname)
+	}
+	goRun("TFTP", func() error { return tftp.Serve(ctx, tconn) })
+	goRun("boot events", func() error { return rec.Run(ctx) })
+	if roots != nil {
+		goRun("root exports", func() error { return roots.Start(ctx) })
+	}
+	fmt.Fprintf(a.status, "netboot: %d Pis (TFTP directories by %s) from %s (boot partition %d, %s); TFTP on %s, %s; Ctrl-C stops\n",
+		len(pis), f.prefix, imgPath, img.Layout.Boot.Number, img.Layout.Flavour, listen, dhcpWhere)
+	<-ctx.Done()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintln(a.status, "netboot: stopped")
+	return nil
+}
+
+// netbootImage is the golden image to serve: --image, or the one image the
+// netbooted racks name, as built.
+func (a *app) netbootImage(inv *inventory.Inventory, r *render.Renderer, flag string, pis []*inventory.Node) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	names := map[string]bool{}
+	for _, n := range pis {
+		if name := inv.RackImage(n.Rack); name != "" {
+			names[name] = true
+		}
+	}
+	if len(names) != 1 {
+		return "", usage("netboot serve: the netbooted racks name %d images (pis.image, pis.racks[].image): pass --image IMG", len(names))
+	}
+	env, err := a.env(inv, "")
+	if err != nil {
+		return "", err
+	}
+	b, err := stages.NewImageBuilder(env, r)
+	if err != nil {
+		return "", err
+	}
+	for name := range names {
+		res, err := b.Built(name)
+		if err != nil {
+			return "", err
+		}
+		return res.Image, nil
+	}
+	return "", nil
+}
+
+// netbootListen is the TFTP address: --listen (port 69 unless given), or
+// this host's address inside network.cidr.
+func netbootListen(inv *inventory.Inventory, flag string) (netip.AddrPort, error) {
+	if flag != "" {
+		if ap, err := netip.ParseAddrPort(flag); err == nil && ap.Addr().Is4() {
+			return ap, nil
+		}
+		if a, err := netip.ParseAddr(flag); err == nil && a.Is4() {
+			return netip.AddrPortFrom(a, 69), nil
+		}
+		return netip.AddrPort{}, usage("netboot serve: --listen %q: want an IPv4 address of this host, IP or IP:PORT", flag)
+	}
+	lan, err := netip.ParsePrefix(inv.Lab.Network.CIDR)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && lan.Contains(ip.Unmap()) {
+				return netip.AddrPortFrom(ip.Unmap(), 69), nil
+			}
+		}
+	}
+	return netip.AddrPort{}, usage("netboot serve: this host has no address in network.cidr %s: pass --listen IP (its address on the boot network)", lan)
+}
+
+func (a *app) netbootStatusCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:         "status -i FILE [-o text|json]",
+		Short:       "Each netbooted Pi's last boot step and when, from the boot events",
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{noLogFile: "yes"},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inv, err := a.loadInventory()
+			if err != nil {
+				return err
+			}
+			boots, err := netboot.LoadBoots(a.stateDir(inv))
+			if err != nil {
+				return err
+			}
+			return a.printNetbootStatus(inv, boots, output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+type netbootStatusRow struct {
+	Node   string    `json:"node"`
+	Serial string    `json:"serial,omitempty"`
+	MAC    string    `json:"mac,omitempty"`
+	IP     string    `json:"ip,omitempty"`
+	Step   string    `json:"lastStep"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+func (a *app) printNetbootStatus(inv *inventory.Inventory, boots *netboot.Boots, output string) error {
+	if output != "text" && output != "json" {
+		return usage("netboot status: -o %q: use text or json", output)
+	}
+	var rows []netbootStatusRow
+	for _, n := range inv.Nodes {
+		if n.Kind != inventory.KindPi || n.Boot != inventory.BootNetboot {
+			continue
+		}
+		row := netbootStatusRow{Node: n.Name, Serial: n.Serial, MAC: n.MAC, Step: "not seen"}
+		if r := boots.Pis[n.Name]; r != nil {
+			row.IP, row.Step, row.At = r.IP, r.LastStep, r.LastAt
+		}
+		rows = append(rows, row)
+	}
+	for _, key := range sortedKeys(boots.Unknown) {
+		r := boots.Unknown[key]
+		rows = append(rows, netbootStatusRow{Node: "(not in the inventory)", Serial: r.Serial, MAC: r.MAC, IP: r.IP, Step: r.LastStep, At: r.LastAt})
+	}
+	if output == "json" {
+		enc := json.NewEncoder(a.streams.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	w := tabwriter.NewWriter(a.streams.Out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tSERIAL\tMAC\tIP\tLAST STEP\tWHEN")
+	for _, r := range rows {
+		when := "-"
+		if !r.At.IsZero() {
+			when = r.At.Local().Format("2006-01-02 15:04:05") + " (" + a.now().Sub(r.At).Round(time.Second).String() + " ago)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, dashIfEmpty(r.Serial), dashIfEmpty(r.MAC), dashIfEmpty(r.IP), r.Step, when)
+	}
+	return w.Flush()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,127 @@
+package netboot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// netnsPair is two network namespaces of this test joined by a veth pair:
+// the server's (10.A.B.1/24) and the client's (10.A.B.2/24), no default
+// route, nothing else. Both go away in t.Cleanup, also when the test fails.
+// (internal/lab's namespaces come with a bridge, dockerd and sshd per node;
+// this test needs only the link.)
+type netnsPair struct {
+	Server, Client     string // namespace names
+	ServerIf, ClientIf string
+	ServerIP, ClientIP netip.Addr
+}
+
+func newNetnsPair(t *testing.T) *netnsPair {
+	t.Helper()
+	ipTool := need(t, "ip", "iproute2")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI: network namespaces need root")
+		}
+		t.Skip("network namespaces need root")
+	}
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	prefix := "nbt" + hex.EncodeToString(rnd[:])[:6]
+	p := &netnsPair{
+		Server: prefix + "s", Client: prefix + "c",
+		ServerIf: prefix + "a", ClientIf: prefix + "b",
+		ServerIP: netip.AddrFrom4([4]byte{10, 200 + rnd[3]%50, rnd[2], 1}),
+		ClientIP: netip.AddrFrom4([4]byte{10, 200 + rnd[3]%50, rnd[2], 2}),
+	}
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(ipTool, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		for _, ns := range []string{p.Server, p.Client} {
+			exec.Command(ipTool, "netns", "del", ns).Run()
+		}
+		exec.Command(ipTool, "link", "del", p.ServerIf).Run()
+	})
+	ip("netns", "add", p.Server)
+	ip("netns", "add", p.Client)
+	ip("link", "add", p.ServerIf, "type", "veth", "peer", "name", p.ClientIf)
+	ip("link", "set", p.ServerIf, "netns", p.Server)
+	ip("link", "set", p.ClientIf, "netns", p.Client)
+	for _, s := range []struct {
+		ns, ifc string
+		a       netip.Addr
+	}{{p.Server, p.ServerIf, p.ServerIP}, {p.Client, p.ClientIf, p.ClientIP}} {
+		ip("-n", s.ns, "link", "set", "lo", "up")
+		ip("-n", s.ns, "addr", "add", netip.PrefixFrom(s.a, 24).String(), "dev", s.ifc)
+		ip("-n", s.ns, "link", "set", s.ifc, "up")
+	}
+	return p
+}
+
+// in runs fn on a thread inside namespace ns; sockets fn opens stay there.
+func in(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer self.Close()
+		target, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			// The thread stays locked and dies with this goroutine.
+			errc <- fmt.Errorf("setns back: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// listenIn is a ListenFunc whose sockets live in namespace ns.
+func listenIn(ns string) ListenFunc {
+	return func(ctx context.Context, network, address string) (net.PacketConn, error) {
+		var c net.PacketConn
+		err := in(ns, func() (err error) {
+			c, err = DefaultListen(ctx, network, address)
+			return err
+		})
+		return c, err
+	}
+}
+
+// run runs a program inside namespace ns.
+func run(ctx context.Context, ns string, name string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...).CombinedOutput()
+}
