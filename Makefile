@@ -32,13 +32,15 @@ demo: build
 
 # Each benchmark prints provision's figure beside an anchor's, as a ratio.
 # bench/swarm emulates 159 nodes and needs root; bench/preflight runs the
-# Proxmox simulator on loopback.
+# Proxmox simulator on loopback; bench/discover sweeps 127.20.0.0/16 against
+# nmap.
 bench: build
 	$(GO) run ./bench/render
 	$(GO) run ./bench/preflight
 	$(GO) run ./bench/swarm
 	$(GO) run ./bench/image
 	$(GO) run ./bench/flash
+	$(GO) run ./bench/discover
 
 # The Raspberry Pi golden image (root; Debian packages from `make deps`).
 # `make golden` builds the Debian root filesystem with mmdebstrap under

@@ -37,6 +37,7 @@ packages=(
   # ... and `make golden-test` boots it under qemu's arm64 virt machine.
   qemu-system-arm
   shellcheck        # internal/ci: the workflows' run: scripts
+  nmap              # bench/discover's anchor: nmap -sT on the same loopback range
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update

@@ -228,6 +228,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.imageCommand(),
 		a.pveSimCommand(),
 		a.flashCommand(),
+		a.discoverCommand(),
 		a.versionCommand(),
 	)
 	return root
