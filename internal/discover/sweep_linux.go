@@ -55,9 +55,7 @@ type loop struct {
 	inUse   int // sockets in flight (pending or in the current batch)
 	sa      unix.RawSockaddrInet4
 	nports  uint64
-	tokens  float64
-	last    time.Duration
-	burst   float64
+	bucket  bucket
 	window  int
 	started []int
 }
@@ -73,8 +71,7 @@ func sweep(ctx context.Context, o Options, p *prober) (Stats, error) {
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(l.window)+2*fdMargin {
 		l.window = max(1, int(lim.Cur)-2*fdMargin)
 	}
-	l.burst = float64(Burst(o.Rate))
-	l.tokens = l.burst
+	l.bucket = newBucket(o.Rate)
 	l.stats.Targets = size(o.Range) * l.nports
 	return l.run(ctx)
 }
@@ -93,7 +90,7 @@ func (l *loop) run(ctx context.Context) (Stats, error) {
 		now := l.now()
 		// Start a batch.
 		l.started = l.started[:0]
-		n := l.allowed(now)
+		n := l.bucket.allowed(now, batchSize)
 		for n > 0 && next < l.stats.Targets && l.inUse < l.window && len(l.started) < batchSize {
 			if err := l.attempt(next); err != nil {
 				l.stats.Elapsed = l.now()
@@ -122,7 +119,7 @@ func (l *loop) run(ctx context.Context) (Stats, error) {
 		// Wait for answers, the next token or the first deadline.
 		wait := maxWait
 		if next < l.stats.Targets && l.inUse < l.window {
-			wait = min(wait, l.untilToken(now))
+			wait = min(wait, l.bucket.wait(now))
 		}
 		if l.head < len(l.fifo) {
 			wait = min(wait, max(0, l.fifo[l.head].deadline-now))
@@ -145,28 +142,6 @@ func (l *loop) run(ctx context.Context) (Stats, error) {
 		}
 		l.expire(l.now())
 	}
-}
-
-// allowed is how many attempts the token bucket allows now.
-func (l *loop) allowed(now time.Duration) int {
-	if l.o.Rate == 0 {
-		return batchSize
-	}
-	l.tokens = min(l.burst, l.tokens+(now-l.last).Seconds()*float64(l.o.Rate))
-	l.last = now
-	return int(l.tokens)
-}
-
-// untilToken is how long until the bucket holds a whole token.
-func (l *loop) untilToken(now time.Duration) time.Duration {
-	if l.o.Rate == 0 {
-		return 0
-	}
-	tokens := min(l.burst, l.tokens+(now-l.last).Seconds()*float64(l.o.Rate))
-	if tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - tokens) / float64(l.o.Rate) * float64(time.Second))
 }
 
 // socket returns a free socket or a new one.
@@ -220,9 +195,7 @@ func (l *loop) attempt(t uint64) error {
 		return err
 	}
 	l.stats.Attempts++
-	if l.o.Rate > 0 {
-		l.tokens--
-	}
+	l.bucket.take()
 	s := &l.socks[fd]
 	s.target, s.seq = t, s.seq+1
 	l.inUse++
