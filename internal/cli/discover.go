@@ -22,6 +22,7 @@ func (a *app) discoverCommand() *cobra.Command {
 		force      bool
 		dockerPing bool
 		output     string
+		banner     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "discover CIDR",
@@ -35,8 +36,9 @@ on every port. Only run it on a network that is yours to scan.
 
 How it goes: one event loop of non-blocking connects, at most --window in
 flight and --rate started per second (0: no limit), each given --timeout to
-answer; a refused port costs two system calls and no waiting. For each open
-port 22 the SSH identification line is read (a short read, then the
+answer (no answer: "filtered", a firewall that drops or no host at all); a
+refused port costs two system calls and no waiting. For each open port 22
+the SSH identification line is read (up to --banner-timeout, then the
 connection is reset); with --docker-ping an open port 2375 is asked GET
 /_ping (an HTTP request). Ranges wider than a /%d are refused unless --force.
 
@@ -67,6 +69,9 @@ unreachable ports on stderr. NODE is the inventory node with that address,
 			if timeout <= 0 {
 				return exitError{2, fmt.Errorf("--timeout %s: use a positive duration like 500ms", timeout)}
 			}
+			if banner <= 0 {
+				return exitError{2, fmt.Errorf("--banner-timeout %s: use a positive duration like 2s", banner)}
+			}
 			if window < 1 {
 				return exitError{2, fmt.Errorf("--window %d: use 1 or more", window)}
 			}
@@ -77,10 +82,19 @@ unreachable ports on stderr. NODE is the inventory node with that address,
 					return err
 				}
 				names = discover.NodeNames(inv.Nodes)
+				inRange := 0
+				for addr := range names {
+					if prefix.Contains(addr) {
+						inRange++
+					}
+				}
+				if inRange == 0 {
+					a.log.Warn(fmt.Sprintf("no node of %s has an address in %s (the lab's network is %s): every host found is a stranger", inv.File, prefix, inv.Lab.Network.CIDR))
+				}
 			}
 			opts := discover.Options{
 				Range: prefix, Ports: portList, Rate: rate, Timeout: timeout, Window: window,
-				DockerPing: dockerPing, Nodes: names,
+				DockerPing: dockerPing, Nodes: names, BannerTimeout: banner,
 				Progress: func(s discover.Stats) {
 					if s.Done() < s.Targets {
 						a.status.Progress("%d of %d tried, %d open", s.Done(), s.Targets, s.Open)
@@ -107,6 +121,7 @@ unreachable ports on stderr. NODE is the inventory node with that address,
 	f.StringVar(&ports, "port", "22,2375,2377", "TCP ports to try, comma-separated")
 	f.IntVar(&rate, "rate", discover.DefaultRate, "most connection attempts started per second (0: no limit)")
 	f.DurationVar(&timeout, "timeout", discover.DefaultTimeout, "how long one attempt waits for an answer before the port counts as filtered")
+	f.DurationVar(&banner, "banner-timeout", discover.DefaultBannerTimeout, "how long to wait for an SSH banner or a /_ping answer")
 	f.IntVar(&window, "window", discover.DefaultWindow, "most connection attempts in flight at once")
 	f.BoolVar(&force, "force", false, fmt.Sprintf("sweep a range wider than a /%d", discover.MaxPrefixBits))
 	f.BoolVar(&dockerPing, "docker-ping", false, "ask GET /_ping of every open port 2375 (an HTTP request to each)")

@@ -185,3 +185,17 @@ func discoverInNetns(t *testing.T) {
 		t.Errorf("stats %+v", r.Stats)
 	}
 }
+
+// TestDiscoverWarnsOutsideInventory: a range that holds no node of the
+// inventory says so, since every host found will be a stranger.
+func TestDiscoverWarnsOutsideInventory(t *testing.T) {
+	base := netip.AddrFrom4([4]byte{127, byte(100 + rand.IntN(150)), byte(rand.IntN(256)), 0})
+	code, _, errs := run(t, "discover", base.String()+"/28", "--port", "22", "-i", "../../inventory/local.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := fmt.Sprintf("no node of ../../inventory/local.yaml has an address in %s/28 (the lab's network is 198.51.100.0/24)", base)
+	if !strings.Contains(errs, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errs)
+	}
+}

@@ -137,7 +137,7 @@ func readBanner(r io.Reader) (string, error) {
 			if errors.Is(err, io.EOF) {
 				return "", errors.New("closed without an SSH identification line")
 			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if isTimeout(err) {
 				return "", errors.New("no SSH identification line before the deadline")
 			}
 			return "", err
@@ -169,6 +169,9 @@ func ping(conn net.Conn, addr netip.Addr, port uint16) (*DockerPing, error) {
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
+		if isTimeout(err) {
+			return nil, errors.New("no HTTP answer before the deadline")
+		}
 		return nil, fmt.Errorf("no HTTP answer: %w", err)
 	}
 	defer resp.Body.Close()
@@ -179,4 +182,9 @@ func ping(conn net.Conn, addr netip.Addr, port uint16) (*DockerPing, error) {
 		APIVersion: printable(resp.Header.Get("Api-Version")),
 		OSType:     printable(resp.Header.Get("Ostype")),
 	}, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
