@@ -19,8 +19,10 @@ import (
 // the costs are the kernel's own: no goroutine, file or timer per address,
 // no epoll_ctl for the common case, no TIME_WAIT (SO_LINGER 0).
 
-// batchSize is the most attempts started before the second look.
-const batchSize = 256
+// batchSize is the most attempts started before the second look. Small
+// batches find the sockets still in the CPU's cache: 16 cost about a fifth
+// less CPU than 256 on loopback (bench/discover).
+const batchSize = 16
 
 // maxWait bounds one epoll_wait so a cancelled context is noticed.
 const maxWait = 50 * time.Millisecond
@@ -124,9 +126,11 @@ func (l *loop) run(ctx context.Context) (Stats, error) {
 		if l.head < len(l.fifo) {
 			wait = min(wait, max(0, l.fifo[l.head].deadline-now))
 		}
-		if l.inUse == 0 && wait > 0 {
-			// Nothing in flight: only the rate limit holds us.
-			time.Sleep(wait)
+		if l.inUse == 0 {
+			if wait > 0 {
+				// Nothing in flight: only the rate limit holds us.
+				time.Sleep(wait)
+			}
 			continue
 		}
 		ms := int((wait + time.Millisecond - 1) / time.Millisecond)
