@@ -179,17 +179,14 @@ func (l *loop) target(t uint64) (netip.Addr, uint16) {
 
 // connect calls connect(2) without the runtime's blocking-syscall hand-off:
 // the socket is non-blocking, so the call never sleeps.
-func (l *loop) connect(fd int, t uint64) error {
+func (l *loop) connect(fd int, t uint64) unix.Errno {
 	l.sa.Family = unix.AF_INET
 	l.sa.Addr = addrAt(l.o.Range, t/l.nports)
 	port := l.o.Ports[t%l.nports]
 	p := (*[2]byte)(unsafe.Pointer(&l.sa.Port)) // network byte order
 	p[0], p[1] = byte(port>>8), byte(port)
 	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&l.sa)), unix.SizeofSockaddrInet4)
-	if e != 0 {
-		return e
-	}
-	return nil
+	return e
 }
 
 // attempt starts the connection to target t.
@@ -242,17 +239,17 @@ func (l *loop) arm(fd int) {
 	if err := unix.EpollCtl(l.epfd, op, fd, &ev); err != nil {
 		// Cannot wait for it: count it unreachable rather than lose it.
 		s.pending = false
-		l.outcome(fd, err)
+		l.outcome(fd, unix.EIO)
 		return
 	}
 	s.registered = true
 }
 
 // outcome records a finished attempt and frees or hands on its socket.
-func (l *loop) outcome(fd int, err error) {
+func (l *loop) outcome(fd int, err unix.Errno) {
 	l.inUse--
 	switch err {
-	case nil, unix.EISCONN:
+	case 0, unix.EISCONN:
 		l.stats.Open++
 		addr, port := l.target(l.socks[fd].target)
 		ep := Endpoint{Addr: addr, Port: port}
