@@ -70,25 +70,11 @@ func listen(t *testing.T, addr netip.Addr, port uint16, greeting string) {
 // like a firewall that drops.
 func listenFull(t *testing.T, addr netip.Addr, port uint16) {
 	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fd := fullListener(t, addr, port)
 	t.Cleanup(func() { unix.Close(fd) })
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: addr.As4(), Port: int(port)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(addr, port).String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	// Check that it drops now.
-	if c2, err := net.DialTimeout("tcp4", netip.AddrPortFrom(addr, port).String(), 200*time.Millisecond); err == nil {
-		c2.Close()
+	if c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(addr, port).String(), 200*time.Millisecond); err == nil {
+		c.Close()
 		t.Fatalf("%s:%d still accepts connections", addr, port)
 	}
 }
