@@ -34,7 +34,8 @@ demo: build
 # Each benchmark prints provision's figure beside an anchor's, as a ratio.
 # bench/swarm emulates 159 nodes and needs root; bench/preflight runs the
 # Proxmox simulator on loopback; bench/tftp runs provision's TFTP server and
-# dnsmasq's on loopback (root: dnsmasq binds port 69).
+# dnsmasq's on loopback (root: dnsmasq binds port 69); bench/discover sweeps
+# 127.20.0.0/16 against nmap.
 bench: build
 	$(GO) run ./bench/render
 	$(GO) run ./bench/preflight
@@ -42,6 +43,7 @@ bench: build
 	$(GO) run ./bench/image
 	$(GO) run ./bench/flash
 	$(GO) run ./bench/tftp
+	$(GO) run ./bench/discover
 
 # The Raspberry Pi golden image (root; Debian packages from `make deps`).
 # `make golden` is `provision image build --image debian-pi4`: the Debian

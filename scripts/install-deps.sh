@@ -42,6 +42,7 @@ packages=(
   # bench/tftp's anchor (dnsmasq's TFTP server).
   tftp-hpa
   dnsmasq-base
+  nmap              # bench/discover's anchor: nmap -sT on the same loopback range
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update

@@ -229,6 +229,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.pveSimCommand(),
 		a.flashCommand(),
 		a.netbootCommand(),
+		a.discoverCommand(),
 		a.versionCommand(),
 	)
 	return root
