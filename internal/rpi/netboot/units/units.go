@@ -2,9 +2,11 @@
 //
 //   - provision-netboot.service: provision netboot serve (TFTP, proxy-DHCP,
 //     status), started at boot;
+//
 //   - provision-netboot-root@.service: one instance per netbooted Pi,
 //     provision netboot roots NODE, which serves that Pi's root (its
 //     qemu-nbd) and checks the golden image first; systemd restarts it;
+//
 //   - provision-netboot-roots.target: wants every Pi's instance (the
 //     links in provision-netboot-roots.target.wants/, as systemctl enable
 //     makes them), so that one Pi's root is stopped, reset and started on
