@@ -228,6 +228,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.imageCommand(),
 		a.pveSimCommand(),
 		a.flashCommand(),
+		a.netbootCommand(),
 		a.versionCommand(),
 	)
 	return root

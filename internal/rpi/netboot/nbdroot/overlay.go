@@ -145,3 +145,22 @@ func readPID(path string) int {
 	}
 	return pid
 }
+
+// Backing is the golden image node's overlay in dir was made from, as
+// recorded when it was made; "" when there is no record.
+func Backing(dir, node string) (string, error) {
+	if err := checkName(node); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, node+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", err
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("%s: %w", filepath.Join(dir, node+".json"), err)
+	}
+	return m.Golden, nil
+}

@@ -1,20 +1,16 @@
 // Package units writes the systemd units that run netboot on a server:
+// provision-netboot.service runs provision netboot serve (TFTP,
+// proxy-DHCP, status) at boot; provision-netboot-root@.service has one
+// instance per netbooted Pi running provision netboot roots NODE, which
+// checks the golden image and serves that Pi's root (its qemu-nbd), and
+// systemd restarts it; provision-netboot-roots.target wants every Pi's
+// instance (the links in provision-netboot-roots.target.wants/, as
+// systemctl enable makes them). So one Pi's root is stopped, reset and
+// started on its own:
 //
-//   - provision-netboot.service: provision netboot serve (TFTP, proxy-DHCP,
-//     status), started at boot;
-//
-//   - provision-netboot-root@.service: one instance per netbooted Pi,
-//     provision netboot roots NODE, which serves that Pi's root (its
-//     qemu-nbd) and checks the golden image first; systemd restarts it;
-//
-//   - provision-netboot-roots.target: wants every Pi's instance (the
-//     links in provision-netboot-roots.target.wants/, as systemctl enable
-//     makes them), so that one Pi's root is stopped, reset and started on
-//     its own:
-//
-//     systemctl stop provision-netboot-root@pi-r1-07
-//     provision netboot reset pi-r1-07 -i lab.yaml
-//     systemctl start provision-netboot-root@pi-r1-07
+//	systemctl stop provision-netboot-root@pi-r1-07
+//	provision netboot reset pi-r1-07 -i lab.yaml
+//	systemctl start provision-netboot-root@pi-r1-07
 package units
 
 import (
