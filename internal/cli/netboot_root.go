@@ -173,6 +173,9 @@ systemd unit per Pi (provision-netboot-root@NODE.service).`,
 			}
 			serr := x.Start(ctx)
 			defer x.Wait()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			serving := 0
 			for _, s := range x.Status() {
 				if s.State == nbdroot.Serving || s.State == nbdroot.External {

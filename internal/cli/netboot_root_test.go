@@ -158,7 +158,7 @@ func TestNetbootReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, _, stderr = run(t, "netboot", "reset", "pi-p1-01", "-i", localInv, "--state-dir", state)
-	if code != 1 || !strings.Contains(stderr, "in use") || !strings.Contains(stderr, "systemctl stop provision-netboot-root@pi-p1-01") {
+	if code != 1 || !strings.Contains(stderr, "its root is being served: qemu-nbd pid") || !strings.Contains(stderr, "systemctl stop provision-netboot-root@pi-p1-01") {
 		t.Errorf("reset of a served root: exit %d, %s", code, stderr)
 	}
 	ex, _ := x.Export("pi-p1-01")

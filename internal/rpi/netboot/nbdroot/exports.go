@@ -360,6 +360,10 @@ func (x *Exports) StartNode(node string) error {
 
 func (x *Exports) startOne(ctx context.Context, e *export) error {
 	busy, err := inUse(ctx, x.cfg.QemuImg, e.ex.Overlay)
+	if ctx.Err() != nil {
+		x.set(e, Stopped, 0, nil)
+		return nil
+	}
 	if err != nil {
 		x.set(e, Failed, 0, err)
 		return fmt.Errorf("%s: %w", e.ex.Node, err)
@@ -416,18 +420,19 @@ func (x *Exports) Reset(ctx context.Context, node string) error {
 		return fmt.Errorf("reset %s: not a netbooted Pi here", node)
 	}
 	if running {
-		return fmt.Errorf("reset %s: its root is being served (pid %d): stop it first: %w", node, e.pid, ErrInUse)
+		return fmt.Errorf("reset %s: %w (qemu-nbd pid %d, here): stop it first", node, ErrInUse, e.pid)
 	}
 	busy, err := inUse(ctx, x.cfg.QemuImg, e.ex.Overlay)
 	if err != nil {
 		return fmt.Errorf("reset %s: %w", node, err)
 	}
 	if busy {
-		how := "stop provision netboot serve, or systemctl stop " + UnitName(node)
+		holder := "another process"
 		if pid := readPID(x.pidPath(node)); pid > 0 {
-			how = fmt.Sprintf("qemu-nbd pid %d; %s", pid, how)
+			holder = fmt.Sprintf("qemu-nbd pid %d", pid)
 		}
-		return fmt.Errorf("reset %s: %s is in use (%s): %w", node, e.ex.Overlay, how, ErrInUse)
+		return fmt.Errorf("reset %s: %w: %s holds %s; stop it first (systemctl stop %s, or stop the provision netboot roots or serve that runs it)",
+			node, ErrInUse, holder, e.ex.Overlay, UnitName(node))
 	}
 	if err := x.makeOverlay(ctx, e, e.meta); err != nil {
 		return fmt.Errorf("reset %w", err)

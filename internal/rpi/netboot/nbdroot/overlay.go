@@ -112,7 +112,7 @@ func createOverlay(ctx context.Context, qemuImg, path string, g Golden, size int
 }
 
 // ErrInUse is returned for an overlay a running export holds.
-var ErrInUse = errors.New("in use")
+var ErrInUse = errors.New("its root is being served")
 
 // inUse asks qemu whether another process holds the overlay's write lock
 // (a running qemu-nbd, in this process or another: a systemd unit, a

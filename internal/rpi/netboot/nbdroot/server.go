@@ -51,6 +51,11 @@ func (x *Exports) supervise(ctx context.Context, e *export, stop, done chan stru
 		p, err := x.launch(ctx, e)
 		if first {
 			first = false
+			if err != nil && ctx.Err() != nil {
+				x.set(e, Stopped, 0, nil)
+				ready <- nil
+				return
+			}
 			if err != nil {
 				x.set(e, Failed, 0, err)
 				ready <- fmt.Errorf("%s: %w", e.ex.Node, err)
