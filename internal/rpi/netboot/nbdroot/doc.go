@@ -40,9 +40,10 @@
 //     export per Pi: resetting or restarting one Pi's root touches no other
 //     Pi, a crash loses one root rather than a rack, and supervision is a
 //     process per export (here, or a systemd template unit) instead of
-//     a QMP client. A qemu-nbd serving an idle overlay costs a few MiB of
-//     memory; ports are allocated once per Pi from BasePort up and kept in
-//     the node's .json, so adding a rack moves nobody.
+//     a QMP client. A qemu-nbd serving an idle overlay has about 8 MiB
+//     resident (VmRSS, measured here; much of it shared libraries); ports
+//     are allocated once per Pi from BasePort up and kept in the node's
+//     .json, so adding a rack moves nobody.
 //
 // The export name is the node name, so a client asking for the wrong
 // Pi's root on a port is refused. The Pi's kernel command line points at
