@@ -302,6 +302,10 @@ func (x *Exports) set(e *export, st State, pid int, err error) {
 	}
 }
 
+// startConcurrency bounds the exports started at once (a rack of 36 or
+// all 144 Pis at the server's start).
+const startConcurrency = 16
+
 // Start serves every Pi's root that is not refused and not already served
 // by another process (a systemd unit: left alone, shown as External). It
 // returns once each export listens; those that could not start are in the
@@ -321,6 +325,7 @@ func (x *Exports) Start(ctx context.Context) error {
 		err  error
 	}
 	results := make(chan result, len(names))
+	sem := make(chan struct{}, startConcurrency)
 	n := 0
 	for _, name := range names {
 		e := x.nodes[name]
@@ -328,7 +333,11 @@ func (x *Exports) Start(ctx context.Context) error {
 			continue
 		}
 		n++
-		go func() { results <- result{name, x.startOne(ctx, e)} }()
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results <- result{name, x.startOne(ctx, e)}
+		}()
 	}
 	var errs []error
 	for range n {

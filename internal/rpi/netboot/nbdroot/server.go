@@ -32,7 +32,7 @@ func QemuNBDArgs(e Export, bind string, shared int, pidFile string) []string {
 
 // readyTimeout bounds the wait for a new qemu-nbd's pid file (written once
 // it has opened the overlay and listens).
-const readyTimeout = 30 * time.Second
+const readyTimeout = 2 * time.Minute
 
 // supervise runs e's qemu-nbd until stop is closed or ctx ends, starting
 // it again when it dies. The first start's outcome goes to ready.
