@@ -329,7 +329,10 @@ func (x *Exports) Start(ctx context.Context) error {
 	n := 0
 	for _, name := range names {
 		e := x.nodes[name]
-		if e.state == Refused {
+		x.mu.Lock()
+		refused := e.state == Refused
+		x.mu.Unlock()
+		if refused {
 			continue
 		}
 		n++
@@ -353,15 +356,20 @@ func (x *Exports) StartNode(node string) error {
 	x.mu.Lock()
 	ctx := x.ctx
 	e, ok := x.nodes[node]
+	var st State
+	var err error
+	if ok {
+		st, err = e.state, e.err
+	}
 	x.mu.Unlock()
 	switch {
 	case !ok:
 		return fmt.Errorf("%s is not a netbooted Pi here", node)
 	case ctx == nil:
 		return errors.New("netboot roots: not started")
-	case e.state == Refused:
-		return e.err
-	case e.state == Serving || e.state == Restarting:
+	case st == Refused:
+		return err
+	case st == Serving || st == Restarting:
 		return nil
 	}
 	return x.startOne(ctx, e)
@@ -398,8 +406,11 @@ func (x *Exports) Stop(node string) error {
 	x.mu.Lock()
 	e, ok := x.nodes[node]
 	var stop, done chan struct{}
+	var st State
+	var pid int
 	if ok {
 		stop, done = e.stop, e.done
+		st, pid = e.state, e.pid
 		e.stop = nil
 	}
 	x.mu.Unlock()
@@ -407,8 +418,8 @@ func (x *Exports) Stop(node string) error {
 		return fmt.Errorf("%s is not a netbooted Pi here", node)
 	}
 	if stop == nil {
-		if e.state == External {
-			return fmt.Errorf("%s: its root is served by another process (pid %d; a systemd unit?): stop that", node, e.pid)
+		if st == External {
+			return fmt.Errorf("%s: its root is served by another process (pid %d; a systemd unit?): stop that", node, pid)
 		}
 		return nil
 	}
@@ -424,12 +435,16 @@ func (x *Exports) Reset(ctx context.Context, node string) error {
 	x.mu.Lock()
 	e, ok := x.nodes[node]
 	running := ok && e.stop != nil
+	var pid int
+	if ok {
+		pid = e.pid
+	}
 	x.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("reset %s: not a netbooted Pi here", node)
 	}
 	if running {
-		return fmt.Errorf("reset %s: %w (qemu-nbd pid %d, here): stop it first", node, ErrInUse, e.pid)
+		return fmt.Errorf("reset %s: %w (qemu-nbd pid %d, here): stop it first", node, ErrInUse, pid)
 	}
 	busy, err := inUse(ctx, x.cfg.QemuImg, e.ex.Overlay)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -307,9 +308,14 @@ func TestExportServesGoldenAndKeepsWrites(t *testing.T) {
 
 func TestDeadExportIsRestarted(t *testing.T) {
 	a := prefix(t) + "-a"
+	var mu sync.Mutex
 	var events []Event
 	x, _ := setup(t, a)
-	x.cfg.OnEvent = func(e Event) { events = append(events, e) }
+	x.cfg.OnEvent = func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	}
 	start(t, x)
 	first := x.Status()[0].PID
 	syscall.Kill(first, syscall.SIGKILL)
@@ -326,6 +332,18 @@ func TestDeadExportIsRestarted(t *testing.T) {
 	}
 	ea, _ := x.Export(a)
 	run(t, "nbdinfo", ea.URI())
+	mu.Lock()
+	defer mu.Unlock()
+	var states []string
+	for _, e := range events {
+		states = append(states, string(e.State))
+		if e.State == Restarting && (e.Err == nil || !strings.Contains(e.Err.Error(), "qemu-nbd for "+a+" exited")) {
+			t.Errorf("restarting event without the reason: %+v", e)
+		}
+	}
+	if got := strings.Join(states, " "); got != "serving restarting serving" {
+		t.Errorf("events %q, want serving restarting serving", got)
+	}
 }
 
 func TestBadGolden(t *testing.T) {
