@@ -222,9 +222,10 @@ func run() error {
 	return nil
 }
 
-// addProof adds to user-data a runcmd entry (before the smoke check's)
-// that writes proof to proofPath on the root and prints where / and
-// /var/lib/docker live.
+// addProof adds to user-data a bootcmd entry that writes proof to
+// proofPath early in first boot (so a boot too slow to finish the smoke
+// check still leaves it in the overlay), and a runcmd entry (before the
+// smoke check's) that prints it with where / and /var/lib/docker live.
 func addProof(userData []byte, proof string) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(userData, &doc); err != nil {
@@ -234,24 +235,25 @@ func addProof(userData []byte, proof string) ([]byte, error) {
 		return nil, errors.New("user-data: not a #cloud-config mapping")
 	}
 	root := doc.Content[0]
-	var runcmd *yaml.Node
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "runcmd" {
-			runcmd = root.Content[i+1]
+	add := func(key, script string) {
+		var list *yaml.Node
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			if root.Content[i].Value == key {
+				list = root.Content[i+1]
+			}
 		}
+		if list == nil {
+			list = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+			root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, list)
+		}
+		cmd := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+		for _, v := range []string{"sh", "-c", script} {
+			cmd.Content = append(cmd.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v})
+		}
+		list.Content = append(list.Content, cmd)
 	}
-	if runcmd == nil {
-		runcmd = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-		root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "runcmd"}, runcmd)
-	}
-	script := fmt.Sprintf(`mkdir -p %[1]s && echo '%[2]s' > %[3]s && sync && `+
-		`echo "SMOKE netboot_proof=$(cat %[3]s) root=$(findmnt -no SOURCE /) docker=$(findmnt -no FSTYPE -T /var/lib/docker)" > /dev/console`,
-		filepath.Dir(proofPath), proof, proofPath)
-	cmd := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
-	for _, v := range []string{"sh", "-c", script} {
-		cmd.Content = append(cmd.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v})
-	}
-	runcmd.Content = append(runcmd.Content, cmd)
+	add("bootcmd", fmt.Sprintf(`mkdir -p %[1]s && echo '%[2]s' > %[3]s && sync`, filepath.Dir(proofPath), proof, proofPath))
+	add("runcmd", fmt.Sprintf(`echo "SMOKE netboot_proof=$(cat %[1]s) root=$(findmnt -no SOURCE /) docker=$(findmnt -no FSTYPE -T /var/lib/docker)" > /dev/console`, proofPath))
 	var b bytes.Buffer
 	b.WriteString("#cloud-config\n")
 	enc := yaml.NewEncoder(&b)
