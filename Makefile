@@ -5,7 +5,7 @@ PKGS      := ./...
 FUZZTIME  ?= 60s
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test unit fuzz demo bench lint deps clean golden golden-test
+.PHONY: all build test unit fuzz demo bench lint deps clean golden golden-test netboot-test
 
 all: build
 
@@ -65,6 +65,15 @@ golden: build
 
 golden-test:
 	$(GO) run ./internal/rpi/cmd/golden-test -image $(GOLDEN_IMAGE) -i $(GOLDEN_INV) -timeout $(GOLDEN_TIMEOUT)
+
+# A Pi's root over the network: the first netbooted Pi of $(GOLDEN_INV) gets
+# its copy-on-write root (a qcow2 overlay over $(GOLDEN_IMAGE), exported by
+# qemu-nbd on loopback, internal/rpi/netboot/nbdroot); the golden image's
+# kernel boots with that export as its root through qemu's NBD client, the
+# seed is applied and checked as in golden-test; then the file the guest
+# wrote must be in the overlay and the golden image's sha256 unchanged.
+netboot-test:
+	$(GO) run ./internal/rpi/cmd/netboot-test -image $(GOLDEN_IMAGE) -i $(GOLDEN_INV) -timeout $(GOLDEN_TIMEOUT)
 
 lint:
 	@test -z "$$(gofmt -l cmd internal templates bench)" || { gofmt -l cmd internal templates bench; echo "gofmt: files above need formatting"; exit 1; }

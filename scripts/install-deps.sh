@@ -37,6 +37,10 @@ packages=(
   debian-archive-keyring
   # ... and `make golden-test` boots it under qemu's arm64 virt machine.
   qemu-system-arm
+  # Netboot roots: a qcow2 overlay per Pi over the golden image, served by
+  # qemu-nbd; the tests read and write the exports with nbdcopy/nbdinfo.
+  qemu-utils        # qemu-img, qemu-nbd
+  libnbd-bin        # nbdcopy, nbdinfo
   shellcheck        # internal/ci: the workflows' run: scripts
   # Netboot: real TFTP clients against provision's TFTP server, and
   # bench/tftp's anchor (dnsmasq's TFTP server).

@@ -57,9 +57,7 @@ func (a *app) netbootCommand() *cobra.Command {
   provision netboot status -i lab.yaml`,
 	}
 	cmd.AddCommand(a.netbootServeCommand(), a.netbootStatusCommand())
-	// LEAD: the NBD root subcommands (reset, install, eeprom) of
-	// internal/cli/netboot_root.go go here:
-	// cmd.AddCommand(a.netbootRootCommands()...)
+	cmd.AddCommand(a.netbootRootCommands()...)
 	return cmd
 }
 

@@ -27,12 +27,19 @@ type Machine struct {
 	Seed   string // the CIDATA seed disk
 	// TmpDir receives qemu's snapshot overlay (its $TMPDIR).
 	TmpDir string
+	// RootDrive, when set, is the -drive of the root disk instead of Image
+	// with snapshot=on (e.g. a Pi's NBD export: file=nbd://...).
+	RootDrive string
 }
 
 // Args is qemu's command line. The golden image is attached with
 // snapshot=on: the guest's writes go to a temporary overlay, the image is
 // never changed. -nic none: the guest has no network device at all.
 func (m Machine) Args() []string {
+	root := "file=" + m.Image + ",format=raw,if=virtio,snapshot=on"
+	if m.RootDrive != "" {
+		root = m.RootDrive
+	}
 	return []string{
 		"-M", "virt", "-cpu", "cortex-a72",
 		"-smp", fmt.Sprint(m.CPUs), "-m", fmt.Sprint(m.Memory),
@@ -43,7 +50,7 @@ func (m Machine) Args() []string {
 		// The guest has no network device, so systemd-networkd-wait-online
 		// would only hold the boot for two minutes and then fail.
 		"-append", "root=" + m.Root.Device() + " rw rootwait console=ttyAMA0 panic=-1 systemd.mask=systemd-networkd-wait-online.service",
-		"-drive", "file=" + m.Image + ",format=raw,if=virtio,snapshot=on",
+		"-drive", root,
 		"-drive", "file=" + m.Seed + ",format=raw,if=virtio,readonly=on",
 	}
 }

@@ -38,6 +38,9 @@ type Config struct {
 	WorkDir string
 	// Timeout bounds the boot (TCG on two shared cores: minutes).
 	Timeout time.Duration
+	// RootDrive, when set, replaces the image as the guest's root disk
+	// (a qemu -drive; Image still gives the kernel and initramfs).
+	RootDrive string
 	// QEMU is the qemu-system-aarch64 binary (default from PATH).
 	QEMU         string
 	CPUs, Memory int
@@ -112,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, fmt.Errorf("smoke boot: %w", err)
 	}
 
-	m := Machine{QEMU: cfg.QEMU, CPUs: cfg.CPUs, Memory: cfg.Memory, Image: cfg.Image, Root: root, Boot: boot, Seed: seedDisk, TmpDir: work}
+	m := Machine{QEMU: cfg.QEMU, CPUs: cfg.CPUs, Memory: cfg.Memory, Image: cfg.Image, Root: root, Boot: boot, Seed: seedDisk, TmpDir: work, RootDrive: cfg.RootDrive}
 	progress("booting %s as %s: qemu-system-aarch64 -M virt -cpu cortex-a72 -smp %d -m %d -nic none (timeout %s)",
 		cfg.Image, cfg.Data.Node.Name, cfg.CPUs, cfg.Memory, cfg.Timeout)
 	bctx, cancel := context.WithTimeout(ctx, cfg.Timeout)

@@ -240,6 +240,10 @@ func TestMachineArgs(t *testing.T) {
 			t.Errorf("qemu args lack %q: %s", want, args)
 		}
 	}
+	m.RootDrive = "file=nbd://127.0.0.1:10809/pi-r1-01,format=raw,if=virtio"
+	if args := strings.Join(m.Args(), " "); !strings.Contains(args, "-drive "+m.RootDrive) || strings.Contains(args, "golden.img") {
+		t.Errorf("with RootDrive, qemu args: %s", args)
+	}
 	for _, bad := range []string{"-netdev", "-nic user", "hostfwd"} {
 		if strings.Contains(args, bad) {
 			t.Errorf("qemu args have %q: %s", bad, args)
