@@ -69,8 +69,11 @@ func (o *Options) setDefaults() {
 //   - workers join as they are reached, at most Concurrency at once, once
 //     the managers reached by then have joined.
 //
-// Then labels, roles and availability are applied, stale Down entries of
-// the same hostnames removed, and Form waits until every member is Ready.
+// Right after its join (or at once, for a member already in the swarm),
+// each member's labels, role and availability are applied in one
+// versioned node update, none when nothing differs, while the others are
+// still joining. Once every pipeline is done, stale Down entries of the
+// same hostnames are removed and Form waits until every member is Ready.
 // Nodes that fail are named in the error and in Result.Failed; the others
 // are still formed. Join tokens never leave this package.
 func Form(ctx context.Context, members []*Member, opts Options) (*Result, error) {
@@ -99,8 +102,8 @@ type former struct {
 	leader      *Member
 	cluster     string
 	tokens      swarm.JoinTokens
-	inSwarm     map[string]bool // node IDs the chosen swarm knows
-	inSwarmMgrs []*Member       // reached managers of the chosen swarm but the leader, in inventory order
+	known       map[string]swarm.Node // the chosen swarm's node objects when it was chosen, by ID
+	inSwarmMgrs []*Member             // reached managers of the chosen swarm but the leader, in inventory order
 
 	mu        sync.Mutex // guards what follows during the concurrent work
 	res       *Result
@@ -155,11 +158,11 @@ func (f *former) decide(ctx context.Context, ok []*Member, allManagers bool) err
 	if err := f.ensureIngress(ctx); err != nil {
 		return err
 	}
-	ids, err := f.nodeIDs(ctx)
+	known, err := f.nodeObjects(ctx)
 	if err != nil {
 		return err
 	}
-	f.inSwarm = ids
+	f.known = known
 	for _, m := range ok {
 		if m != f.leader && m.Role == Manager && f.classify(m) == nothing && m.facts.clusterID == f.cluster && m.facts.control {
 			f.inSwarmMgrs = append(f.inSwarmMgrs, m)
@@ -236,17 +239,24 @@ func (f *former) init(ctx context.Context) error {
 	return nil
 }
 
-// nodeIDs lists the node IDs the chosen swarm knows.
-func (f *former) nodeIDs(ctx context.Context) (map[string]bool, error) {
+// isKnown reports whether the chosen swarm had the member's node when it
+// was chosen.
+func (f *former) isKnown(m *Member) bool {
+	_, ok := f.known[m.facts.nodeID]
+	return ok
+}
+
+// nodeObjects lists the node objects the chosen swarm knows, by ID.
+func (f *former) nodeObjects(ctx context.Context) (map[string]swarm.Node, error) {
 	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
 	}
-	ids := map[string]bool{}
+	known := make(map[string]swarm.Node, len(nodes))
 	for _, n := range nodes {
-		ids[n.ID] = true
+		known[n.ID] = n
 	}
-	return ids, nil
+	return known, nil
 }
 
 func (f *former) availability(m *Member) swarm.NodeAvailability {

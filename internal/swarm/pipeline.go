@@ -62,19 +62,27 @@ func (f *former) run(ctx context.Context) error {
 		return p.decideErr
 	}
 	// Managers one at a time: each must be a reachable Raft member before
-	// the next one changes the quorum.
+	// the next one changes the quorum. Each one's node object is brought
+	// to the inventory while the next joins.
 	for _, m := range reached {
 		if !p.early[m] || ctx.Err() != nil {
 			continue
 		}
 		f.managerTurn.Lock()
 		f.opts.Progress("joining manager %s", m.Name)
-		if err := f.join(ctx, m); err != nil {
-			f.fail(m, "join", err)
-		}
+		err := f.join(ctx, m)
 		f.managerTurn.Unlock()
+		if err != nil {
+			f.fail(m, "join", err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.converge(ctx, m)
+		}()
 	}
-	f.opts.Progress("joining workers as they answer, %d at a time", f.opts.Concurrency)
+	f.opts.Progress("joining workers as they answer, %d at a time; each is labelled as soon as it has joined", f.opts.Concurrency)
 	close(p.workersGo)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -131,7 +139,9 @@ func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool
 
 // node is one member's pipeline: reach it, then, once the swarm is chosen,
 // join it as its role says (managers one at a time, workers once the
-// managers reached in time have joined).
+// managers reached in time have joined), then at once bring its node
+// object to the inventory (labels, role, availability: one versioned
+// update, none when nothing differs), while the others are still joining.
 func (f *former) node(ctx context.Context, m *Member, p *phases) {
 	ok := f.reach(ctx, m)
 	p.settled <- m
@@ -147,17 +157,21 @@ func (f *former) node(ctx context.Context, m *Member, p *phases) {
 		return // early managers are joined by the coordinator, in inventory order
 	}
 	switch f.classify(m) {
+	case nothing:
 	case leaveAlone:
 		f.mu.Lock()
 		f.res.LeftAlone = append(f.res.LeftAlone, m.Name)
 		f.mu.Unlock()
 		f.fail(m, "join", fmt.Errorf("it is %s in another swarm (node %s); left alone: run with --force to make it leave and join this one", m.facts.state, short(m.facts.nodeID)))
+		return
 	case joinManager:
 		f.managerTurn.Lock()
-		defer f.managerTurn.Unlock()
 		f.opts.Progress("joining manager %s (reached late)", m.Name)
-		if err := f.join(ctx, m); err != nil {
+		err := f.join(ctx, m)
+		f.managerTurn.Unlock()
+		if err != nil {
 			f.fail(m, "join", err)
+			return
 		}
 	case joinWorker:
 		select {
@@ -170,11 +184,14 @@ func (f *former) node(ctx context.Context, m *Member, p *phases) {
 		case <-ctx.Done():
 			return
 		}
-		defer func() { <-p.joinSlots }()
-		if err := f.join(ctx, m); err != nil {
+		err := f.join(ctx, m)
+		<-p.joinSlots
+		if err != nil {
 			f.fail(m, "join", err)
+			return
 		}
 	}
+	f.converge(ctx, m)
 }
 
 // reach connects to a member and gathers its facts; a node that cannot be
@@ -229,7 +246,7 @@ const (
 // reads only the member's own facts and what decide set.
 func (f *former) classify(m *Member) action {
 	switch {
-	case m == f.leader || f.inSwarm[m.facts.nodeID] && m.facts.state == swarm.LocalNodeStateActive:
+	case m == f.leader || f.isKnown(m) && m.facts.state == swarm.LocalNodeStateActive:
 		return nothing
 	case m.inSwarm() && !f.opts.Force:
 		return leaveAlone

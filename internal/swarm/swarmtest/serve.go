@@ -42,13 +42,27 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Ostype", "linux")
 	w.Header().Set("Server", "Docker/28.5.2 (linux)")
 	path := versionPrefix.ReplaceAllString(r.URL.Path, "")
+	call := callName(r, path)
+	e.w.mu.Lock()
+	latency := e.w.latency
+	e.w.mu.Unlock()
+	if latency != nil {
+		if d := latency(e.Name, call); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
 	e.w.mu.Lock()
 	defer e.w.mu.Unlock()
 	if e.stopped { // a connection made before the stop
 		panic(http.ErrAbortHandler)
 	}
-	e.count(r, path)
+	e.count(r, call)
 	seg := strings.Split(strings.Trim(path, "/"), "/")
+	defer e.note(call, seg)
 	switch {
 	case path == "/_ping":
 		e.ping(w)

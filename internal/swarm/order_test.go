@@ -1,0 +1,102 @@
+package swarm_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fhlab/provision/internal/swarm"
+	"github.com/fhlab/provision/internal/swarm/swarmtest"
+)
+
+// firstEvent is the index of the first recorded event that matches, or -1.
+func firstEvent(evs []swarmtest.Event, node, call, target string) int {
+	return slices.IndexFunc(evs, func(e swarmtest.Event) bool {
+		return e.Node == node && e.Call == call && e.Target == target
+	})
+}
+
+// TestFormPipelinesEachNode records the order in which the fake engines
+// answer, with latency injected on one node: each node's labels land in
+// one update right after its own join, while a slow node is still joining,
+// and the slow node holds up neither the facts nor the joins nor the
+// labels of the others. A re-run makes no mutating call.
+func TestFormPipelinesEachNode(t *testing.T) {
+	tests := []struct {
+		name string
+		slow string // every call of this node waits
+		// slowCall, when set, is the one call of the slow node that waits.
+		slowCall string
+	}{
+		{name: "slow join of the last worker", slow: "wrk-4", slowCall: "POST /swarm/join"},
+		{name: "slow engine of a worker", slow: "wrk-2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newFakeLab(t, 3, 4)
+			l.w.SetLatency(func(node, call string) time.Duration {
+				if node == tt.slow && (tt.slowCall == "" || call == tt.slowCall) {
+					return 300 * time.Millisecond
+				}
+				return time.Millisecond
+			})
+			l.w.Record(true)
+			r := l.form(t, swarm.Options{})
+			if r.err != nil {
+				t.Fatalf("Form: %v", r.err)
+			}
+			l.checkFormed(t)
+			evs := l.w.Events()
+			var log strings.Builder
+			for _, e := range evs {
+				log.WriteString(e.String() + "\n")
+			}
+			slowJoin := firstEvent(evs, tt.slow, "POST /swarm/join", "")
+			slowInfo := firstEvent(evs, tt.slow, "GET /info", "")
+			if slowJoin < 0 {
+				t.Fatalf("%s never joined:\n%s", tt.slow, log.String())
+			}
+			for _, name := range l.order {
+				if name == tt.slow || l.roles[name] != swarm.Worker {
+					continue
+				}
+				join := firstEvent(evs, name, "POST /swarm/join", "")
+				update := firstEvent(evs, "mgr-1", "POST /nodes/{id}/update", name)
+				if join < 0 || update < 0 {
+					t.Errorf("%s: join at %d, update at %d: want both", name, join, update)
+					continue
+				}
+				if update < join {
+					t.Errorf("%s updated (%d) before it joined (%d)", name, update, join)
+				}
+				if update > slowJoin {
+					t.Errorf("%s's labels (event %d) landed after %s joined (event %d): labels wait for the slowest join", name, update, tt.slow, slowJoin)
+				}
+				if tt.slowCall == "" && join > slowInfo {
+					t.Errorf("%s joined (event %d) after %s's facts came (event %d): a slow engine held it up", name, join, tt.slow, slowInfo)
+				}
+			}
+			// One update per node that needs one, no more.
+			for _, name := range l.order {
+				n := 0
+				for _, e := range evs {
+					if e.Call == "POST /nodes/{id}/update" && e.Target == name {
+						n++
+					}
+				}
+				if want := min(1, len(l.labels[name])); n != want {
+					t.Errorf("%s got %d node updates, want %d", name, n, want)
+				}
+			}
+			if t.Failed() {
+				t.Logf("events:\n%s", log.String())
+			}
+
+			l.w.ResetCalls()
+			if r := l.form(t, swarm.Options{}); r.err != nil || l.w.Mutations() != 0 {
+				t.Errorf("re-run: %v, mutating calls %v, want none", r.err, l.w.Calls())
+			}
+		})
+	}
+}
