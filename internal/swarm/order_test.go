@@ -1,8 +1,12 @@
 package swarm_test
 
 import (
+	"context"
+	"net"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,5 +102,59 @@ func TestFormPipelinesEachNode(t *testing.T) {
 				t.Errorf("re-run: %v, mutating calls %v, want none", r.err, l.w.Calls())
 			}
 		})
+	}
+}
+
+// countingConn counts itself open until it is closed.
+type countingConn struct {
+	net.Conn
+	open *atomic.Int64
+	once sync.Once
+}
+
+func (c *countingConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// TestCloseLeavesNoConnection: once a run's members are closed, none of the
+// connections they opened to the engines is left open (a long-lived
+// caller, or the next run in the same process, does not pile them up).
+func TestCloseLeavesNoConnection(t *testing.T) {
+	l := newFakeLab(t, 3, 4)
+	var open atomic.Int64
+	for range 2 { // form, then a re-run
+		ms := l.members()
+		for _, m := range ms {
+			connect := m.Connect
+			m.Connect = func(ctx context.Context) (swarm.Endpoint, error) {
+				ep, err := connect(ctx)
+				dial := ep.Dial
+				ep.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					c, err := dial(ctx, network, addr)
+					if err != nil {
+						return nil, err
+					}
+					open.Add(1)
+					return &countingConn{Conn: c, open: &open}, nil
+				}
+				return ep, err
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := swarm.Form(ctx, ms, swarm.Options{PollInterval: time.Millisecond, DefaultAddrPool: []string{"10.128.0.0/12"}, SubnetSize: 20})
+		cancel()
+		if err != nil {
+			t.Fatalf("Form: %v", err)
+		}
+		if open.Load() == 0 {
+			t.Fatal("no connection counted open during the run")
+		}
+		for _, m := range ms {
+			m.Close()
+		}
+		if n := open.Load(); n != 0 {
+			t.Errorf("%d connections left open after Close", n)
+		}
 	}
 }

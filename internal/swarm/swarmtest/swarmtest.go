@@ -129,6 +129,10 @@ func (e *Engine) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	return (&net.Dialer{}).DialContext(ctx, "tcp", e.srv.Listener.Addr().String())
 }
 
+// Address is the host:port the engine's API listens on (TCP, loopback),
+// for a caller in another process; Dial is the way in this one.
+func (e *Engine) Address() string { return e.srv.Listener.Addr().String() }
+
 // Stop makes the engine refuse connections (dockerd stopped); Start undoes it.
 func (e *Engine) Stop()  { e.set(func() { e.stopped = true }) }
 func (e *Engine) Start() { e.set(func() { e.stopped = false }) }
