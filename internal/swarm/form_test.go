@@ -50,7 +50,11 @@ func newFakeLab(t *testing.T, managers, workers int) *fakeLab {
 }
 
 func (l *fakeLab) add(name, role string, labels map[string]string) {
-	l.engines[name] = l.w.Add(name, fmt.Sprintf("192.0.2.%d", len(l.order)+10))
+	addr := fmt.Sprintf("192.0.2.%d", len(l.order)+10)
+	if len(l.order) >= 240 { // past TEST-NET-1: the benchmarking range
+		addr = fmt.Sprintf("198.18.%d.%d", len(l.order)/250, len(l.order)%250+1)
+	}
+	l.engines[name] = l.w.Add(name, addr)
 	l.roles[name], l.labels[name] = role, labels
 	l.order = append(l.order, name)
 }
