@@ -33,6 +33,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,6 +82,7 @@ func main() {
 	flag.DurationVar(&lat.List, "list", time.Millisecond, "extra latency of GET /nodes per 100 nodes")
 	serve := flag.Int("serve", 0, "(internal) serve this many fake engines")
 	one := flag.Int("one", 0, "(internal) run one size and print its figures as JSON")
+	cpuProfile := flag.String("cpuprofile", "", "with -one: write provision's CPU profile here")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -89,6 +91,15 @@ func main() {
 	case *serve > 0:
 		err = serveFakes(*serve, lat)
 	case *one > 0:
+		if *cpuProfile != "" {
+			pf, perr := os.Create(*cpuProfile)
+			if perr != nil {
+				err = perr
+				break
+			}
+			pprof.StartCPUProfile(pf)
+			defer pprof.StopCPUProfile()
+		}
 		var f figures
 		if f, err = runOne(ctx, *one, *grow, *concurrency, lat); err == nil {
 			err = json.NewEncoder(os.Stdout).Encode(f)
@@ -384,7 +395,9 @@ func measure(ctx context.Context, name string, fk *fakes, nodes []fakeNode, conc
 		Concurrency: concurrency,
 	})
 	p := phase{Name: name, Nodes: len(nodes), Wall: time.Since(start), CPU: cpuTime() - cpu0}
-	p.PeakHeap, p.Goroutines, p.Conns = s.stop()
+	var own time.Duration
+	p.PeakHeap, p.Goroutines, p.Conns, own = s.stop()
+	p.CPU -= own // the sampler's reading of /proc is the bench's, not provision's
 	for _, m := range members {
 		m.Close()
 	}
@@ -398,13 +411,16 @@ func measure(ctx context.Context, name string, fk *fakes, nodes []fakeNode, conc
 	return p, err
 }
 
-// sampler records the process's peak heap, goroutines and open sockets.
+// sampler records the process's peak heap, goroutines and open sockets,
+// on a thread of its own whose CPU time it reports, so that it can be
+// taken off provision's.
 type sampler struct {
 	stopc      chan struct{}
 	wg         sync.WaitGroup
 	heap       uint64
 	goroutines int
 	conns      int
+	cpu        time.Duration
 }
 
 func startSampler() *sampler {
@@ -412,12 +428,17 @@ func startSampler() *sampler {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		t0 := threadCPU()
+		defer func() { s.cpu = threadCPU() - t0 }()
 		for {
 			s.sample()
 			select {
 			case <-s.stopc:
+				s.sample()
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(250 * time.Millisecond):
 			}
 		}
 	}()
@@ -432,11 +453,19 @@ func (s *sampler) sample() {
 	s.conns = max(s.conns, openSockets())
 }
 
-func (s *sampler) stop() (uint64, int, int) {
-	s.sample()
+func (s *sampler) stop() (heap uint64, goroutines, conns int, cpu time.Duration) {
 	close(s.stopc)
 	s.wg.Wait()
-	return s.heap, s.goroutines, s.conns
+	return s.heap, s.goroutines, s.conns, s.cpu
+}
+
+// threadCPU is the calling thread's user and system time.
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // openSockets counts the process's open sockets.
