@@ -26,10 +26,12 @@ while the others are formed. Then:
      explicit advertise address and the inventory's address pool and mask
      length;
   4. join managers one at a time (quorum-safe), workers as they answer, at
-     most --concurrency at once;
-  5. apply labels (merged with labels set by hand), promote managers, drain
-     managers if swarm.drainManagers; remove stale Down entries of
-     re-created nodes; wait until every node is Ready; print the table.
+     most --concurrency at once; right after its own join (at once for a
+     node already in the swarm) each node gets its labels (merged with
+     labels set by hand), its manager role and, if swarm.drainManagers,
+     drain, in one update, while the others are still joining;
+  5. remove stale Down entries of re-created nodes; wait until every node
+     is Ready; print the table.
 
 A re-run on a formed swarm makes no change at all and says so; nodes added
 to the inventory are the only ones joined. Join tokens are never printed or
