@@ -32,19 +32,22 @@ func (f *former) converge(ctx context.Context, m *Member) {
 	}
 }
 
-// inspectJoined reads the node object of a member that has just joined;
-// the leader may learn of it a moment after the member says it is active.
+// inspectJoined reads the node object of a member that has just joined,
+// once it is Ready: the leader may learn of the node a moment after the
+// member says it is active, and until it is Ready the node reports its
+// status, each report a new version that an update made meanwhile would
+// collide with. After JoinTimeout it returns the node as it is.
 func (f *former) inspectJoined(ctx context.Context, m *Member) (swarm.Node, error) {
 	deadline := time.Now().Add(f.opts.JoinTimeout)
 	for {
 		n, _, err := f.leader.Engine.NodeInspectWithRaw(ctx, m.facts.nodeID)
-		if err == nil {
+		if err == nil && (ready(n) || time.Now().After(deadline)) {
 			return n, nil
 		}
-		if !cerrdefs.IsNotFound(err) || time.Now().After(deadline) {
+		if err != nil && (!cerrdefs.IsNotFound(err) || time.Now().After(deadline)) {
 			return swarm.Node{}, fmt.Errorf("inspect node %s on %s: %w", short(m.facts.nodeID), f.leader.Name, f.leader.engineErr(err))
 		}
-		if err := sleep(ctx, f.opts.PollInterval); err != nil {
+		if err := sleep(ctx, min(f.opts.PollInterval, 100*time.Millisecond)); err != nil {
 			return swarm.Node{}, err
 		}
 	}

@@ -20,9 +20,13 @@ type Options struct {
 
 	DrainManagers bool // managers get availability drain
 	Ingress       Ingress
-	Force         bool     // make members of another swarm leave and join this one
-	Concurrency   int      // workers joining at once
-	Counter       *Counter // counts the mutating calls of the engines Form opens (may be nil)
+	Force         bool // make members of another swarm leave and join this one
+	Concurrency   int  // workers joining at once
+	// ManagerHeadStart is how long workers wait, at most, for every
+	// manager to be reached (or fail) before they connect themselves
+	// (default 2 s; negative: not at all).
+	ManagerHeadStart time.Duration
+	Counter          *Counter // counts the mutating calls of the engines Form opens (may be nil)
 
 	JoinTimeout  time.Duration // one node, from join to active
 	ReadyTimeout time.Duration // all nodes Ready
@@ -42,6 +46,9 @@ func (o *Options) setDefaults() {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 3 * time.Minute
 	}
+	if o.ManagerHeadStart == 0 {
+		o.ManagerHeadStart = 2 * time.Second
+	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 200 * time.Millisecond
 	}
@@ -55,8 +62,9 @@ func (o *Options) setDefaults() {
 
 // Form makes the members one swarm. Every member moves through its own
 // pipeline: connect (Member.Connect, which may retry for long), gather its
-// engine's facts, then join. A node that is slow to connect holds up no
-// other:
+// engine's facts, then join. The managers connect first: workers start
+// once every manager was reached or failed, or after ManagerHeadStart. A
+// node that is slow to connect holds up no other:
 //
 //   - the swarm is chosen (an existing one wins) as soon as it is certain:
 //     once every manager has been reached or has failed, or once more than

@@ -22,7 +22,8 @@ func firstEvent(evs []swarmtest.Event, node, call, target string) int {
 }
 
 // TestFormPipelinesEachNode records the order in which the fake engines
-// answer, with latency injected on one node: each node's labels land in
+// answer, with latency injected on one node: the managers are contacted
+// first; each node's labels land in
 // one update right after its own join, while a slow node is still joining,
 // and the slow node holds up neither the facts nor the joins nor the
 // labels of the others. A re-run makes no mutating call.
@@ -79,6 +80,18 @@ func TestFormPipelinesEachNode(t *testing.T) {
 				}
 				if tt.slowCall == "" && join > slowInfo {
 					t.Errorf("%s joined (event %d) after %s's facts came (event %d): a slow engine held it up", name, join, tt.slow, slowInfo)
+				}
+			}
+			// The managers connect first: every manager's facts come before
+			// any worker is contacted.
+			lastManagerInfo := 0
+			for _, m := range []string{"mgr-1", "mgr-2", "mgr-3"} {
+				lastManagerInfo = max(lastManagerInfo, firstEvent(evs, m, "GET /info", ""))
+			}
+			for i, e := range evs {
+				if l.roles[e.Node] == swarm.Worker && i < lastManagerInfo {
+					t.Errorf("%s was contacted (event %d: %s) before the managers' facts were in (event %d)", e.Node, i, e, lastManagerInfo)
+					break
 				}
 			}
 			// One update per node that needs one, no more.

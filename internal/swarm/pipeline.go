@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/docker/docker/api/types/swarm"
 )
@@ -14,12 +16,15 @@ var errNoSwarm = errors.New("not tried further: there is no swarm to join")
 
 // phases are the points every node's pipeline waits for.
 type phases struct {
-	settled   chan *Member  // a node was reached and its facts gathered, or it failed
-	decided   chan struct{} // closed once leader, cluster, tokens and inSwarm are set
-	decideErr error         // set before decided is closed: no swarm to join
-	early     map[*Member]bool
-	workersGo chan struct{} // closed once the managers reached in time have joined
-	joinSlots chan struct{} // workers joining at once
+	settled chan *Member // a manager was reached and its facts gathered, or it failed
+	// managersIn is closed once every manager was reached or failed.
+	managersIn   chan struct{}
+	managersLeft atomic.Int64
+	decided      chan struct{} // closed once leader, cluster, tokens and inSwarm are set
+	decideErr    error         // set before decided is closed: no swarm to join
+	early        map[*Member]bool
+	workersGo    chan struct{} // closed once the managers reached in time have joined
+	joinSlots    chan struct{} // workers joining at once
 }
 
 func (f *former) run(ctx context.Context) error {
@@ -31,6 +36,16 @@ func (f *former) run(ctx context.Context) error {
 		early:     map[*Member]bool{}, // managers the coordinator joins, in inventory order
 		workersGo: make(chan struct{}),
 		joinSlots: make(chan struct{}, f.opts.Concurrency),
+
+		managersIn: make(chan struct{}),
+	}
+	for _, m := range f.members {
+		if m.Role == Manager {
+			p.managersLeft.Add(1)
+		}
+	}
+	if p.managersLeft.Load() == 0 {
+		close(p.managersIn)
 	}
 	f.opts.Progress("connecting to %d nodes; each goes on as soon as it answers", len(f.members))
 	var wg sync.WaitGroup
@@ -143,8 +158,16 @@ func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool
 // object to the inventory (labels, role, availability: one versioned
 // update, none when nothing differs), while the others are still joining.
 func (f *former) node(ctx context.Context, m *Member, p *phases) {
+	if m.Role != Manager {
+		f.awaitHeadStart(ctx, p)
+	}
 	ok := f.reach(ctx, m)
-	p.settled <- m
+	if m.Role == Manager {
+		p.settled <- m
+		if p.managersLeft.Add(-1) == 0 {
+			close(p.managersIn)
+		}
+	}
 	if !ok {
 		return
 	}
@@ -192,6 +215,25 @@ func (f *former) node(ctx context.Context, m *Member, p *phases) {
 		}
 	}
 	f.converge(ctx, m)
+}
+
+// awaitHeadStart holds a worker back until every manager was reached or
+// failed, or until the managers' head start has passed: the managers are
+// on the critical path (no worker joins before the swarm is chosen and
+// its managers have joined), and on a busy admin host or network the
+// workers' SSH handshakes would slow theirs. A manager that is slow to
+// answer holds the workers up by the head start at most.
+func (f *former) awaitHeadStart(ctx context.Context, p *phases) {
+	if f.opts.ManagerHeadStart <= 0 {
+		return
+	}
+	t := time.NewTimer(f.opts.ManagerHeadStart)
+	defer t.Stop()
+	select {
+	case <-p.managersIn:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // reach connects to a member and gathers its facts; a node that cannot be
