@@ -214,6 +214,7 @@ type bench struct {
 	dir, bin, inv, stateDir, name string
 	net                           netip.Prefix
 	nodes                         []inventory.Node
+	runs                          int
 }
 
 func newBench(base, bin string, n int) (*bench, error) {
@@ -326,18 +327,25 @@ func (b *bench) one(ctx context.Context, contender string, settle time.Duration)
 			return res, fmt.Errorf("lab up recorded no Docker socket for %s", n.Name)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "  (lab up for %s: %.1f s)\n", contender, upTime.Seconds())
 	if err := sleep(ctx, settle); err != nil {
 		return res, err
 	}
+	fmt.Fprintf(os.Stderr, "  (lab up for %s: %.1f s; load average before it starts: %s)\n", contender, upTime.Seconds(), loadAverage())
 	cpu := machineCPU()
 	switch contender {
 	case "provision":
-		res.wall, res.own, _, err = b.provision(ctx, "swarm")
+		var out string
+		res.wall, res.own, out, err = b.provision(ctx, "swarm")
 		res.machine = machineCPU() - cpu
+		b.runs++
+		os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("provision-swarm-%d.log", b.runs)), []byte(out), 0o644)
 		if err == nil {
-			var out string
 			res.rerun, res.rerunOwn, out, err = b.provision(ctx, "swarm")
+			os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("provision-swarm-%d-rerun.log", b.runs)), []byte(out), 0o644)
+			// Every record of both runs, with times.
+			if log, rerr := os.ReadFile(filepath.Join(b.stateDir, "provision.log")); rerr == nil {
+				os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("provision-%d.records", b.runs)), log, 0o644)
+			}
 			if err == nil && !strings.Contains(out, "nothing changed") {
 				err = fmt.Errorf("the re-run changed something:\n%s", out)
 			}
@@ -576,6 +584,19 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// loadAverage is the machine's 1-minute load average.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // machineCPU is the CPU time the whole machine has spent busy so far, in
