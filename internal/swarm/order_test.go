@@ -171,3 +171,16 @@ func TestCloseLeavesNoConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestFormWithoutManagers: an inventory without a manager is refused, and
+// no worker waits for one.
+func TestFormWithoutManagers(t *testing.T) {
+	l := newFakeLab(t, 0, 2)
+	r := l.form(t, swarm.Options{})
+	if r.err == nil || !strings.Contains(r.err.Error(), "no reachable manager") {
+		t.Errorf("error %v, want no reachable manager", r.err)
+	}
+	if l.w.Mutations() != 0 {
+		t.Errorf("mutating calls %v", l.w.Calls())
+	}
+}

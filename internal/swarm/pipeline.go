@@ -121,7 +121,7 @@ func (f *former) run(ctx context.Context) error {
 
 // awaitDecidable waits until the swarm can be chosen for certain: every
 // manager reached or failed, or more than half of the inventory's
-// managers reached in one swarm. It returns the members reached by then,
+// managers reached in one swarm (at once when there is no manager). It returns the members reached by then,
 // in inventory order, and whether every manager is known.
 func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool, error) {
 	managers := 0
@@ -132,7 +132,7 @@ func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool
 	}
 	var reached []*Member
 	settledManagers := 0
-	for range f.members {
+	for settledManagers < managers { // only managers settle before the choice
 		var m *Member
 		select {
 		case m = <-p.settled:
