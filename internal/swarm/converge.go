@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 )
 
@@ -40,17 +42,49 @@ func (f *former) converge(ctx context.Context, m *Member) {
 func (f *former) inspectJoined(ctx context.Context, m *Member) (swarm.Node, error) {
 	deadline := time.Now().Add(f.opts.JoinTimeout)
 	for {
-		n, _, err := f.leader.Engine.NodeInspectWithRaw(ctx, m.facts.nodeID)
+		var n swarm.Node
+		var err error
+		if m.facts.nodeID == "" {
+			if n, err = f.newNodeOf(ctx, m); err == nil {
+				m.facts.nodeID = n.ID
+			}
+		} else {
+			n, _, err = f.leader.Engine.NodeInspectWithRaw(ctx, m.facts.nodeID)
+		}
 		if err == nil && (ready(n) || time.Now().After(deadline)) {
 			return n, nil
 		}
 		if err != nil && (!cerrdefs.IsNotFound(err) || time.Now().After(deadline)) {
-			return swarm.Node{}, fmt.Errorf("inspect node %s on %s: %w", short(m.facts.nodeID), f.leader.Name, f.leader.engineErr(err))
+			return swarm.Node{}, fmt.Errorf("inspect the node of %s on %s: %w", m.Name, f.leader.Name, f.leader.engineErr(err))
 		}
 		if err := sleep(ctx, min(f.opts.PollInterval, 100*time.Millisecond)); err != nil {
 			return swarm.Node{}, err
 		}
 	}
+}
+
+// newNodeOf finds the node a member has just joined as, by its hostname,
+// among the nodes the swarm did not have when it was chosen (the ping that
+// said it joined does not say its node ID; /info would, at the cost of two
+// programs run on the node).
+func (f *former) newNodeOf(ctx context.Context, m *Member) (swarm.Node, error) {
+	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{Filters: filters.NewArgs(filters.Arg("name", m.Name))})
+	if err != nil {
+		return swarm.Node{}, err
+	}
+	var found []swarm.Node
+	for _, n := range nodes {
+		if _, old := f.known[n.ID]; !old && n.Description.Hostname == m.Name {
+			found = append(found, n)
+		}
+	}
+	if len(found) > 1 { // prefer the one at the member's address
+		found = slices.DeleteFunc(found, func(n swarm.Node) bool { return n.Status.Addr != m.Addr })
+	}
+	if len(found) != 1 {
+		return swarm.Node{}, cerrdefs.ErrNotFound.WithMessage(fmt.Sprintf("%d new nodes named %s", len(found), m.Name))
+	}
+	return found[0], nil
 }
 
 // updateRetrying updates a node, reading it again when its version moved

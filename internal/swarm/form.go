@@ -110,8 +110,9 @@ type former struct {
 	leader      *Member
 	cluster     string
 	tokens      swarm.JoinTokens
-	known       map[string]swarm.Node // the chosen swarm's node objects when it was chosen, by ID
-	inSwarmMgrs []*Member             // reached managers of the chosen swarm but the leader, in inventory order
+	known       map[string]swarm.Node   // the chosen swarm's node objects when it was chosen, by ID
+	byHost      map[string][]swarm.Node // the same by hostname
+	inSwarmMgrs []*Member               // reached managers of the chosen swarm but the leader, in inventory order
 
 	mu        sync.Mutex // guards what follows during the concurrent work
 	res       *Result
@@ -171,6 +172,10 @@ func (f *former) decide(ctx context.Context, ok []*Member, allManagers bool) err
 		return err
 	}
 	f.known = known
+	f.byHost = map[string][]swarm.Node{}
+	for _, n := range known {
+		f.byHost[n.Description.Hostname] = append(f.byHost[n.Description.Hostname], n)
+	}
 	for _, m := range ok {
 		if m != f.leader && m.Role == Manager && f.classify(m) == nothing && m.facts.clusterID == f.cluster && m.facts.control {
 			f.inSwarmMgrs = append(f.inSwarmMgrs, m)
@@ -302,7 +307,12 @@ func (f *former) join(ctx context.Context, m *Member) error {
 	}
 	deadline := time.Now().Add(f.opts.JoinTimeout)
 	for {
-		m.gather(ctx)
+		// A worker's ping says it is active; the leader knows its node.
+		if m.Role == Manager {
+			m.gather(ctx)
+		} else {
+			m.ping(ctx)
+		}
 		if m.facts.err == nil && m.facts.state == swarm.LocalNodeStateActive && (m.Role != Manager || m.facts.control) {
 			f.joined(m)
 			return nil

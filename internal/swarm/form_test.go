@@ -284,7 +284,7 @@ func TestFormAgainstFakeEngines(t *testing.T) {
 				l.engines["wrk-2"].Stop()
 			},
 			calls:   map[string]int{},
-			wantErr: []string{"reach wrk-2: docker info: engine on wrk-2 (unix:///var/run/docker.sock over ssh provision@192.0.2.14:22): is dockerd running? dial unix /var/run/docker.sock on wrk-2: connect: connection refused"},
+			wantErr: []string{"reach wrk-2: docker ping: engine on wrk-2 (unix:///var/run/docker.sock over ssh provision@192.0.2.14:22): is dockerd running? dial unix /var/run/docker.sock on wrk-2: connect: connection refused"},
 			check: func(t *testing.T, l *fakeLab, r formRun) {
 				if strings.Contains(r.err.Error(), "http://docker.sock") {
 					t.Errorf("error names the client's placeholder host: %v", r.err)

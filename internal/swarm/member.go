@@ -138,6 +138,7 @@ type facts struct {
 	clusterID string
 	control   bool // a manager that can answer swarm queries
 	hostname  string
+	pinged    bool // state and control only, from the ping's Swarm header
 }
 
 func (m *Member) gather(ctx context.Context) {
@@ -155,6 +156,23 @@ func (m *Member) gather(ctx context.Context) {
 	if info.Swarm.Cluster != nil {
 		m.facts.clusterID = info.Swarm.Cluster.ID
 	}
+}
+
+// ping asks the engine for its swarm state only, through the ping's Swarm
+// header ("inactive", "active/worker", ...), which also settles the API
+// version. An engine that sends no such header gets gather's facts.
+func (m *Member) ping(ctx context.Context) {
+	p, err := m.Engine.Ping(ctx)
+	if err != nil {
+		m.facts = facts{err: fmt.Errorf("docker ping: %w", m.engineErr(err))}
+		return
+	}
+	m.Engine.NegotiateAPIVersionPing(p)
+	if p.SwarmStatus == nil {
+		m.gather(ctx)
+		return
+	}
+	m.facts = facts{pinged: true, state: p.SwarmStatus.NodeState, control: p.SwarmStatus.ControlAvailable}
 }
 
 // inSwarm reports whether the member's engine is part of some swarm.

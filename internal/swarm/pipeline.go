@@ -179,6 +179,9 @@ func (f *former) node(ctx context.Context, m *Member, p *phases) {
 	if p.decideErr != nil || p.early[m] {
 		return // early managers are joined by the coordinator, in inventory order
 	}
+	if !f.settle(ctx, m) {
+		return
+	}
 	switch f.classify(m) {
 	case nothing:
 	case leaveAlone:
@@ -217,6 +220,47 @@ func (f *former) node(ctx context.Context, m *Member, p *phases) {
 	f.converge(ctx, m)
 }
 
+// settle completes a pinged worker's facts once the swarm is chosen: an
+// active worker the swarm has as a Ready node of its name and address is
+// that node; an inactive one is to join; any other gets the full facts
+// from /info.
+func (f *former) settle(ctx context.Context, m *Member) bool {
+	if !m.facts.pinged {
+		return true
+	}
+	if m.facts.state == swarm.LocalNodeStateInactive {
+		return true
+	}
+	if n, ok := f.readyAs(m); ok && m.facts.state == swarm.LocalNodeStateActive && !m.facts.control {
+		m.facts.nodeID, m.facts.clusterID, m.facts.hostname = n.ID, f.cluster, m.Name
+		return true
+	}
+	m.gather(ctx)
+	if m.facts.err != nil {
+		f.fail(m, "reach", m.facts.err)
+		f.mu.Lock()
+		f.unreached++
+		f.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// readyAs is the one node of the chosen swarm, when it was chosen, that is
+// Ready with the member's hostname and address.
+func (f *former) readyAs(m *Member) (swarm.Node, bool) {
+	var found []swarm.Node
+	for _, n := range f.byHost[m.Name] {
+		if ready(n) && n.Status.Addr == m.Addr {
+			found = append(found, n)
+		}
+	}
+	if len(found) != 1 {
+		return swarm.Node{}, false
+	}
+	return found[0], true
+}
+
 // awaitHeadStart holds a worker back until every manager was reached or
 // failed, or until the managers' head start has passed: the managers are
 // on the critical path (no worker joins before the swarm is chosen and
@@ -238,10 +282,19 @@ func (f *former) awaitHeadStart(ctx context.Context, p *phases) {
 
 // reach connects to a member and gathers its facts; a node that cannot be
 // reached is recorded as failed.
+//
+// A manager's facts come from /info (its swarm's ID decides the choice); a
+// worker's first from the ping, whose Swarm header says its state: /info
+// costs each daemon two programs run (runc and docker-init --version),
+// and a worker the swarm already has needs no more (see settle).
 func (f *former) reach(ctx context.Context, m *Member) bool {
 	err := m.Open(ctx, f.opts.Counter)
 	if err == nil {
-		m.gather(ctx)
+		if m.Role == Manager {
+			m.gather(ctx)
+		} else {
+			m.ping(ctx)
+		}
 		err = m.facts.err
 	} else {
 		m.facts = facts{err: err}

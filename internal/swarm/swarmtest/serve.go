@@ -77,7 +77,7 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request) {
 	case path == "/swarm/leave" && r.Method == http.MethodPost:
 		e.swarmLeave(w, r)
 	case path == "/nodes" && r.Method == http.MethodGet:
-		e.nodeList(w)
+		e.nodeList(w, r)
 	case len(seg) == 2 && seg[0] == "nodes" && r.Method == http.MethodGet:
 		e.nodeInspect(w, seg[1])
 	case len(seg) == 3 && seg[0] == "nodes" && seg[2] == "update" && r.Method == http.MethodPost:
@@ -227,12 +227,33 @@ func (e *Engine) swarmLeave(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (e *Engine) nodeList(w http.ResponseWriter) {
+// nodeList answers GET /nodes; the name filter matches hostname prefixes,
+// as swarmkit's does.
+func (e *Engine) nodeList(w http.ResponseWriter, r *http.Request) {
 	if !e.w.isManager(e) {
 		fail(w, http.StatusServiceUnavailable, errNoManager)
 		return
 	}
-	writeJSON(w, http.StatusOK, e.w.swarms[e.swarmID].list())
+	args, err := filters.FromJSON(r.URL.Query().Get("filters"))
+	if err != nil {
+		fail(w, http.StatusBadRequest, "invalid filter: %v", err)
+		return
+	}
+	all := e.w.swarms[e.swarmID].list()
+	if !args.Contains("name") {
+		writeJSON(w, http.StatusOK, all)
+		return
+	}
+	out := []swarm.Node{}
+	for _, n := range all {
+		for _, prefix := range args.Get("name") {
+			if strings.HasPrefix(n.Description.Hostname, prefix) {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (e *Engine) node(w http.ResponseWriter, id string) *swarm.Node {
