@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
 
@@ -239,20 +240,21 @@ func (e *Engine) nodeList(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "invalid filter: %v", err)
 		return
 	}
-	all := e.w.swarms[e.swarmID].list()
+	c := e.w.swarms[e.swarmID]
 	if !args.Contains("name") {
-		writeJSON(w, http.StatusOK, all)
+		writeJSON(w, http.StatusOK, c.list())
 		return
 	}
 	out := []swarm.Node{}
-	for _, n := range all {
+	for _, n := range c.nodes {
 		for _, prefix := range args.Get("name") {
 			if strings.HasPrefix(n.Description.Hostname, prefix) {
-				out = append(out, n)
+				out = append(out, *n)
 				break
 			}
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	writeJSON(w, http.StatusOK, out)
 }
 
