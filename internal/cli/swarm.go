@@ -18,7 +18,8 @@ Engine API through that connection. Each node moves on as soon as its own
 connection is up; a node that does not answer yet keeps retrying (2 minutes)
 while the others are formed. Then:
 
-  1. read each engine's swarm state as it answers;
+  1. read each engine's swarm state as it answers (the managers are
+     connected first; workers wait for them 2 s at most);
   2. pick the swarm once every manager has answered or failed, or once more
      than half of the managers are in one: an existing one wins; nodes in
      another swarm are reported and left alone unless --force;
