@@ -132,7 +132,8 @@ func print1(r result) {
 	fmt.Println()
 }
 
-// table prints one row per size: the median of each contender's runs.
+// table prints one row per size, each cell with every round's figure in
+// round order ("a / b"), ratios between the runs of the same round.
 func table(all []result) {
 	fmt.Println()
 	fmt.Println("| nodes | provision swarm | provision's own CPU | re-run | sequential ssh loop | floor (local sockets, workers at once) | provision / floor | loop / provision | machine CPU-s (provision, loop, floor) |")
@@ -146,66 +147,40 @@ func table(all []result) {
 		}
 		by[r.nodes][r.contender] = append(by[r.nodes][r.contender], r)
 	}
+	cells := func(rs []result, f func(r result) string) string {
+		if len(rs) == 0 {
+			return "–"
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, f(r))
+		}
+		return strings.Join(out, " / ")
+	}
+	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+	ratios := func(a, b []result) string {
+		var out []string
+		for i := range min(len(a), len(b)) {
+			out = append(out, fmt.Sprintf("%.2fx", a[i].wall.Seconds()/b[i].wall.Seconds()))
+		}
+		if len(out) == 0 {
+			return "–"
+		}
+		return strings.Join(out, " / ")
+	}
 	for _, n := range sizes {
-		p, l, f := median(by[n]["provision"]), median(by[n]["loop"]), median(by[n]["floor"])
-		cell := func(r *result, s string) string {
-			if r == nil {
-				return "–"
-			}
-			return s
-		}
-		ratio := func(a, b *result) string {
-			if a == nil || b == nil {
-				return "–"
-			}
-			return fmt.Sprintf("%.2fx", a.wall.Seconds()/b.wall.Seconds())
-		}
-		cpu := func(r *result) string {
-			if r == nil {
-				return "–"
-			}
-			return fmt.Sprintf("%.1f", r.machine)
-		}
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s, %s, %s |\n", n,
-			cell(p, fmt.Sprintf("%.2f s", p.wallOr())), cell(p, fmt.Sprintf("%.2f s", p.ownOr())), cell(p, fmt.Sprintf("%.2f s", p.rerunOr())),
-			cell(l, fmt.Sprintf("%.2f s", l.wallOr())), cell(f, fmt.Sprintf("%.2f s", f.wallOr())),
-			ratio(p, f), ratio(l, p), cpu(p), cpu(l), cpu(f))
+		p, l, f := by[n]["provision"], by[n]["loop"], by[n]["floor"]
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s; %s; %s |\n", n,
+			cells(p, func(r result) string { return secs(r.wall) }),
+			cells(p, func(r result) string { return fmt.Sprintf("%.2f s", r.own) }),
+			cells(p, func(r result) string { return secs(r.rerun) }),
+			cells(l, func(r result) string { return secs(r.wall) }),
+			cells(f, func(r result) string { return secs(r.wall) }),
+			ratios(p, f), ratios(l, p),
+			cells(p, func(r result) string { return fmt.Sprintf("%.1f", r.machine) }),
+			cells(l, func(r result) string { return fmt.Sprintf("%.1f", r.machine) }),
+			cells(f, func(r result) string { return fmt.Sprintf("%.1f", r.machine) }))
 	}
-}
-
-func (r *result) wallOr() float64 {
-	if r == nil {
-		return 0
-	}
-	return r.wall.Seconds()
-}
-func (r *result) ownOr() float64 {
-	if r == nil {
-		return 0
-	}
-	return r.own
-}
-func (r *result) rerunOr() float64 {
-	if r == nil {
-		return 0
-	}
-	return r.rerun.Seconds()
-}
-
-// median is the run with the median wall time (nil for none).
-func median(rs []result) *result {
-	if len(rs) == 0 {
-		return nil
-	}
-	sorted := append([]result(nil), rs...)
-	for i := range sorted {
-		for j := i + 1; j < len(sorted); j++ {
-			if sorted[j].wall < sorted[i].wall {
-				sorted[i], sorted[j] = sorted[j], sorted[i]
-			}
-		}
-	}
-	return &sorted[len(sorted)/2]
 }
 
 // bench is one size's lab: its inventory, made up and torn down per
