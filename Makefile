@@ -32,14 +32,16 @@ demo: build
 	scripts/demo.sh
 
 # Each benchmark prints provision's figure beside an anchor's, as a ratio.
-# bench/swarm emulates 159 nodes and needs root; bench/preflight runs the
-# Proxmox simulator on loopback; bench/tftp runs provision's TFTP server and
-# dnsmasq's on loopback (root: dnsmasq binds port 69); bench/discover sweeps
-# 127.20.0.0/16 against nmap.
+# bench/swarm emulates labs of 30 and 59 nodes and needs root (-sizes 159
+# for Swarm2k's 15 VMs and 4 racks); bench/swarm2k runs up to 2,384 fake
+# engines; bench/preflight runs the Proxmox simulator on loopback;
+# bench/tftp runs provision's TFTP server and dnsmasq's on loopback (root:
+# dnsmasq binds port 69); bench/discover sweeps 127.20.0.0/16 against nmap.
 bench: build
 	$(GO) run ./bench/render
 	$(GO) run ./bench/preflight
 	$(GO) run ./bench/swarm
+	$(GO) run ./bench/swarm2k
 	$(GO) run ./bench/image
 	$(GO) run ./bench/flash
 	$(GO) run ./bench/tftp

@@ -1,19 +1,35 @@
-// Command swarm benchmarks `provision swarm` on an emulated lab of 159
-// nodes (15 VMs: 3 managers and 12 workers; 4 racks of 36 Pis), one dockerd
-// and sshd per network namespace, against the anchor labs use today: a
-// sequential shell loop of `ssh NODE docker swarm join ...`.
+// Command swarm benchmarks `provision swarm` on emulated labs against the
+// way labs join swarms by hand and against the floor, each contender on a
+// fresh lab made exactly as `provision lab up` makes it (the provision
+// binary of this tree runs `lab up`, and `lab down` afterwards):
 //
-// Both are timed from "every node reachable" (the lab is up, every sshd
-// answers) to "every node Ready" on the same nodes in the same run; between
-// the two every node leaves the swarm. Needs root (make bench).
+//   - provision: `provision swarm -i INVENTORY`, the command users run, with
+//     its defaults, then once more (the re-run, which must change nothing);
+//   - loop: a sequential shell loop of `ssh NODE docker swarm join ...`, as
+//     the Swarm2k instructions have it;
+//   - floor: the same joins straight over the nodes' local Docker sockets,
+//     no SSH: init, the ingress network removed, the managers one at a
+//     time, then every worker at once.
+//
+// Every contender removes the ingress network right after init (this
+// kernel has no IPVS, so a lab here runs with swarm.ingress.enabled:
+// false) and is timed from its start to every node Ready. The order of the
+// contenders rotates from size to size and round to round. Needs root.
+//
+//	go run ./bench/swarm -sizes 30,59
+//	go run ./bench/swarm -sizes 159
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,208 +40,483 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	dswarm "github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/lab"
-	"github.com/fhlab/provision/internal/labtest"
-	"github.com/fhlab/provision/internal/par"
-	"github.com/fhlab/provision/internal/pipeline"
-	"github.com/fhlab/provision/internal/stages"
+	"github.com/fhlab/provision/internal/remote"
+	"github.com/fhlab/provision/internal/state"
 )
 
 func main() {
-	racks := flag.Int("racks", 4, "racks of 36 Pis (4 gives 159 nodes with the 15 VMs)")
-	perRack := flag.Int("per-rack", 36, "Pis per rack")
-	verbose := flag.Bool("v", false, "print provision's progress lines with times")
-	concurrency := flag.Int("concurrency", 32, "provision's --concurrency")
-	anchor := flag.Bool("anchor", true, "also run the anchor loop (without it no ratio is printed)")
-	ingress := flag.Bool("ingress", false, "keep Docker's ingress network (no routing mesh works here: the kernel has no IPVS)")
+	sizes := flag.String("sizes", "30,59", "lab sizes in nodes, comma-separated (3 managers and 12 VM workers, the rest Pis in racks of up to 36; 159 is Swarm2k's 15 VMs and 4 racks)")
+	rounds := flag.Int("rounds", 1, "rounds per size; the contenders' order rotates every round")
+	only := flag.String("contenders", "provision,loop,floor", "contenders to run, comma-separated")
+	settle := flag.Duration("settle", 5*time.Second, "pause after lab up before a contender starts")
+	keep := flag.Bool("keep", false, "keep the work directory (inventories, provision's output)")
 	flag.Parse()
-	tb := &benchTB{}
-	code := 0
-	func() {
-		defer func() {
-			if r := recover(); r != nil && r != errFatal {
-				panic(r)
-			} else if r != nil {
-				code = 1
-			}
-		}()
-		run(tb, *racks, *perRack, *verbose, *concurrency, *anchor, *ingress)
-	}()
-	tb.cleanup()
-	os.Exit(code)
-}
-
-func run(tb *benchTB, racks, perRack int, verbose bool, concurrency int, withAnchor, withIngress bool) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	dir, err := os.MkdirTemp("", "provision-bench-swarm-")
-	if err != nil {
-		tb.Fatalf("%v", err)
+	if err := run(ctx, *sizes, *rounds, strings.Split(*only, ","), *settle, *keep); err != nil {
+		fmt.Fprintf(os.Stderr, "bench/swarm: %v\n", err)
+		os.Exit(1)
 	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-
-	f := labtest.New(tb, dir, os.Stderr)
-	// This kernel has no IPVS, so the routing mesh cannot work in the
-	// emulated lab; the inventory turns the ingress network off (as a lab
-	// that publishes ports in host mode would) and the anchor removes it
-	// too, right after init, so both form the same swarm. -ingress keeps it.
-	if !withIngress {
-		f.Swarm = "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3, ingress: {enabled: false}}"
-	}
-	var rackYAML []string
-	for r := 0; r < racks; r++ {
-		rackYAML = append(rackYAML, fmt.Sprintf("    - {name: r%d, count: %d, ipStart: {{ADDR %d}}}", r+1, perRack, 40+r*perRack))
-	}
-	inv := f.Inventory(tb, "bench.yaml",
-		"    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n    - {name: wrk-%02d, count: 12, ipStart: {{ADDR 21}}}",
-		strings.Join(rackYAML, "\n"))
-	fmt.Printf("bench/swarm: %d nodes (%d managers), lab %s on %s\n", len(inv.Nodes), 3, f.Lab.Prefix(), f.Net)
-
-	start := time.Now()
-	f.Up(tb, ctx, inv.Nodes)
-	fmt.Printf("  lab up: %.1f s\n", time.Since(start).Seconds())
-
-	// Anchor first: a sequential ssh loop, as in the Swarm2k instructions.
-	var anchor time.Duration
-	if withAnchor {
-		cpu := machineCPU()
-		anchor = anchorLoop(tb, ctx, f, inv, withIngress)
-		fmt.Printf("  anchor used %.1f CPU-seconds\n", machineCPU()-cpu)
-		leaveAll(tb, ctx, f, inv)
-	}
-
-	// provision swarm: the same stage `provision swarm` runs.
-	var status io.Writer = io.Discard
-	if verbose {
-		status = timestamped{os.Stderr, time.Now()}
-	}
-	env := f.Env(tb, inv, io.Discard, status)
-	env.Concurrency = concurrency
-	conn := stages.NewConnector(stages.SSH{KeyPath: f.KeyPath})
-	defer conn.Close()
-	cpu := machineCPU()
-	start = time.Now()
-	if err := (pipeline.Pipeline{Stages: []pipeline.Stage{stages.Swarm{SSH: conn}}}).Run(ctx, env); err != nil {
-		tb.Fatalf("provision swarm: %v", err)
-	}
-	ours := time.Since(start)
-	fmt.Printf("  provision used %.1f CPU-seconds\n", machineCPU()-cpu)
-	ready := countReady(tb, ctx, f, "mgr-1")
-
-	fmt.Printf("  provision swarm (connect, gather, init, join, label, wait Ready): %7.2f s  (%d Ready)\n", ours.Seconds(), ready)
-	if !withAnchor {
-		return
-	}
-	fmt.Printf("  anchor: sequential `ssh NODE docker swarm join` loop + wait:   %7.2f s\n", anchor.Seconds())
-	fmt.Printf("  ratio (anchor / provision): %.1fx faster\n", anchor.Seconds()/ours.Seconds())
-	verdict := "met"
-	if ours > 20*time.Second || anchor < 10*ours || ready != len(inv.Nodes) {
-		verdict = "NOT met"
-	}
-	fmt.Printf("  goal all %d Ready in under 20 s and at least 10x the loop: %s\n", len(inv.Nodes), verdict)
 }
 
-// anchorLoop forms the swarm the way labs do by hand: init on the first
-// manager, read the tokens, then one `ssh node docker swarm join` after the
-// other, then poll `docker node ls` until every node is Ready.
-func anchorLoop(tb *benchTB, ctx context.Context, f *labtest.Fixture, inv *inventory.Inventory, withIngress bool) time.Duration {
-	known := filepath.Join(f.Dir, "anchor_known_hosts")
+// result is one contender's run on one fresh lab.
+type result struct {
+	contender string
+	nodes     int
+	wall      time.Duration
+	machine   float64 // CPU-seconds the whole machine was busy
+	own       float64 // CPU-seconds of provision's process (provision only)
+	ready     int
+	rerun     time.Duration // provision only
+	rerunOwn  float64
+}
+
+func run(ctx context.Context, sizes string, rounds int, contenders []string, settle time.Duration, keep bool) error {
+	if err := lab.Preflight(); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "provision-bench-swarm-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Printf("work directory: %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	bin := filepath.Join(dir, "provision")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/provision")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build provision (run from the repository's root): %w", err)
+	}
+	var all []result
+	for si, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 16 || n > 200 {
+			return fmt.Errorf("-sizes: %q is not a size from 16 to 200 nodes", s)
+		}
+		b, err := newBench(dir, bin, n)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%d nodes (3 managers), lab %s on %s\n", n, lab.PrefixFor(b.name), b.net)
+		for r := range rounds {
+			for i := range contenders {
+				c := contenders[(i+si+r)%len(contenders)]
+				res, err := b.one(ctx, c, settle)
+				if err != nil {
+					return fmt.Errorf("%d nodes, %s: %w", n, c, err)
+				}
+				print1(res)
+				all = append(all, res)
+			}
+		}
+	}
+	table(all)
+	return nil
+}
+
+func print1(r result) {
+	fmt.Printf("  %-9s %7.2f s to %d Ready, machine %5.1f CPU-s", r.contender, r.wall.Seconds(), r.ready, r.machine)
+	if r.contender == "provision" {
+		fmt.Printf(", provision's own %.2f CPU-s; re-run %.2f s (%.2f CPU-s)", r.own, r.rerun.Seconds(), r.rerunOwn)
+	}
+	fmt.Println()
+}
+
+// table prints one row per size, each cell with every round's figure in
+// round order ("a / b"), ratios between the runs of the same round.
+func table(all []result) {
+	fmt.Println()
+	fmt.Println("| nodes | provision swarm | provision's own CPU | re-run | sequential ssh loop | floor (local sockets, workers at once) | provision / floor | loop / provision | machine CPU-s (provision, loop, floor) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	var sizes []int
+	by := map[int]map[string][]result{}
+	for _, r := range all {
+		if by[r.nodes] == nil {
+			by[r.nodes] = map[string][]result{}
+			sizes = append(sizes, r.nodes)
+		}
+		by[r.nodes][r.contender] = append(by[r.nodes][r.contender], r)
+	}
+	cells := func(rs []result, f func(r result) string) string {
+		if len(rs) == 0 {
+			return "–"
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, f(r))
+		}
+		return strings.Join(out, " / ")
+	}
+	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+	ratios := func(a, b []result) string {
+		var out []string
+		for i := range min(len(a), len(b)) {
+			out = append(out, fmt.Sprintf("%.2fx", a[i].wall.Seconds()/b[i].wall.Seconds()))
+		}
+		if len(out) == 0 {
+			return "–"
+		}
+		return strings.Join(out, " / ")
+	}
+	for _, n := range sizes {
+		p, l, f := by[n]["provision"], by[n]["loop"], by[n]["floor"]
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %s | %s | %s; %s; %s |\n", n,
+			cells(p, func(r result) string { return secs(r.wall) }),
+			cells(p, func(r result) string { return fmt.Sprintf("%.2f s", r.own) }),
+			cells(p, func(r result) string { return secs(r.rerun) }),
+			cells(l, func(r result) string { return secs(r.wall) }),
+			cells(f, func(r result) string { return secs(r.wall) }),
+			ratios(p, f), ratios(l, p),
+			cells(p, func(r result) string { return fmt.Sprintf("%.1f", r.machine) }),
+			cells(l, func(r result) string { return fmt.Sprintf("%.1f", r.machine) }),
+			cells(f, func(r result) string { return fmt.Sprintf("%.1f", r.machine) }))
+	}
+}
+
+// bench is one size's lab: its inventory, made up and torn down per
+// contender by the provision binary.
+type bench struct {
+	dir, bin, inv, stateDir, name string
+	net                           netip.Prefix
+	nodes                         []inventory.Node
+	runs                          int
+}
+
+func newBench(base, bin string, n int) (*bench, error) {
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	b := &bench{dir: filepath.Join(base, fmt.Sprintf("n%d", n)), bin: bin, name: fmt.Sprintf("bsw%d-%s", n, hex.EncodeToString(rnd[:]))}
+	b.stateDir = filepath.Join(b.dir, "state")
+	if err := os.MkdirAll(b.dir, 0o755); err != nil {
+		return nil, err
+	}
+	if _, _, err := remote.EnsureKey(filepath.Join(b.dir, "id_ed25519")); err != nil {
+		return nil, fmt.Errorf("ssh key: %w", err)
+	}
+	var err error
+	if b.net, err = freeSubnet(int(rnd[1])<<8 | int(rnd[2])); err != nil {
+		return nil, err
+	}
+	addr := func(h int) string {
+		a := b.net.Addr().As4()
+		a[3] = byte(h)
+		return netip.AddrFrom4(a).String()
+	}
+	pis := n - 15
+	racks := (pis + 35) / 36
+	var rackYAML []string
+	next := 40
+	for r := range racks {
+		count := pis / racks
+		if r < pis%racks {
+			count++
+		}
+		rackYAML = append(rackYAML, fmt.Sprintf("    - {name: r%d, count: %d, ipStart: %s}", r+1, count, addr(next)))
+		next += count
+	}
+	doc := fmt.Sprintf(`apiVersion: provision/v1
+kind: Lab
+metadata: {name: %s}
+network: {cidr: %s, gateway: %s}
+ssh: {user: provision, privateKeyFile: id_ed25519, authorizedKeyFiles: [id_ed25519.pub]}
+swarm: {defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3, ingress: {enabled: false}}
+proxmox:
+  apiURL: https://127.0.0.1:8006/api2/json
+  template: debian-12-cloudinit
+  nodes: [{name: pve1}, {name: pve2}, {name: pve3}]
+  vms:
+    - {name: mgr-%%d, count: 3, role: manager, ipStart: %s}
+    - {name: wrk-%%02d, count: 12, ipStart: %s}
+pis:
+  racks:
+%s
+`, b.name, b.net, addr(1), addr(11), addr(21), strings.Join(rackYAML, "\n"))
+	b.inv = filepath.Join(b.dir, "lab.yaml")
+	if err := os.WriteFile(b.inv, []byte(doc), 0o644); err != nil {
+		return nil, err
+	}
+	inv, err := inventory.Load(b.inv)
+	if err != nil {
+		return nil, fmt.Errorf("bench inventory: %w\n%s", err, doc)
+	}
+	if len(inv.Nodes) != n {
+		return nil, fmt.Errorf("bench inventory has %d nodes, want %d", len(inv.Nodes), n)
+	}
+	b.nodes = inv.Nodes
+	return b, nil
+}
+
+// provision runs the provision binary on the bench's inventory.
+func (b *bench) provision(ctx context.Context, args ...string) (time.Duration, float64, string, error) {
+	cmd := exec.CommandContext(ctx, b.bin, append(args, "-i", b.inv, "--state-dir", b.stateDir)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	own := 0.0
+	if cmd.ProcessState != nil {
+		own = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	}
+	if err != nil {
+		return wall, own, out.String(), fmt.Errorf("provision %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return wall, own, out.String(), nil
+}
+
+// one runs a contender on a fresh lab and tears the lab down again.
+func (b *bench) one(ctx context.Context, contender string, settle time.Duration) (res result, err error) {
+	res = result{contender: contender, nodes: len(b.nodes)}
+	upTime, _, _, err := b.provision(ctx, "lab", "up")
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		if _, _, _, derr := b.provision(dctx, "lab", "down"); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		os.RemoveAll(b.stateDir)
+	}()
+	if err != nil {
+		return res, err
+	}
+	st, err := state.Load(b.stateDir, b.name)
+	if err != nil {
+		return res, err
+	}
+	sockets := map[string]string{}
+	for _, n := range b.nodes {
+		if f := st.Nodes[n.Name]; f != nil && f.DockerSocket != "" {
+			sockets[n.Name] = f.DockerSocket
+		} else {
+			return res, fmt.Errorf("lab up recorded no Docker socket for %s", n.Name)
+		}
+	}
+	if err := sleep(ctx, settle); err != nil {
+		return res, err
+	}
+	fmt.Fprintf(os.Stderr, "  (lab up for %s: %.1f s; load average before it starts: %s)\n", contender, upTime.Seconds(), loadAverage())
+	cpu := machineCPU()
+	switch contender {
+	case "provision":
+		var out string
+		res.wall, res.own, out, err = b.provision(ctx, "swarm")
+		res.machine = machineCPU() - cpu
+		b.runs++
+		os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("provision-swarm-%d.log", b.runs)), []byte(out), 0o644)
+		if err == nil {
+			res.rerun, res.rerunOwn, out, err = b.provision(ctx, "swarm")
+			os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("provision-swarm-%d-rerun.log", b.runs)), []byte(out), 0o644)
+			// Every record of both runs, with times.
+			if log, rerr := os.ReadFile(filepath.Join(b.stateDir, "provision.log")); rerr == nil {
+				os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("provision-%d.records", b.runs)), log, 0o644)
+			}
+			if err == nil && !strings.Contains(out, "nothing changed") {
+				err = fmt.Errorf("the re-run changed something:\n%s", out)
+			}
+		}
+	case "loop":
+		res.wall, err = b.loop(ctx)
+		res.machine = machineCPU() - cpu
+	case "floor":
+		res.wall, err = b.floor(ctx, sockets)
+		res.machine = machineCPU() - cpu
+	default:
+		return res, fmt.Errorf("no contender %q (provision, loop, floor)", contender)
+	}
+	if err != nil {
+		return res, err
+	}
+	res.ready, err = countReady(ctx, sockets[b.nodes[0].Name])
+	if err == nil && res.ready != len(b.nodes) {
+		err = fmt.Errorf("%d of %d nodes Ready", res.ready, len(b.nodes))
+	}
+	return res, err
+}
+
+// loop forms the swarm the way labs do by hand: init on the first manager,
+// the ingress network removed, the tokens read, then one `ssh node docker
+// swarm join` after the other, then `docker node ls` until all are Ready.
+func (b *bench) loop(ctx context.Context) (time.Duration, error) {
+	known := filepath.Join(b.dir, "loop_known_hosts")
+	os.Remove(known)
+	key := filepath.Join(b.dir, "id_ed25519")
 	// A join that outlasts Docker's 20 s wait goes on in the background;
 	// an admin's loop moves on to the next node, and so does this one.
-	// ssh itself is retried when it cannot connect (exit 255), as an
-	// admin's loop would on a busy machine.
-	ssh := func(ip string, args ...string) string {
+	// ssh is retried when it cannot connect (exit 255), as an admin's loop
+	// would on a busy machine.
+	ssh := func(ip string, args ...string) (string, error) {
 		for attempt := 1; ; attempt++ {
 			cmd := exec.CommandContext(ctx, "ssh", append([]string{
-				"-i", f.KeyPath, "-o", "UserKnownHostsFile=" + known, "-o", "StrictHostKeyChecking=accept-new",
+				"-i", key, "-o", "UserKnownHostsFile=" + known, "-o", "StrictHostKeyChecking=accept-new",
 				"-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "provision@" + ip,
 			}, args...)...)
 			var out, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
 			err := cmd.Run()
 			if err == nil || strings.Contains(errb.String(), "Timeout was reached before node joined") {
-				return strings.TrimSpace(out.String())
+				return strings.TrimSpace(out.String()), nil
 			}
 			if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() == 255 && attempt < 5 {
 				time.Sleep(time.Second)
 				continue
 			}
-			tb.Fatalf("anchor: ssh %s %s: %v: %s", ip, strings.Join(args[:3], " "), err, errb.String())
+			return "", fmt.Errorf("ssh %s %s: %v: %s", ip, strings.Join(args[:min(3, len(args))], " "), err, errb.String())
 		}
 	}
-	first := inv.Nodes[0]
+	first := b.nodes[0]
 	start := time.Now()
-	ssh(first.IP, "docker", "swarm", "init", "--advertise-addr", first.IP, "--listen-addr", first.IP+":2377",
-		"--default-addr-pool", "10.128.0.0/12", "--default-addr-pool-mask-length", "20")
-	if !withIngress {
-		// `docker network rm ingress` asks for confirmation.
-		ssh(first.IP, "sh", "-c", "'echo y | docker network rm ingress'")
+	if _, err := ssh(first.IP, "docker", "swarm", "init", "--advertise-addr", first.IP, "--listen-addr", first.IP+":2377",
+		"--default-addr-pool", "10.128.0.0/12", "--default-addr-pool-mask-length", "20"); err != nil {
+		return 0, err
 	}
-	workerToken := ssh(first.IP, "docker", "swarm", "join-token", "-q", "worker")
-	managerToken := ssh(first.IP, "docker", "swarm", "join-token", "-q", "manager")
-	for _, n := range inv.Nodes[1:] {
+	// `docker network rm ingress` asks for confirmation.
+	if _, err := ssh(first.IP, "sh", "-c", "'echo y | docker network rm ingress'"); err != nil {
+		return 0, err
+	}
+	workerToken, err := ssh(first.IP, "docker", "swarm", "join-token", "-q", "worker")
+	if err != nil {
+		return 0, err
+	}
+	managerToken, err := ssh(first.IP, "docker", "swarm", "join-token", "-q", "manager")
+	if err != nil {
+		return 0, err
+	}
+	for _, n := range b.nodes[1:] {
 		token := workerToken
 		if n.Role == inventory.Manager {
 			token = managerToken
 		}
-		ssh(n.IP, "docker", "swarm", "join", "--token", token, "--advertise-addr", n.IP, "--listen-addr", n.IP+":2377", first.IP+":2377")
+		if _, err := ssh(n.IP, "docker", "swarm", "join", "--token", token, "--advertise-addr", n.IP, "--listen-addr", n.IP+":2377", first.IP+":2377"); err != nil {
+			return 0, err
+		}
 	}
 	for {
-		out := ssh(first.IP, "docker", "node", "ls", "--format", "{{.Status}}")
-		if strings.Count(out, "Ready") == len(inv.Nodes) {
-			return time.Since(start)
+		out, err := ssh(first.IP, "docker", "node", "ls", "--format", "{{.Status}}")
+		if err != nil {
+			return 0, err
 		}
-		time.Sleep(200 * time.Millisecond)
+		if strings.Count(out, "Ready") == len(b.nodes) {
+			return time.Since(start), nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return 0, err
+		}
 	}
 }
 
-// leaveAll makes every node leave the swarm, workers first.
-func leaveAll(tb *benchTB, ctx context.Context, f *labtest.Fixture, inv *inventory.Inventory) {
-	nodes := inv.Nodes
-	err := par.Each(ctx, 32, len(nodes), func(ctx context.Context, i int) error {
-		if nodes[i].Role == inventory.Manager {
-			return nil
+// floor makes the same joins straight over the nodes' local Docker
+// sockets: init, the ingress network removed, the managers one at a time,
+// then every worker at once, each through a manager as provision spreads
+// them; then it polls the node list until every node is Ready.
+func (b *bench) floor(ctx context.Context, sockets map[string]string) (time.Duration, error) {
+	engines := make([]*client.Client, len(b.nodes))
+	for i, n := range b.nodes {
+		c, err := lab.NewEngine(sockets[n.Name])
+		if err != nil {
+			return 0, err
 		}
-		return leave(ctx, f, nodes[i].Name)
-	})
-	for _, n := range nodes {
-		if n.Role == inventory.Manager {
-			if lerr := leave(ctx, f, n.Name); lerr != nil {
-				err = lerr
+		defer c.Close()
+		engines[i] = c
+	}
+	first := b.nodes[0]
+	swarmAddr := func(n inventory.Node) string { return net.JoinHostPort(n.IP, "2377") }
+	start := time.Now()
+	if _, err := engines[0].SwarmInit(ctx, dswarm.InitRequest{ListenAddr: swarmAddr(first), AdvertiseAddr: swarmAddr(first),
+		DefaultAddrPool: []string{"10.128.0.0/12"}, SubnetSize: 20}); err != nil {
+		return 0, fmt.Errorf("init: %w", err)
+	}
+	nets, err := engines[0].NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", "ingress"))})
+	if err != nil {
+		return 0, err
+	}
+	for _, nw := range nets {
+		if nw.Ingress {
+			if err := engines[0].NetworkRemove(ctx, nw.ID); err != nil {
+				return 0, fmt.Errorf("remove ingress: %w", err)
 			}
 		}
 	}
+	sw, err := engines[0].SwarmInspect(ctx)
 	if err != nil {
-		tb.Fatalf("reset between runs: %v", err)
+		return 0, err
+	}
+	managers := []inventory.Node{first}
+	join := func(i int, token string, remotes []string) error {
+		n := b.nodes[i]
+		err := engines[i].SwarmJoin(ctx, dswarm.JoinRequest{ListenAddr: swarmAddr(n), AdvertiseAddr: swarmAddr(n), RemoteAddrs: remotes, JoinToken: token})
+		if err != nil && !strings.Contains(err.Error(), "Timeout was reached") {
+			return fmt.Errorf("join %s: %w", n.Name, err)
+		}
+		return nil
+	}
+	for i, n := range b.nodes {
+		if i > 0 && n.Role == inventory.Manager {
+			if err := join(i, sw.JoinTokens.Manager, []string{swarmAddr(first)}); err != nil {
+				return 0, err
+			}
+			managers = append(managers, n)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(b.nodes))
+	for i, n := range b.nodes {
+		if n.Role == inventory.Manager {
+			continue
+		}
+		var remotes []string
+		for j := range managers {
+			remotes = append(remotes, swarmAddr(managers[(i+j)%len(managers)]))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = join(i, sw.JoinTokens.Worker, remotes)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	for {
+		nodes, err := engines[0].NodeList(ctx, dswarm.NodeListOptions{})
+		if err != nil {
+			return 0, err
+		}
+		ready := 0
+		for _, n := range nodes {
+			if n.Status.State == dswarm.NodeStateReady && (n.ManagerStatus == nil || n.ManagerStatus.Reachability == dswarm.ReachabilityReachable) {
+				ready++
+			}
+		}
+		if ready == len(b.nodes) {
+			return time.Since(start), nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return 0, err
+		}
 	}
 }
 
-func leave(ctx context.Context, f *labtest.Fixture, name string) error {
-	n, _ := f.Node(name)
-	c, err := lab.NewEngine(n.DockerSocket)
+func countReady(ctx context.Context, socket string) (int, error) {
+	c, err := lab.NewEngine(socket)
 	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.SwarmLeave(ctx, true); err != nil {
-		return fmt.Errorf("%s leave: %w", name, err)
-	}
-	return nil
-}
-
-func countReady(tb *benchTB, ctx context.Context, f *labtest.Fixture, manager string) int {
-	n, _ := f.Node(manager)
-	c, err := lab.NewEngine(n.DockerSocket)
-	if err != nil {
-		tb.Fatalf("%v", err)
+		return 0, err
 	}
 	defer c.Close()
 	nodes, err := c.NodeList(ctx, dswarm.NodeListOptions{})
 	if err != nil {
-		tb.Fatalf("node list: %v", err)
+		return 0, fmt.Errorf("node list: %w", err)
 	}
 	ready := 0
 	for _, n := range nodes {
@@ -233,45 +524,54 @@ func countReady(tb *benchTB, ctx context.Context, f *labtest.Fixture, manager st
 			ready++
 		}
 	}
-	return ready
+	return ready, nil
 }
 
-// benchTB is what labtest needs from a test, for a program: cleanups run
-// in reverse order when the benchmark ends, also when it fails.
-type benchTB struct {
-	mu       sync.Mutex
-	cleanups []func()
+// freeSubnet picks a /24 of the benchmarking range 198.18.0.0/15 that no
+// interface uses.
+func freeSubnet(seed int) (netip.Prefix, error) {
+	inUse := map[[2]byte]bool{}
+	ifs, _ := net.Interfaces()
+	for _, ifc := range ifs {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				inUse[[2]byte{ipn.IP.To4()[1], ipn.IP.To4()[2]}] = true
+			}
+		}
+	}
+	for i := range 512 {
+		v := (seed + i) % 512
+		b1, b2 := byte(18+v/256), byte(v%256)
+		if !inUse[[2]byte{b1, b2}] {
+			return netip.PrefixFrom(netip.AddrFrom4([4]byte{198, b1, b2, 0}), 24), nil
+		}
+	}
+	return netip.Prefix{}, errors.New("no free /24 in 198.18.0.0/15")
 }
 
-var errFatal = fmt.Errorf("fatal")
-
-func (b *benchTB) Helper() {}
-func (b *benchTB) Fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench/swarm: "+format+"\n", args...)
-	panic(errFatal)
-}
-func (b *benchTB) Skipf(format string, args ...any) { b.Fatalf(format, args...) }
-func (b *benchTB) Logf(format string, args ...any)  { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (b *benchTB) Cleanup(fn func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.cleanups = append(b.cleanups, fn)
-}
-func (b *benchTB) cleanup() {
-	for i := len(b.cleanups) - 1; i >= 0; i-- {
-		b.cleanups[i]()
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
-// timestamped prefixes each write with the seconds since start.
-type timestamped struct {
-	w     io.Writer
-	start time.Time
-}
-
-func (t timestamped) Write(p []byte) (int, error) {
-	fmt.Fprintf(t.w, "%7.2fs %s", time.Since(t.start).Seconds(), p)
-	return len(p), nil
+// loadAverage is the machine's 1-minute load average.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // machineCPU is the CPU time the whole machine has spent busy so far, in

@@ -21,7 +21,8 @@ Engine API through that connection. Each node moves on as soon as its own
 connection is up; a node that does not answer yet keeps retrying (2 minutes)
 while the others are formed. Then:
 
-  1. read each engine's swarm state as it answers;
+  1. read each engine's swarm state as it answers (the managers are
+     connected first; workers wait for them 2 s at most);
   2. pick the swarm once every manager has answered or failed, or once more
      than half of the managers are in one: an existing one wins; nodes in
      another swarm are reported and left alone unless --force;
@@ -29,10 +30,12 @@ while the others are formed. Then:
      explicit advertise address and the inventory's address pool and mask
      length;
   4. join managers one at a time (quorum-safe), workers as they answer, at
-     most --concurrency at once;
-  5. apply labels (merged with labels set by hand), promote managers, drain
-     managers if swarm.drainManagers; remove stale Down entries of
-     re-created nodes; wait until every node is Ready; print the table;
+     most --concurrency at once; right after its own join (at once for a
+     node already in the swarm) each node gets its labels (merged with
+     labels set by hand), its manager role and, if swarm.drainManagers,
+     drain, in one update, while the others are still joining;
+  5. remove stale Down entries of re-created nodes; wait until every node
+     is Ready; print the table;
   6. racks with join: self join by themselves at first boot: wait for their
      Pis (--self-join-wait) while serving the join endpoint on
      pis.joinServer (HTTPS, lab CA in <state-dir>/join), where each Pi

@@ -91,15 +91,24 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // version is negotiated with the engine. Mutating calls are counted in c
 // when c is not nil.
 func NewEngine(dial DialFunc, c *Counter) (*client.Client, error) {
+	cl, _, err := newEngine(dial, c)
+	return cl, err
+}
+
+// newEngine is NewEngine that also returns the transport below the
+// client, whose idle connections the client's Close leaves open (the
+// client closes only a transport of its own making).
+func newEngine(dial DialFunc, c *Counter) (*client.Client, *http.Transport, error) {
 	tr := &http.Transport{
 		DialContext:         dial,
 		MaxIdleConnsPerHost: 2,
 		DisableCompression:  true,
 	}
 	hc := &http.Client{Transport: countingTransport{next: tr, counter: c}}
-	return client.NewClientWithOpts(
+	cl, err := client.NewClientWithOpts(
 		client.WithHost("http://docker.sock"),
 		client.WithHTTPClient(hc),
 		client.WithAPIVersionNegotiation(),
 	)
+	return cl, tr, err
 }

@@ -20,9 +20,13 @@ type Options struct {
 
 	DrainManagers bool // managers get availability drain
 	Ingress       Ingress
-	Force         bool     // make members of another swarm leave and join this one
-	Concurrency   int      // workers joining at once
-	Counter       *Counter // counts the mutating calls of the engines Form opens (may be nil)
+	Force         bool // make members of another swarm leave and join this one
+	Concurrency   int  // workers joining at once
+	// ManagerHeadStart is how long workers wait, at most, for every
+	// manager to be reached (or fail) before they connect themselves
+	// (default 2 s; negative: not at all).
+	ManagerHeadStart time.Duration
+	Counter          *Counter // counts the mutating calls of the engines Form opens (may be nil)
 
 	JoinTimeout  time.Duration // one node, from join to active
 	ReadyTimeout time.Duration // all nodes Ready
@@ -42,6 +46,9 @@ func (o *Options) setDefaults() {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 3 * time.Minute
 	}
+	if o.ManagerHeadStart == 0 {
+		o.ManagerHeadStart = 2 * time.Second
+	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 200 * time.Millisecond
 	}
@@ -55,8 +62,9 @@ func (o *Options) setDefaults() {
 
 // Form makes the members one swarm. Every member moves through its own
 // pipeline: connect (Member.Connect, which may retry for long), gather its
-// engine's facts, then join. A node that is slow to connect holds up no
-// other:
+// engine's facts, then join. The managers connect first: workers start
+// once every manager was reached or failed, or after ManagerHeadStart. A
+// node that is slow to connect holds up no other:
 //
 //   - the swarm is chosen (an existing one wins) as soon as it is certain:
 //     once every manager has been reached or has failed, or once more than
@@ -69,8 +77,11 @@ func (o *Options) setDefaults() {
 //   - workers join as they are reached, at most Concurrency at once, once
 //     the managers reached by then have joined.
 //
-// Then labels, roles and availability are applied, stale Down entries of
-// the same hostnames removed, and Form waits until every member is Ready.
+// Right after its join (or at once, for a member already in the swarm),
+// each member's labels, role and availability are applied in one
+// versioned node update, none when nothing differs, while the others are
+// still joining. Once every pipeline is done, stale Down entries of the
+// same hostnames are removed and Form waits until every member is Ready.
 // Nodes that fail are named in the error and in Result.Failed; the others
 // are still formed. Join tokens never leave this package.
 func Form(ctx context.Context, members []*Member, opts Options) (*Result, error) {
@@ -99,8 +110,9 @@ type former struct {
 	leader      *Member
 	cluster     string
 	tokens      swarm.JoinTokens
-	inSwarm     map[string]bool // node IDs the chosen swarm knows
-	inSwarmMgrs []*Member       // reached managers of the chosen swarm but the leader, in inventory order
+	known       map[string]swarm.Node   // the chosen swarm's node objects when it was chosen, by ID
+	byHost      map[string][]swarm.Node // the same by hostname
+	inSwarmMgrs []*Member               // reached managers of the chosen swarm but the leader, in inventory order
 
 	mu        sync.Mutex // guards what follows during the concurrent work
 	res       *Result
@@ -155,11 +167,15 @@ func (f *former) decide(ctx context.Context, ok []*Member, allManagers bool) err
 	if err := f.ensureIngress(ctx); err != nil {
 		return err
 	}
-	ids, err := f.nodeIDs(ctx)
+	known, err := f.nodeObjects(ctx)
 	if err != nil {
 		return err
 	}
-	f.inSwarm = ids
+	f.known = known
+	f.byHost = map[string][]swarm.Node{}
+	for _, n := range known {
+		f.byHost[n.Description.Hostname] = append(f.byHost[n.Description.Hostname], n)
+	}
 	for _, m := range ok {
 		if m != f.leader && m.Role == Manager && f.classify(m) == nothing && m.facts.clusterID == f.cluster && m.facts.control {
 			f.inSwarmMgrs = append(f.inSwarmMgrs, m)
@@ -236,17 +252,24 @@ func (f *former) init(ctx context.Context) error {
 	return nil
 }
 
-// nodeIDs lists the node IDs the chosen swarm knows.
-func (f *former) nodeIDs(ctx context.Context) (map[string]bool, error) {
+// isKnown reports whether the chosen swarm had the member's node when it
+// was chosen.
+func (f *former) isKnown(m *Member) bool {
+	_, ok := f.known[m.facts.nodeID]
+	return ok
+}
+
+// nodeObjects lists the node objects the chosen swarm knows, by ID.
+func (f *former) nodeObjects(ctx context.Context) (map[string]swarm.Node, error) {
 	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
 	}
-	ids := map[string]bool{}
+	known := make(map[string]swarm.Node, len(nodes))
 	for _, n := range nodes {
-		ids[n.ID] = true
+		known[n.ID] = n
 	}
-	return ids, nil
+	return known, nil
 }
 
 func (f *former) availability(m *Member) swarm.NodeAvailability {
@@ -284,7 +307,12 @@ func (f *former) join(ctx context.Context, m *Member) error {
 	}
 	deadline := time.Now().Add(f.opts.JoinTimeout)
 	for {
-		m.gather(ctx)
+		// A worker's ping says it is active; the leader knows its node.
+		if m.Role == Manager {
+			m.gather(ctx)
+		} else {
+			m.ping(ctx)
+		}
 		if m.facts.err == nil && m.facts.state == swarm.LocalNodeStateActive && (m.Role != Manager || m.facts.control) {
 			f.joined(m)
 			return nil

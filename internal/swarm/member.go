@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -32,7 +33,8 @@ type Member struct {
 	// Engine is the node's Docker client: set by Open, or by the caller.
 	Engine *client.Client
 
-	where string // the endpoint, for messages
+	transport *http.Transport // below Engine, when Open made it
+	where     string          // the endpoint, for messages
 
 	mu      sync.Mutex
 	dialErr error // the last failed dial, the cause behind the client's "Cannot connect"
@@ -71,18 +73,22 @@ func (m *Member) Open(ctx context.Context, c *Counter) error {
 		m.mu.Unlock()
 		return conn, err
 	}
-	eng, err := NewEngine(dial, c)
+	eng, tr, err := newEngine(dial, c)
 	if err != nil {
 		return fmt.Errorf("docker client: %w", err)
 	}
-	m.Engine = eng
+	m.Engine, m.transport = eng, tr
 	return nil
 }
 
-// Close closes the member's Docker client, if any.
+// Close closes the member's Docker client, if any, and the connections it
+// keeps open to the engine.
 func (m *Member) Close() {
 	if m.Engine != nil {
 		m.Engine.Close()
+	}
+	if m.transport != nil {
+		m.transport.CloseIdleConnections()
 	}
 }
 
@@ -132,6 +138,7 @@ type facts struct {
 	clusterID string
 	control   bool // a manager that can answer swarm queries
 	hostname  string
+	pinged    bool // state and control only, from the ping's Swarm header
 }
 
 func (m *Member) gather(ctx context.Context) {
@@ -149,6 +156,23 @@ func (m *Member) gather(ctx context.Context) {
 	if info.Swarm.Cluster != nil {
 		m.facts.clusterID = info.Swarm.Cluster.ID
 	}
+}
+
+// ping asks the engine for its swarm state only, through the ping's Swarm
+// header ("inactive", "active/worker", ...), which also settles the API
+// version. An engine that sends no such header gets gather's facts.
+func (m *Member) ping(ctx context.Context) {
+	p, err := m.Engine.Ping(ctx)
+	if err != nil {
+		m.facts = facts{err: fmt.Errorf("docker ping: %w", m.engineErr(err))}
+		return
+	}
+	m.Engine.NegotiateAPIVersionPing(p)
+	if p.SwarmStatus == nil {
+		m.gather(ctx)
+		return
+	}
+	m.facts = facts{pinged: true, state: p.SwarmStatus.NodeState, control: p.SwarmStatus.ControlAvailable}
 }
 
 // inSwarm reports whether the member's engine is part of some swarm.

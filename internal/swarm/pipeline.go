@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/docker/docker/api/types/swarm"
 )
@@ -14,12 +16,15 @@ var errNoSwarm = errors.New("not tried further: there is no swarm to join")
 
 // phases are the points every node's pipeline waits for.
 type phases struct {
-	settled   chan *Member  // a node was reached and its facts gathered, or it failed
-	decided   chan struct{} // closed once leader, cluster, tokens and inSwarm are set
-	decideErr error         // set before decided is closed: no swarm to join
-	early     map[*Member]bool
-	workersGo chan struct{} // closed once the managers reached in time have joined
-	joinSlots chan struct{} // workers joining at once
+	settled chan *Member // a manager was reached and its facts gathered, or it failed
+	// managersIn is closed once every manager was reached or failed.
+	managersIn   chan struct{}
+	managersLeft atomic.Int64
+	decided      chan struct{} // closed once leader, cluster, tokens and inSwarm are set
+	decideErr    error         // set before decided is closed: no swarm to join
+	early        map[*Member]bool
+	workersGo    chan struct{} // closed once the managers reached in time have joined
+	joinSlots    chan struct{} // workers joining at once
 }
 
 func (f *former) run(ctx context.Context) error {
@@ -31,6 +36,16 @@ func (f *former) run(ctx context.Context) error {
 		early:     map[*Member]bool{}, // managers the coordinator joins, in inventory order
 		workersGo: make(chan struct{}),
 		joinSlots: make(chan struct{}, f.opts.Concurrency),
+
+		managersIn: make(chan struct{}),
+	}
+	for _, m := range f.members {
+		if m.Role == Manager {
+			p.managersLeft.Add(1)
+		}
+	}
+	if p.managersLeft.Load() == 0 {
+		close(p.managersIn)
 	}
 	f.opts.Progress("connecting to %d nodes; each goes on as soon as it answers", len(f.members))
 	var wg sync.WaitGroup
@@ -62,19 +77,27 @@ func (f *former) run(ctx context.Context) error {
 		return p.decideErr
 	}
 	// Managers one at a time: each must be a reachable Raft member before
-	// the next one changes the quorum.
+	// the next one changes the quorum. Each one's node object is brought
+	// to the inventory while the next joins.
 	for _, m := range reached {
 		if !p.early[m] || ctx.Err() != nil {
 			continue
 		}
 		f.managerTurn.Lock()
 		f.opts.Progress("joining manager %s", m.Name)
-		if err := f.join(ctx, m); err != nil {
-			f.fail(m, "join", err)
-		}
+		err := f.join(ctx, m)
 		f.managerTurn.Unlock()
+		if err != nil {
+			f.fail(m, "join", err)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.converge(ctx, m)
+		}()
 	}
-	f.opts.Progress("joining workers as they answer, %d at a time", f.opts.Concurrency)
+	f.opts.Progress("joining workers as they answer, %d at a time; each is labelled as soon as it has joined", f.opts.Concurrency)
 	close(p.workersGo)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -98,7 +121,7 @@ func (f *former) run(ctx context.Context) error {
 
 // awaitDecidable waits until the swarm can be chosen for certain: every
 // manager reached or failed, or more than half of the inventory's
-// managers reached in one swarm. It returns the members reached by then,
+// managers reached in one swarm (at once when there is no manager). It returns the members reached by then,
 // in inventory order, and whether every manager is known.
 func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool, error) {
 	managers := 0
@@ -109,7 +132,7 @@ func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool
 	}
 	var reached []*Member
 	settledManagers := 0
-	for range f.members {
+	for settledManagers < managers { // only managers settle before the choice
 		var m *Member
 		select {
 		case m = <-p.settled:
@@ -131,10 +154,20 @@ func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool
 
 // node is one member's pipeline: reach it, then, once the swarm is chosen,
 // join it as its role says (managers one at a time, workers once the
-// managers reached in time have joined).
+// managers reached in time have joined), then at once bring its node
+// object to the inventory (labels, role, availability: one versioned
+// update, none when nothing differs), while the others are still joining.
 func (f *former) node(ctx context.Context, m *Member, p *phases) {
+	if m.Role != Manager {
+		f.awaitHeadStart(ctx, p)
+	}
 	ok := f.reach(ctx, m)
-	p.settled <- m
+	if m.Role == Manager {
+		p.settled <- m
+		if p.managersLeft.Add(-1) == 0 {
+			close(p.managersIn)
+		}
+	}
 	if !ok {
 		return
 	}
@@ -146,18 +179,25 @@ func (f *former) node(ctx context.Context, m *Member, p *phases) {
 	if p.decideErr != nil || p.early[m] {
 		return // early managers are joined by the coordinator, in inventory order
 	}
+	if !f.settle(ctx, m) {
+		return
+	}
 	switch f.classify(m) {
+	case nothing:
 	case leaveAlone:
 		f.mu.Lock()
 		f.res.LeftAlone = append(f.res.LeftAlone, m.Name)
 		f.mu.Unlock()
 		f.fail(m, "join", fmt.Errorf("it is %s in another swarm (node %s); left alone: run with --force to make it leave and join this one", m.facts.state, short(m.facts.nodeID)))
+		return
 	case joinManager:
 		f.managerTurn.Lock()
-		defer f.managerTurn.Unlock()
 		f.opts.Progress("joining manager %s (reached late)", m.Name)
-		if err := f.join(ctx, m); err != nil {
+		err := f.join(ctx, m)
+		f.managerTurn.Unlock()
+		if err != nil {
 			f.fail(m, "join", err)
+			return
 		}
 	case joinWorker:
 		select {
@@ -170,19 +210,91 @@ func (f *former) node(ctx context.Context, m *Member, p *phases) {
 		case <-ctx.Done():
 			return
 		}
-		defer func() { <-p.joinSlots }()
-		if err := f.join(ctx, m); err != nil {
+		err := f.join(ctx, m)
+		<-p.joinSlots
+		if err != nil {
 			f.fail(m, "join", err)
+			return
 		}
+	}
+	f.converge(ctx, m)
+}
+
+// settle completes a pinged worker's facts once the swarm is chosen: an
+// active worker the swarm has as a Ready node of its name and address is
+// that node; an inactive one is to join; any other gets the full facts
+// from /info.
+func (f *former) settle(ctx context.Context, m *Member) bool {
+	if !m.facts.pinged {
+		return true
+	}
+	if m.facts.state == swarm.LocalNodeStateInactive {
+		return true
+	}
+	if n, ok := f.readyAs(m); ok && m.facts.state == swarm.LocalNodeStateActive && !m.facts.control {
+		m.facts.nodeID, m.facts.clusterID, m.facts.hostname = n.ID, f.cluster, m.Name
+		return true
+	}
+	m.gather(ctx)
+	if m.facts.err != nil {
+		f.fail(m, "reach", m.facts.err)
+		f.mu.Lock()
+		f.unreached++
+		f.mu.Unlock()
+		return false
+	}
+	return true
+}
+
+// readyAs is the one node of the chosen swarm, when it was chosen, that is
+// Ready with the member's hostname and address.
+func (f *former) readyAs(m *Member) (swarm.Node, bool) {
+	var found []swarm.Node
+	for _, n := range f.byHost[m.Name] {
+		if ready(n) && n.Status.Addr == m.Addr {
+			found = append(found, n)
+		}
+	}
+	if len(found) != 1 {
+		return swarm.Node{}, false
+	}
+	return found[0], true
+}
+
+// awaitHeadStart holds a worker back until every manager was reached or
+// failed, or until the managers' head start has passed: the managers are
+// on the critical path (no worker joins before the swarm is chosen and
+// its managers have joined), and on a busy admin host or network the
+// workers' SSH handshakes would slow theirs. A manager that is slow to
+// answer holds the workers up by the head start at most.
+func (f *former) awaitHeadStart(ctx context.Context, p *phases) {
+	if f.opts.ManagerHeadStart <= 0 {
+		return
+	}
+	t := time.NewTimer(f.opts.ManagerHeadStart)
+	defer t.Stop()
+	select {
+	case <-p.managersIn:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
 // reach connects to a member and gathers its facts; a node that cannot be
 // reached is recorded as failed.
+//
+// A manager's facts come from /info (its swarm's ID decides the choice); a
+// worker's first from the ping, whose Swarm header says its state: /info
+// costs each daemon two programs run (runc and docker-init --version),
+// and a worker the swarm already has needs no more (see settle).
 func (f *former) reach(ctx context.Context, m *Member) bool {
 	err := m.Open(ctx, f.opts.Counter)
 	if err == nil {
-		m.gather(ctx)
+		if m.Role == Manager {
+			m.gather(ctx)
+		} else {
+			m.ping(ctx)
+		}
 		err = m.facts.err
 	} else {
 		m.facts = facts{err: err}
@@ -229,7 +341,7 @@ const (
 // reads only the member's own facts and what decide set.
 func (f *former) classify(m *Member) action {
 	switch {
-	case m == f.leader || f.inSwarm[m.facts.nodeID] && m.facts.state == swarm.LocalNodeStateActive:
+	case m == f.leader || f.isKnown(m) && m.facts.state == swarm.LocalNodeStateActive:
 		return nothing
 	case m.inSwarm() && !f.opts.Force:
 		return leaveAlone

@@ -3,20 +3,17 @@ package swarm
 import (
 	"context"
 	"fmt"
-	"maps"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
-
-	"github.com/fhlab/provision/internal/par"
 )
 
-// reconcile brings every member's node object to what the inventory says
-// (labels, role, manager availability), removes stale Down entries left by
-// re-created nodes, and waits until every member is Ready. Each update is a
-// versioned NodeUpdate made only when something differs.
+// reconcile finishes a run once every node's own pipeline is done: it
+// removes stale Down entries left by re-created nodes, waits until every
+// member is Ready, and reads the swarm's table. Labels, roles and
+// availability were applied per node, right after each one joined.
 func (f *former) reconcile(ctx context.Context, reached []*Member) error {
 	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil {
@@ -33,102 +30,27 @@ func (f *former) reconcile(ctx context.Context, reached []*Member) error {
 		}
 	}
 	// Stale entries: same hostname as a member, not its current node, Down.
+	removed := false
 	for _, n := range nodes {
 		if wanted[n.ID] != nil || !names[n.Description.Hostname] || n.Status.State != swarm.NodeStateDown {
 			continue
 		}
+		removed = true
 		if err := f.removeStale(ctx, n); err != nil {
 			f.addErr(fmt.Errorf("remove stale entry %s of %s: %w", short(n.ID), n.Description.Hostname, err))
 		}
 	}
-	// Wait for Ready before updating: a node that just joined reports its
-	// status a few times, and each report moves its version.
+	if !removed && allReady(nodes, wanted) {
+		f.res.Rows = rows(nodes, wanted)
+		return nil
+	}
 	f.opts.Progress("waiting until %d nodes are Ready", len(wanted))
 	nodes, waitErr := f.waitReady(ctx, wanted)
-	if waitErr != nil && nodes == nil {
+	if nodes == nil {
 		return waitErr
-	}
-	f.opts.Progress("applying labels, roles and availability")
-	var todo []swarm.Node
-	for _, n := range nodes {
-		if wanted[n.ID] != nil {
-			todo = append(todo, n)
-		}
-	}
-	par.Each(ctx, f.opts.Concurrency, len(todo), func(ctx context.Context, i int) error {
-		m := wanted[todo[i].ID]
-		if err := f.updateRetrying(ctx, m, todo[i]); err != nil {
-			f.fail(m, "update", err)
-		}
-		return nil
-	})
-	if len(f.res.Updated) > 0 {
-		if nodes, err = f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{}); err != nil {
-			return fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
-		}
 	}
 	f.res.Rows = rows(nodes, wanted)
 	return waitErr
-}
-
-// updateRetrying updates a node, reading it again when its version moved
-// under us (a node that just joined reports its status several times).
-func (f *former) updateRetrying(ctx context.Context, m *Member, n swarm.Node) error {
-	for attempt := 1; ; attempt++ {
-		err := f.update(ctx, m, n)
-		if err == nil || !strings.Contains(err.Error(), "update out of sequence") || attempt == 10 {
-			return err
-		}
-		if n, _, err = f.leader.Engine.NodeInspectWithRaw(ctx, n.ID); err != nil {
-			return f.leader.engineErr(err)
-		}
-	}
-}
-
-// update applies labels (merged: labels set by hand are kept), the role and,
-// when configured, drains managers.
-func (f *former) update(ctx context.Context, m *Member, n swarm.Node) error {
-	spec := n.Spec
-	labels := maps.Clone(spec.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	var why []string
-	for k, v := range m.Labels {
-		if old, ok := labels[k]; !ok || old != v {
-			labels[k] = v
-			why = append(why, "label "+k)
-		}
-	}
-	role := swarm.NodeRoleWorker
-	if m.Role == Manager {
-		role = swarm.NodeRoleManager
-	}
-	switch {
-	case spec.Role == role:
-	case role == swarm.NodeRoleManager:
-		spec.Role = role
-		why = append(why, "promote to manager")
-	default:
-		f.fail(m, "update", fmt.Errorf("it is a manager but the inventory says worker; demote it by hand (docker node demote %s) once quorum allows", m.Name))
-	}
-	if m.Role == Manager && f.opts.DrainManagers && spec.Availability != swarm.NodeAvailabilityDrain {
-		spec.Availability = swarm.NodeAvailabilityDrain
-		why = append(why, "drain")
-	}
-	if len(why) == 0 {
-		return nil
-	}
-	spec.Labels = labels
-	sort.Strings(why)
-	f.opts.Log.Debug("updating node", "node", m.Name, "changes", strings.Join(why, ", "))
-	if err := f.leader.Engine.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
-		return f.leader.engineErr(err)
-	}
-	f.mu.Lock()
-	f.res.Updated = append(f.res.Updated, m.Name)
-	f.mu.Unlock()
-	return nil
 }
 
 // removeStale removes a Down node entry; a Down manager is demoted first so
@@ -161,16 +83,16 @@ func (f *former) waitReady(ctx context.Context, wanted map[string]*Member) ([]sw
 		if err != nil {
 			return nil, fmt.Errorf("list nodes on %s: %w", f.leader.Name, f.leader.engineErr(err))
 		}
-		var waiting []string
-		for _, n := range nodes {
-			if wanted[n.ID] != nil && !ready(n) {
-				waiting = append(waiting, n.Description.Hostname)
-			}
-		}
-		if len(waiting) == 0 {
+		if allReady(nodes, wanted) {
 			return nodes, nil
 		}
 		if time.Now().After(deadline) {
+			var waiting []string
+			for _, n := range nodes {
+				if wanted[n.ID] != nil && !ready(n) {
+					waiting = append(waiting, n.Description.Hostname)
+				}
+			}
 			sort.Strings(waiting)
 			return nodes, fmt.Errorf("not Ready after %s: %s", f.opts.ReadyTimeout, strings.Join(waiting, ", "))
 		}
@@ -178,6 +100,16 @@ func (f *former) waitReady(ctx context.Context, wanted map[string]*Member) ([]sw
 			return nil, err
 		}
 	}
+}
+
+// allReady reports whether every wanted node in the list is Ready.
+func allReady(nodes []swarm.Node, wanted map[string]*Member) bool {
+	for _, n := range nodes {
+		if wanted[n.ID] != nil && !ready(n) {
+			return false
+		}
+	}
+	return true
 }
 
 func ready(n swarm.Node) bool {

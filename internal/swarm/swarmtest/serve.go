@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
 
@@ -42,13 +43,27 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Ostype", "linux")
 	w.Header().Set("Server", "Docker/28.5.2 (linux)")
 	path := versionPrefix.ReplaceAllString(r.URL.Path, "")
+	call := callName(r, path)
+	e.w.mu.Lock()
+	latency := e.w.latency
+	e.w.mu.Unlock()
+	if latency != nil {
+		if d := latency(e.Name, call); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}
 	e.w.mu.Lock()
 	defer e.w.mu.Unlock()
 	if e.stopped { // a connection made before the stop
 		panic(http.ErrAbortHandler)
 	}
-	e.count(r, path)
+	e.count(r, call)
 	seg := strings.Split(strings.Trim(path, "/"), "/")
+	defer e.note(call, seg)
 	switch {
 	case path == "/_ping":
 		e.ping(w)
@@ -63,7 +78,7 @@ func (e *Engine) serve(w http.ResponseWriter, r *http.Request) {
 	case path == "/swarm/leave" && r.Method == http.MethodPost:
 		e.swarmLeave(w, r)
 	case path == "/nodes" && r.Method == http.MethodGet:
-		e.nodeList(w)
+		e.nodeList(w, r)
 	case len(seg) == 2 && seg[0] == "nodes" && r.Method == http.MethodGet:
 		e.nodeInspect(w, seg[1])
 	case len(seg) == 3 && seg[0] == "nodes" && seg[2] == "update" && r.Method == http.MethodPost:
@@ -213,12 +228,34 @@ func (e *Engine) swarmLeave(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (e *Engine) nodeList(w http.ResponseWriter) {
+// nodeList answers GET /nodes; the name filter matches hostname prefixes,
+// as swarmkit's does.
+func (e *Engine) nodeList(w http.ResponseWriter, r *http.Request) {
 	if !e.w.isManager(e) {
 		fail(w, http.StatusServiceUnavailable, errNoManager)
 		return
 	}
-	writeJSON(w, http.StatusOK, e.w.swarms[e.swarmID].list())
+	args, err := filters.FromJSON(r.URL.Query().Get("filters"))
+	if err != nil {
+		fail(w, http.StatusBadRequest, "invalid filter: %v", err)
+		return
+	}
+	c := e.w.swarms[e.swarmID]
+	if !args.Contains("name") {
+		writeJSON(w, http.StatusOK, c.list())
+		return
+	}
+	out := []swarm.Node{}
+	for _, n := range c.nodes {
+		for _, prefix := range args.Get("name") {
+			if strings.HasPrefix(n.Description.Hostname, prefix) {
+				out = append(out, *n)
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (e *Engine) node(w http.ResponseWriter, id string) *swarm.Node {

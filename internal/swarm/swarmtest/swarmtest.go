@@ -40,6 +40,26 @@ type World struct {
 	swarms  map[string]*cluster
 	calls   map[string]int // "node METHOD /path"
 	now     time.Time
+
+	latency func(node, call string) time.Duration // nil: none
+	record  bool
+	events  []Event
+}
+
+// Event is one call an engine answered, in the order the fake world
+// changed or was read.
+type Event struct {
+	Node string // the engine that answered
+	Call string // "METHOD /path", IDs as {id}
+	// Target is the hostname of the node a /nodes/{id} call was about.
+	Target string
+}
+
+func (e Event) String() string {
+	if e.Target != "" {
+		return e.Node + " " + e.Call + " " + e.Target
+	}
+	return e.Node + " " + e.Call
 }
 
 // Engine is one node's fake dockerd.
@@ -109,6 +129,10 @@ func (e *Engine) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	return (&net.Dialer{}).DialContext(ctx, "tcp", e.srv.Listener.Addr().String())
 }
 
+// Address is the host:port the engine's API listens on (TCP, loopback),
+// for a caller in another process; Dial is the way in this one.
+func (e *Engine) Address() string { return e.srv.Listener.Addr().String() }
+
 // Stop makes the engine refuse connections (dockerd stopped); Start undoes it.
 func (e *Engine) Stop()  { e.set(func() { e.stopped = true }) }
 func (e *Engine) Start() { e.set(func() { e.stopped = false }) }
@@ -164,11 +188,35 @@ func (w *World) Mutations() int {
 	return n
 }
 
-// ResetCalls forgets the counted calls.
+// ResetCalls forgets the counted calls and the recorded events.
 func (w *World) ResetCalls() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.calls = map[string]int{}
+	w.events = nil
+}
+
+// SetLatency makes every call wait fn(node, call) before it is answered
+// (call is "METHOD /path" with IDs as {id}), outside the world's lock, as
+// a daemon's work and the way to it take time. nil: no latency.
+func (w *World) SetLatency(fn func(node, call string) time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.latency = fn
+}
+
+// Record makes the world keep an Event for every call answered from now on.
+func (w *World) Record(on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.record = on
+}
+
+// Events returns the calls answered while recording, in order.
+func (w *World) Events() []Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Event(nil), w.events...)
 }
 
 // Nodes returns the node objects of the swarm the named engine is in.
@@ -347,13 +395,35 @@ var (
 	idSegment     = regexp.MustCompile(`^/(nodes|networks)/[^/]+`)
 )
 
-func (e *Engine) count(r *http.Request, path string) {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return
-	}
+// callName is "METHOD /path" with IDs as {id}.
+func callName(r *http.Request, path string) string {
 	p := path
 	if !strings.HasSuffix(p, "/create") {
 		p = idSegment.ReplaceAllString(p, "/$1/{id}")
 	}
-	e.w.calls[e.Name+" "+r.Method+" "+p]++
+	return r.Method + " " + p
+}
+
+func (e *Engine) count(r *http.Request, call string) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return
+	}
+	e.w.calls[e.Name+" "+call]++
+}
+
+// note records the call as an Event, when recording; for /nodes/{id}
+// calls with the node's hostname.
+func (e *Engine) note(call string, seg []string) {
+	if !e.w.record {
+		return
+	}
+	ev := Event{Node: e.Name, Call: call}
+	if len(seg) >= 2 && seg[0] == "nodes" {
+		if c := e.w.swarms[e.swarmID]; c != nil {
+			if n := c.nodes[seg[1]]; n != nil {
+				ev.Target = n.Description.Hostname
+			}
+		}
+	}
+	e.w.events = append(e.w.events, ev)
 }
