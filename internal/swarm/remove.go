@@ -78,7 +78,9 @@ func PlanRemoval(rs []Row, targets []string) RemovalPlan {
 }
 
 // reachable reports whether a manager row can take part in Raft.
-func reachable(r Row) bool { return r.Manager == "leader" || r.Manager == string(swarm.ReachabilityReachable) }
+func reachable(r Row) bool {
+	return r.Manager == "leader" || r.Manager == string(swarm.ReachabilityReachable)
+}
 
 // ReachableRemaining are the managers that stay and are reachable.
 func (p RemovalPlan) ReachableRemaining() []string {
