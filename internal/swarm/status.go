@@ -12,6 +12,10 @@ import (
 // ErrNoSwarm is returned by Inspect when no manager is in a swarm.
 var ErrNoSwarm = errors.New("no manager of the inventory is in a swarm")
 
+// ErrNotManager is a manager's engine that answered but is no active
+// manager of a swarm.
+var ErrNotManager = errors.New("not an active manager")
+
 // Inspect reaches the managers (all at once) and lists the swarm's nodes
 // through one that can answer swarm queries, the leader when it answers.
 // It returns the rows (Inventory set for the nodes whose hostname is in
@@ -35,7 +39,7 @@ func Inspect(ctx context.Context, managers []*Member, names map[string]bool) ([]
 			} else if info, err := m.Engine.Info(ctx); err != nil {
 				a.err = fmt.Errorf("%s: docker info: %w", m.Name, m.engineErr(err))
 			} else if !info.Swarm.ControlAvailable {
-				a.err = fmt.Errorf("%s: not an active manager (swarm state %q)", m.Name, info.Swarm.LocalNodeState)
+				a.err = fmt.Errorf("%s: %w (swarm state %q)", m.Name, ErrNotManager, info.Swarm.LocalNodeState)
 			} else {
 				n, _, err := m.Engine.NodeInspectWithRaw(ctx, info.Swarm.NodeID)
 				a.leader = err == nil && n.ManagerStatus != nil && n.ManagerStatus.Leader
