@@ -134,7 +134,7 @@ func (d Destroy) Plan(ctx context.Context, env *pipeline.Env, ms []*swarm.Member
 		}
 	}
 	env.Status.Progress("reading the swarm through %d managers", len(managers))
-	rows, via, err := swarm.Inspect(ctx, managers, names)
+	rows, via, err := swarm.Inspect(ctx, managers, names, d.Options.Counter)
 	switch {
 	case err == nil:
 		p.Swarm = swarm.PlanRemoval(rows, targets)

@@ -188,7 +188,7 @@ func Status(ctx context.Context, env *pipeline.Env, ssh *Connector) ([]NodeStatu
 		}
 	}
 	defer closeMembers(managers)
-	rows, _, err := swarm.Inspect(ctx, managers, names)
+	rows, _, err := swarm.Inspect(ctx, managers, names, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -20,8 +20,9 @@ var ErrNotManager = errors.New("not an active manager")
 // through one that can answer swarm queries, the leader when it answers.
 // It returns the rows (Inventory set for the nodes whose hostname is in
 // names), the manager that answered, and ErrNoSwarm (joined with why each
-// manager could not answer) when none could.
-func Inspect(ctx context.Context, managers []*Member, names map[string]bool) ([]Row, *Member, error) {
+// manager could not answer) when none could. Mutating calls made later
+// through the managers' engines are counted in c (may be nil).
+func Inspect(ctx context.Context, managers []*Member, names map[string]bool, c *Counter) ([]Row, *Member, error) {
 	type answer struct {
 		m      *Member
 		leader bool
@@ -34,7 +35,7 @@ func Inspect(ctx context.Context, managers []*Member, names map[string]bool) ([]
 		go func() {
 			defer wg.Done()
 			a := answer{m: m}
-			if err := m.Open(ctx, nil); err != nil {
+			if err := m.Open(ctx, c); err != nil {
 				a.err = fmt.Errorf("%s: %w", m.Name, err)
 			} else if info, err := m.Engine.Info(ctx); err != nil {
 				a.err = fmt.Errorf("%s: docker info: %w", m.Name, m.engineErr(err))
