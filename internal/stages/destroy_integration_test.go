@@ -3,6 +3,7 @@ package stages_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"strings"
@@ -154,6 +155,21 @@ func TestIntegrationDestroyAndStatus(t *testing.T) {
 	}
 	if managers != 3 {
 		t.Errorf("%d managers ready after the refusal, want 3", managers)
+	}
+
+	// Without --yes and without a terminal: the plan, then a refusal
+	// with the fix, and nothing changed.
+	out.Reset()
+	counter = &swarm.Counter{}
+	d = stages.Destroy{SSH: conn, Nodes: []string{"mgr-3"}, Options: swarm.RemoveOptions{Counter: counter}}
+	if err := d.Run(ctx, env); !errors.Is(err, ui.ErrNeedYes) || !strings.Contains(err.Error(), "pass --yes") {
+		t.Errorf("destroy without --yes and a terminal: %v, want %v", err, ui.ErrNeedYes)
+	}
+	if !strings.Contains(out.String(), "mgr-3 (manager) drained, demoted, leaves, removed") || !strings.Contains(out.String(), "managers 3 now, 2 after") {
+		t.Errorf("plan of mgr-3:\n%s", &out)
+	}
+	if n := counter.Mutations(); n != 0 {
+		t.Errorf("the unconfirmed destroy made %d mutating calls: %v", n, counter.Calls())
 	}
 
 	// Again: nothing to do.
