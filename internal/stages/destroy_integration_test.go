@@ -182,6 +182,37 @@ func TestIntegrationDestroyAndStatus(t *testing.T) {
 	if !strings.Contains(out.String(), "nothing to do") || counter.Mutations() != 0 {
 		t.Errorf("second destroy: %d mutating calls %v, output:\n%s", counter.Mutations(), counter.Calls(), &out)
 	}
+
+	// The whole lab: the swarm is dissolved, every engine is in no swarm,
+	// the state forgets the swarm, and status shows every node absent.
+	out.Reset()
+	d = stages.Destroy{SSH: conn, Prompt: ui.Prompt{Yes: true}}
+	if err := d.Run(ctx, env); err != nil {
+		t.Fatalf("destroy the whole lab: %v\n%s%s", err, &status, &out)
+	}
+	if !strings.Contains(out.String(), "the swarm is dissolved") {
+		t.Errorf("plan of the whole lab does not say the swarm is dissolved:\n%s", &out)
+	}
+	for _, n := range inv.Nodes {
+		info, err := dEngine(t, f, n.Name).Info(ctx)
+		if err != nil || info.Swarm.LocalNodeState != dswarm.LocalNodeStateInactive {
+			t.Errorf("%s after destroying the lab: %v, swarm state %q", n.Name, err, info.Swarm.LocalNodeState)
+		}
+	}
+	if env.State.Swarm != nil || len(env.State.Nodes) != 0 {
+		t.Errorf("state after destroying the lab: swarm %+v, %d node entries", env.State.Swarm, len(env.State.Nodes))
+	}
+	// The emulated lab's own record of each node's socket, as `provision
+	// lab up` writes it, was removed with the state entries.
+	after, err := stages.Status(ctx, f.Env(t, inv, io.Discard, io.Discard), conn)
+	if err == nil || !errors.Is(err, swarm.ErrNoSwarm) {
+		t.Errorf("status without a swarm: %v, want %v", err, swarm.ErrNoSwarm)
+	}
+	for _, s := range after {
+		if s.Swarm != stages.SwarmAbsent {
+			t.Errorf("%s after destroying the lab: swarm %q, want absent", s.Name, s.Swarm)
+		}
+	}
 }
 
 func dStatus(t *testing.T, ctx context.Context, env *pipeline.Env, conn *stages.Connector) map[string]stages.NodeStatus {
@@ -277,4 +308,3 @@ func (w dWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var _ io.Writer = dWriter{}
