@@ -31,8 +31,8 @@ inventory does not list:
                 the inventory's are not drift), a swarm node not in the
                 inventory, a node recorded as joined that the swarm lost
 
-The swarm is read through the inventory's managers over SSH, the leader
-when it answers; nothing is changed. --watch prints it again every
+The swarm is read through the inventory's managers over SSH, the first
+that answers; nothing is changed. --watch prints it again every
 --interval (on a terminal in place) until Ctrl-C. --output json prints
 {"nodes": [...]} with the same fields.`
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/docker/docker/api/types/swarm"
 )
@@ -17,23 +16,22 @@ var ErrNoSwarm = errors.New("no manager of the inventory is in a swarm")
 var ErrNotManager = errors.New("not an active manager")
 
 // Inspect reaches the managers (all at once) and lists the swarm's nodes
-// through one that can answer swarm queries, the leader when it answers.
+// through the first one that can answer swarm queries; the others are not
+// waited for (a manager that is down costs no time once another answered).
 // It returns the rows (Inventory set for the nodes whose hostname is in
 // names), the manager that answered, and ErrNoSwarm (joined with why each
 // manager could not answer) when none could. Mutating calls made later
 // through the managers' engines are counted in c (may be nil).
 func Inspect(ctx context.Context, managers []*Member, names map[string]bool, c *Counter) ([]Row, *Member, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	type answer struct {
-		m      *Member
-		leader bool
-		err    error
+		m   *Member
+		err error
 	}
-	answers := make([]answer, len(managers))
-	var wg sync.WaitGroup
-	for i, m := range managers {
-		wg.Add(1)
+	answers := make(chan answer, len(managers))
+	for _, m := range managers {
 		go func() {
-			defer wg.Done()
 			a := answer{m: m}
 			if err := m.Open(ctx, c); err != nil {
 				a.err = fmt.Errorf("%s: %w", m.Name, err)
@@ -41,24 +39,19 @@ func Inspect(ctx context.Context, managers []*Member, names map[string]bool, c *
 				a.err = fmt.Errorf("%s: docker info: %w", m.Name, m.engineErr(err))
 			} else if !info.Swarm.ControlAvailable {
 				a.err = fmt.Errorf("%s: %w (swarm state %q)", m.Name, ErrNotManager, info.Swarm.LocalNodeState)
-			} else {
-				n, _, err := m.Engine.NodeInspectWithRaw(ctx, info.Swarm.NodeID)
-				a.leader = err == nil && n.ManagerStatus != nil && n.ManagerStatus.Leader
 			}
-			answers[i] = a
+			answers <- a
 		}()
 	}
-	wg.Wait()
 	var errs []error
 	var via *Member
-	for _, a := range answers {
-		if a.err != nil {
-			errs = append(errs, a.err)
-			continue
-		}
-		if via == nil || a.leader {
+	for range managers {
+		a := <-answers
+		if a.err == nil {
 			via = a.m
+			break
 		}
+		errs = append(errs, a.err)
 	}
 	if via == nil {
 		return nil, nil, errors.Join(append([]error{ErrNoSwarm}, errs...)...)
