@@ -221,6 +221,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.applyCommand(),
 		a.swarmCommand(),
 		a.verifyCommand(),
+		a.destroyCommand(), a.statusCommand(),
 		a.labCommand(),
 		a.preflightCommand(),
 		a.templateCommand(),
