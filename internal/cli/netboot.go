@@ -19,6 +19,7 @@ import (
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/rpi/netboot"
+	"github.com/fhlab/provision/internal/rpi/netboot/nbdroot"
 	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/templates"
 )
@@ -40,6 +41,11 @@ serve runs in the foreground (Ctrl-C stops it cleanly):
     DHCP server with option 43 "Raspberry Pi Boot" and the TFTP address;
     --dhcp full also hands each Pi its inventory address (an isolated boot
     network); --dhcp off leaves DHCP to the lab's server.
+  - each Pi's root disk: its qcow2 overlay over the golden image (made when
+    missing, under <state-dir>/netboot/roots), served by its own qemu-nbd
+    on --nbd-bind from --nbd-port up; cmdline.txt points at it
+    (root=/dev/nbd0p2 nbdroot=HOST:PORT/NODE). --roots=false leaves the
+    exports to the provision-netboot-root@ units 'netboot install' writes.
 One line per Pi and step goes to stderr (DHCP answered, boot file served).
 Every event (time, node, serial, MAC, IP) is kept in
 <state-dir>/` + netboot.BootsFile + `, which status reads and the wait
@@ -61,14 +67,11 @@ func (a *app) netbootCommand() *cobra.Command {
 	return cmd
 }
 
-// RootExports starts the Pis' root file systems (the NBD exports) beside
-// the boot files, and runs until ctx ends.
-type RootExports interface {
-	Start(ctx context.Context) error
-}
-
 type netbootServeFlags struct {
-	image, listen, dhcp, dhcpIf, prefix, nbdServer string
+	image, listen, dhcp, dhcpIf, prefix string
+	nbdBind, nbdHost                    string
+	nbdPort                             int
+	roots                               bool
 }
 
 func (a *app) netbootServeCommand() *cobra.Command {
@@ -81,10 +84,7 @@ func (a *app) netbootServeCommand() *cobra.Command {
   provision netboot serve -i lab.yaml --listen 10.42.0.1 --dhcp full --dhcp-interface enp2s0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// LEAD: start the NBD root exports here, e.g.
-			// roots := a.netbootRootExports(...); pass it instead of nil.
-			var roots RootExports
-			return a.runNetbootServe(cmd.Context(), f, roots)
+			return a.runNetbootServe(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
@@ -93,11 +93,14 @@ func (a *app) netbootServeCommand() *cobra.Command {
 	fl.StringVar(&f.dhcp, "dhcp", "proxy", "proxy, full (static leases from the inventory, for an isolated boot network) or off")
 	fl.StringVar(&f.dhcpIf, "dhcp-interface", "", "interface DHCP answers on (default: the one holding the --listen address)")
 	fl.StringVar(&f.prefix, "tftp-prefix", "serial", "each Pi's TFTP directory: serial (EEPROM TFTP_PREFIX=0) or mac (TFTP_PREFIX=2)")
-	fl.StringVar(&f.nbdServer, "nbd-server", "", "NBD server HOST[:PORT] in each Pi's cmdline.txt (default: the --listen address)")
+	fl.BoolVar(&f.roots, "roots", true, "serve each Pi's root (qcow2 overlay over the golden image, one qemu-nbd per Pi) from this process; false when provision-netboot-root@ units serve them")
+	fl.StringVar(&f.nbdBind, "nbd-bind", "", "address the NBD exports listen on (default: the --listen address)")
+	fl.StringVar(&f.nbdHost, "nbd-host", "", "address the Pis reach their NBD exports at, in their cmdline.txt (default: --nbd-bind)")
+	fl.IntVar(&f.nbdPort, "nbd-port", 10809, "port of the first Pi's export; each Pi keeps the port it got first")
 	return cmd
 }
 
-func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags, roots RootExports) error {
+func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags) error {
 	mode := netboot.DHCPMode(f.dhcp)
 	switch mode {
 	case netboot.DHCPProxy, netboot.DHCPFull, netboot.DHCPOff:
@@ -154,11 +157,37 @@ func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags, roots Ro
 	if err != nil {
 		return err
 	}
-	nbd := f.nbdServer
-	if nbd == "" {
-		nbd = listen.Addr().String()
+	// Each Pi's root: its overlay and port (made here when missing), served
+	// from this process unless --roots=false.
+	bind := f.nbdBind
+	if bind == "" {
+		bind = listen.Addr().String()
 	}
-	files, err := netboot.NewBootFiles(inv, r, img, boards, netboot.RootOptions{NBDServer: nbd}, rec, a.log)
+	nodes, err := netbootPis(inv, nil)
+	if err != nil {
+		return err
+	}
+	roots, err := nbdroot.New(ctx, nbdroot.Config{Golden: imgPath, Dir: a.rootsDir(inv), Nodes: nodes, Bind: bind, Host: f.nbdHost, BasePort: f.nbdPort, Log: a.log,
+		OnEvent: func(e nbdroot.Event) {
+			line := fmt.Sprintf("%s  %-12s %-17s root %s", a.now().Format("15:04:05"), e.Node, "", e.State)
+			if e.Err != nil {
+				line += ": " + e.Err.Error()
+			}
+			lines.Lock()
+			defer lines.Unlock()
+			fmt.Fprintln(a.status, line)
+		}})
+	if err != nil {
+		return fmt.Errorf("netboot serve: the Pis' roots: %w", err)
+	}
+	server := func(node string) (string, error) {
+		e, err := roots.Export(node)
+		if err != nil {
+			return "", err
+		}
+		return e.Addr(), nil
+	}
+	files, err := netboot.NewBootFiles(inv, r, img, boards, netboot.RootOptions{Server: server}, rec, a.log)
 	if err != nil {
 		return err
 	}
@@ -205,8 +234,14 @@ func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags, roots Ro
 	}
 	goRun("TFTP", func() error { return tftp.Serve(ctx, tconn) })
 	goRun("boot events", func() error { return rec.Run(ctx) })
-	if roots != nil {
-		goRun("root exports", func() error { return roots.Start(ctx) })
+	if f.roots {
+		// A Pi whose root cannot start is said on its line; the others serve.
+		wg.Go(func() {
+			if err := roots.Start(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("netboot serve: root exports", "err", err)
+			}
+		})
+		defer roots.Wait()
 	}
 	fmt.Fprintf(a.status, "netboot: %d Pis (TFTP directories by %s) from %s (boot partition %d, %s); TFTP on %s, %s; Ctrl-C stops\n",
 		len(pis), f.prefix, imgPath, img.Layout.Boot.Number, img.Layout.Flavour, listen, dhcpWhere)

@@ -85,7 +85,7 @@ func TestNetbootInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv, _ := filepath.Abs(localInv)
-	if !strings.Contains(string(serve), " netboot serve -i "+inv+" --image "+img+" --state-dir "+state+" --nbd-host 198.51.100.1 --nbd-port 10809\n") {
+	if !strings.Contains(string(serve), " netboot serve -i "+inv+" --image "+img+" --state-dir "+state+" --nbd-host 198.51.100.1 --nbd-port 10809 --roots=false\n") {
 		t.Errorf("%s:\n%s", units.Serve, serve)
 	}
 	for _, n := range []string{"pi-p1-01", "pi-p1-02", "pi-p1-03"} {

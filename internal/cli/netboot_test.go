@@ -3,10 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,13 +70,19 @@ func TestNetbootServeAndStatus(t *testing.T) {
 	}
 	addr := probe.LocalAddr().(*net.UDPAddr).AddrPort()
 	probe.Close()
+	tprobe, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nbdPort := tprobe.Addr().(*net.TCPAddr).Port
+	tprobe.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb lockedBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, []string{"netboot", "serve", "-i", inv, "--state-dir", stateDir, "--image", img, "--listen", addr.String(), "--dhcp", "off"},
+		done <- Run(ctx, []string{"netboot", "serve", "-i", inv, "--state-dir", stateDir, "--image", img, "--listen", addr.String(), "--dhcp", "off", "--nbd-port", strconv.Itoa(nbdPort)},
 			Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
 	}()
 	waitLine := func(what string) {
@@ -103,7 +111,9 @@ func TestNetbootServeAndStatus(t *testing.T) {
 	if _, err := netboot.Fetch(ctx, conn, addr, "9ffefd01/cmdline.txt", netboot.FetchOptions{Blksize: 1468, TSize: true}, &cmdline); err != nil {
 		t.Fatalf("fetch cmdline.txt: %v\n%s", err, errb.String())
 	}
-	mustHave(t, cmdline.String(), "nbdroot=127.0.0.1/pi-r1-01", "ip=192.168.11.1::192.168.10.1:255.255.254.0:pi-r1-01:eth0:off")
+	// Each Pi's root is its own export, served by this process.
+	waitLine("root serving")
+	mustHave(t, cmdline.String(), fmt.Sprintf("root=/dev/nbd0p2 nbdroot=127.0.0.1:%d/pi-r1-01", nbdPort), "ip=192.168.11.1::192.168.10.1:255.255.254.0:pi-r1-01:eth0:off")
 	if _, err := netboot.Fetch(ctx, conn, addr, "deadbeef/start4.elf", netboot.FetchOptions{}, &bytes.Buffer{}); err == nil {
 		t.Error("an unknown serial was served")
 	}

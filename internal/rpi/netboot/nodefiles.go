@@ -22,13 +22,17 @@ type RootOptions struct {
 	NBDServer string
 	// Export names node's export; default the node's name.
 	Export func(node string) string
+	// Server, when set, is node's own NBD server HOST:PORT (one export per
+	// Pi, package nbdroot), instead of NBDServer.
+	Server func(node string) (string, error)
 }
 
 // cmdlineTemplate is the one template of a netbooted Pi's cmdline.txt: the
 // image's own line as `provision image seed` makes it for the node (memory
 // cgroup on, the seed pointer ds=nocloud;s=file:///boot/firmware/;i=... or
 // firstrun.sh) without its root=, then the NBD root in the nobodd style
-// (waveform80/nobodd: nbdroot=HOST/EXPORT root=/dev/nbd0pN) and the node's
+// (nbdroot=HOST[:PORT]/EXPORT root=/dev/nbd0pN, which Debian nbd-client's
+// initramfs script and nobodd both read) and the node's
 // fixed address for the initramfs (kernel ip= syntax).
 var cmdlineTemplate = template.Must(template.New("cmdline.txt").Option("missingkey=error").Parse(
 	`{{ .Base }} root=/dev/nbd0p{{ .RootPartition }} nbdroot={{ .NBDServer }}/{{ .Export }} ip={{ .IP }}::{{ .Gateway }}:{{ .Netmask }}:{{ .Hostname }}:eth0:off` + "\n"))
@@ -51,13 +55,19 @@ func NodeFiles(inv *inventory.Inventory, r *render.Renderer, img *BootImage, n *
 	if root.Export != nil {
 		export = root.Export(n.Name)
 	}
-	if root.NBDServer == "" {
+	server := root.NBDServer
+	if root.Server != nil {
+		if server, err = root.Server(n.Name); err != nil {
+			return nil, fmt.Errorf("netboot %s: its root: %w", n.Name, err)
+		}
+	}
+	if server == "" {
 		return nil, fmt.Errorf("netboot %s: no NBD server address for its root", n.Name)
 	}
 	base := withoutTokens(strings.TrimSpace(string(seed["cmdline.txt"])), "root=", "nbdroot=", "ip=", "init=")
 	var cmdline bytes.Buffer
 	err = cmdlineTemplate.Execute(&cmdline, map[string]any{
-		"Base": base, "RootPartition": img.Layout.Root.Number, "NBDServer": root.NBDServer, "Export": export,
+		"Base": base, "RootPartition": img.Layout.Root.Number, "NBDServer": server, "Export": export,
 		"IP": n.IP, "Gateway": inv.Lab.Network.Gateway, "Netmask": net.IP(net.CIDRMask(lan.Bits(), 32)).String(), "Hostname": n.Name,
 	})
 	if err != nil {

@@ -89,7 +89,7 @@ After=network-online.target ` + RootTarget + `
 
 [Service]
 Type=exec
-ExecStart=` + strings.Join(append([]string{c.Binary, "netboot", "serve"}, append(common, nbd...)...), " ") + `
+ExecStart=` + strings.Join(append([]string{c.Binary, "netboot", "serve"}, append(append(common, nbd...), "--roots=false")...), " ") + `
 Restart=always
 RestartSec=2
 ` + hardening + `

@@ -39,7 +39,7 @@ func TestWrite(t *testing.T) {
 		return string(b)
 	}
 	serve := read(Serve)
-	if !strings.Contains(serve, "ExecStart="+c.Binary+" netboot serve -i /etc/provision/lab.yaml --image /var/lib/provision/golden.img --state-dir /var/lib/provision/fh-lab --nbd-host 192.168.10.5 --nbd-port 10809\n") {
+	if !strings.Contains(serve, "ExecStart="+c.Binary+" netboot serve -i /etc/provision/lab.yaml --image /var/lib/provision/golden.img --state-dir /var/lib/provision/fh-lab --nbd-host 192.168.10.5 --nbd-port 10809 --roots=false\n") {
 		t.Errorf("%s:\n%s", Serve, serve)
 	}
 	tmpl := read(RootTmpl)
