@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhlab/provision/internal/hosts"
+	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/mirror"
 	"github.com/fhlab/provision/internal/stages"
 )
@@ -20,7 +21,8 @@ func (a *app) mirrorCommand() *cobra.Command {
 		Short: "The lab's own signed apt repository, for air-gapped hosts",
 		Long: `A local apt repository of exactly the packages the nodes need: the Docker
 package and the rest user-data installs (hostTuning), with their Depends and
-Pre-Depends, for each architecture in the inventory; Essential packages,
+Pre-Depends, for each architecture of the inventory's hosts (--arch for
+others); Essential packages,
 which every Debian has, are left out. It lives in mirror.dir (default
 <state-dir>/mirror): repo/ is served (dists/provision, pool/main, the public
 key lab-archive-key.asc); the signing key (signing-key.asc, 0600, made on
@@ -33,6 +35,7 @@ the first build) stays beside it and is never served.`,
 func (a *app) mirrorBuildCommand() *cobra.Command {
 	var debDirs []string
 	var fromInstalled bool
+	var archFlag []string
 	cmd := &cobra.Command{
 		Use:   "build -i FILE",
 		Short: "Make the repository from .deb files (and packages installed here)",
@@ -52,7 +55,18 @@ lab key. A package no source has is an error naming who needs it.`,
 			}
 			archs := map[string]bool{}
 			for _, n := range env.Inventory.Nodes {
-				archs[n.Arch] = true
+				if n.Kind == inventory.KindHost || len(archFlag) > 0 {
+					archs[n.Arch] = true
+				}
+			}
+			if len(archFlag) > 0 {
+				archs = map[string]bool{}
+				for _, a := range archFlag {
+					archs[a] = true
+				}
+			}
+			if len(archs) == 0 {
+				return exitError{2, fmt.Errorf("the inventory has no hosts: name the architectures with --arch")}
 			}
 			cfg := mirror.Config{
 				Dir: stages.MirrorDir(env), Lab: env.Inventory.Lab.Metadata.Name,
@@ -85,6 +99,7 @@ lab key. A package no source has is an error naming who needs it.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&debDirs, "debs", nil, "directories of .deb files to take packages from")
+	cmd.Flags().StringSliceVar(&archFlag, "arch", nil, "Debian architectures (default: those of the inventory's hosts, which install from the mirror)")
 	cmd.Flags().BoolVar(&fromInstalled, "from-installed", false, "also take packages installed on this machine (dpkg-repack)")
 	return cmd
 }

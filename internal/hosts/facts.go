@@ -113,7 +113,6 @@ sudo -n true && say sudo yes
 say groups "$(id -nG)"
 say dockerd "$(dockerd --version)"
 say swarm "$(docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}} {{if .Swarm.Cluster}}{{.Swarm.Cluster.ID}}{{end}}' || sudo -n docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}} {{if .Swarm.Cluster}}{{.Swarm.Cluster.ID}}{{end}}')"
-say clock "$(date +%s.%N)"
 `)
 	for _, p := range w.Packages {
 		fmt.Fprintf(&b, "say pkg.%s \"$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' %s)\"\n", p, shellQuote(p))
@@ -141,12 +140,17 @@ done
 	return b.String()
 }
 
-// Gather reads a host's facts over SSH (one command). now is this
-// machine's clock.
+// Gather reads a host's facts over SSH: one command for the clock (so the
+// offset is off by at most half a round trip), one for the rest. now is
+// this machine's clock.
 func Gather(ctx context.Context, r remote.Runner, w Want, now func() time.Time) (*Facts, error) {
 	before := now()
-	out, _, err := r.Run(ctx, "sh -c "+shellQuote(factsScript(w)))
+	clock, _, err := r.Run(ctx, "date +%s.%N")
 	after := now()
+	if err != nil {
+		return nil, fmt.Errorf("read the clock: %w", err)
+	}
+	out, _, err := r.Run(ctx, "sh -c "+shellQuote(factsScript(w)))
 	if err != nil {
 		return nil, fmt.Errorf("read facts: %w", err)
 	}
@@ -154,20 +158,15 @@ func Gather(ctx context.Context, r remote.Runner, w Want, now func() time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	mid := before.Add(after.Sub(before) / 2)
-	if sec, err := strconv.ParseFloat(f.clock, 64); err == nil {
+	if sec, err := strconv.ParseFloat(strings.TrimSpace(string(clock)), 64); err == nil {
+		mid := before.Add(after.Sub(before) / 2)
 		f.ClockOffset = time.Unix(0, int64(sec*1e9)).Sub(mid).Round(time.Millisecond)
 	}
-	return &f.Facts, nil
+	return f, nil
 }
 
-type parsed struct {
-	Facts
-	clock string
-}
-
-func parseFacts(out []byte, w Want) (*parsed, error) {
-	f := &parsed{Facts: Facts{Packages: map[string]bool{}, Files: map[string]string{}, Sysctls: map[string]string{}, ReadOnly: map[string]bool{}, Services: map[string]ServiceState{}}}
+func parseFacts(out []byte, w Want) (*Facts, error) {
+	f := &Facts{Packages: map[string]bool{}, Files: map[string]string{}, Sysctls: map[string]string{}, ReadOnly: map[string]bool{}, Services: map[string]ServiceState{}}
 	wanted := map[string]bool{}
 	for k := range w.Sysctls {
 		wanted[k] = true
@@ -219,8 +218,6 @@ func parseFacts(out []byte, w Want) (*parsed, error) {
 			if len(fs) > 2 {
 				f.SwarmCluster = fs[2]
 			}
-		case key == "clock":
-			f.clock = val
 		case strings.HasPrefix(key, "pkg."):
 			// db:Status-Abbrev is "ii " for an installed package.
 			if strings.HasPrefix(val, "ii ") {

@@ -42,6 +42,9 @@ type Config struct {
 	// with dpkg-repack) for its own architecture, when no .deb has them.
 	FromInstalled bool
 	StatusFile    string // dpkg's status file; /var/lib/dpkg/status by default
+	// RepackCache keeps repacked packages between builds (default
+	// <Dir>/repacked).
+	RepackCache string
 	NativeArch    string // this machine's architecture (dpkg --print-architecture)
 	Now           func() time.Time
 }
@@ -94,7 +97,13 @@ func Build(ctx context.Context, cfg Config) (*Summary, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("mirror: %s", strings.Join(errs, "; "))
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, cacheDir), 0o755); err != nil {
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("mirror: %w", err)
+	}
+	if cfg.RepackCache == "" {
+		cfg.RepackCache = filepath.Join(cfg.Dir, cacheDir)
+	}
+	if err := os.MkdirAll(cfg.RepackCache, 0o755); err != nil {
 		return nil, err
 	}
 	staging, err := os.MkdirTemp(cfg.Dir, ".build-")
@@ -111,7 +120,7 @@ func Build(ctx context.Context, cfg Config) (*Summary, error) {
 		index[arch] = &bytes.Buffer{}
 		for _, c := range closures[arch] {
 			if c.Deb == "" {
-				deb, err := repack(ctx, c, filepath.Join(cfg.Dir, cacheDir))
+				deb, err := repack(ctx, c, cfg.RepackCache)
 				if err != nil {
 					return nil, err
 				}

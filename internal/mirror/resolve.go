@@ -49,45 +49,25 @@ func NewPool(arch string, cands []*Candidate) *Pool {
 }
 
 // Closure is the wanted packages and everything they Depend or
-// Pre-Depend on, transitively, without the Essential packages every
-// Debian system has. Of alternatives (a | b), the first the pool has is
-// taken. A dependency the pool cannot satisfy is an error naming the
-// chain that needs it.
+// Pre-Depend on, transitively, less the base every Debian system has: the
+// Essential packages and what they depend on (dpkg never leaves those
+// unsatisfied, so a host has them). Of alternatives (a | b), the first the
+// pool has is taken. Version constraints are not compared: the sources
+// are one distribution's. A dependency the pool cannot satisfy is an error
+// naming the package that needs it.
 func (p *Pool) Closure(wanted []string) ([]*Candidate, error) {
+	base := map[string]*Candidate{}
+	var essential []string
+	for name, c := range p.byName {
+		if c.Control.Get("Essential") == "yes" {
+			essential = append(essential, name)
+		}
+	}
+	sort.Strings(essential)
+	p.walk(essential, base, map[string]*Candidate{}, nil)
 	picked := map[string]*Candidate{}
 	var missing []string
-	var visit func(name, why string)
-	visit = func(name, why string) {
-		c := p.find(name)
-		if c == nil {
-			missing = append(missing, fmt.Sprintf("%s (needed by %s)", name, why))
-			return
-		}
-		if picked[c.Name()] != nil || c.Control.Get("Essential") == "yes" {
-			return
-		}
-		picked[c.Name()] = c
-		for _, field := range []string{"Pre-Depends", "Depends"} {
-			for _, group := range splitList(c.Control.Get(field)) {
-				alts := strings.Split(group, "|")
-				var choice string
-				for _, a := range alts {
-					n, _ := relation(a)
-					if p.find(n) != nil {
-						choice = n
-						break
-					}
-				}
-				if choice == "" {
-					choice, _ = relation(alts[0])
-				}
-				visit(choice, c.Name())
-			}
-		}
-	}
-	for _, w := range wanted {
-		visit(w, "the inventory")
-	}
+	p.walk(wanted, picked, base, &missing)
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return nil, fmt.Errorf("%s: no package in the sources for %s", p.Arch, strings.Join(missing, ", "))
@@ -98,6 +78,50 @@ func (p *Pool) Closure(wanted []string) ([]*Candidate, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil
+}
+
+// walk adds roots and their dependencies to picked, stopping at packages
+// in stop; unresolvable names go to missing (when not nil).
+func (p *Pool) walk(roots []string, picked, stop map[string]*Candidate, missing *[]string) {
+	var visit func(name, why string)
+	visit = func(name, why string) {
+		c := p.find(name)
+		if c == nil {
+			if missing != nil {
+				*missing = append(*missing, fmt.Sprintf("%s (needed by %s)", name, why))
+			}
+			return
+		}
+		if picked[c.Name()] != nil || stop[c.Name()] != nil {
+			return
+		}
+		picked[c.Name()] = c
+		for _, field := range []string{"Pre-Depends", "Depends"} {
+			for _, group := range splitList(c.Control.Get(field)) {
+				alts := strings.Split(group, "|")
+				choice, _ := relation(alts[0])
+				for _, a := range alts {
+					n, _ := relation(a)
+					if c := p.find(n); c != nil && stop[c.Name()] != nil {
+						choice = "" // the base has one of them already
+						break
+					}
+				}
+				if choice != "" {
+					for _, a := range alts {
+						if n, _ := relation(a); p.find(n) != nil {
+							choice = n
+							break
+						}
+					}
+					visit(choice, c.Name())
+				}
+			}
+		}
+	}
+	for _, r := range roots {
+		visit(r, "the inventory")
+	}
 }
 
 func (p *Pool) find(name string) *Candidate {
