@@ -27,7 +27,7 @@ func tuned(w Want) *Facts {
 		OSID: "debian", OSVersion: "12", Arch: "amd64", Systemd: true, CgroupV2: true, MemoryCgroup: true, Root: true,
 		Packages: map[string]bool{"docker.io": true, "chrony": true}, DockerPackage: "20.10.24", Dockerd: "Docker version 20.10.24",
 		Files: map[string]string{}, Sysctls: map[string]string{}, ReadOnly: map[string]bool{},
-		Services: map[string]ServiceState{"docker.service": {Enabled: "enabled", Active: "active", Condition: "yes"}},
+		Services:   map[string]ServiceState{"docker.service": {Enabled: "enabled", Active: "active", Condition: "yes"}},
 		SwarmState: "inactive",
 	}
 	for _, file := range w.Files {

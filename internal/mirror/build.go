@@ -45,8 +45,8 @@ type Config struct {
 	// RepackCache keeps repacked packages between builds (default
 	// <Dir>/repacked).
 	RepackCache string
-	NativeArch    string // this machine's architecture (dpkg --print-architecture)
-	Now           func() time.Time
+	NativeArch  string // this machine's architecture (dpkg --print-architecture)
+	Now         func() time.Time
 }
 
 // Summary is what a build made.

@@ -105,7 +105,7 @@ func Boot(ctx context.Context, c Config) (*Host, error) {
 	files := map[string]string{
 		"etc/hostname": c.Name + "\n",
 		// Before 80-container-host0.network, which would ask DHCP.
-		"etc/systemd/network/10-lab.network": "[Match]\nName=host0\n\n[Network]\nAddress=" + c.IP + "\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+		"etc/systemd/network/10-lab.network":                   "[Match]\nName=host0\n\n[Network]\nAddress=" + c.IP + "\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
 		"etc/systemd/system/provision-hostlab-cgroups.service": cgroupUnit,
 	}
 	for p, content := range files {
