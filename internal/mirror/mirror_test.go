@@ -12,7 +12,9 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 )
 
-func cand(ctl string) *Candidate { return &Candidate{Control: ParseControl([]byte(ctl))[0], Installed: true} }
+func cand(ctl string) *Candidate {
+	return &Candidate{Control: ParseControl([]byte(ctl))[0], Installed: true}
+}
 
 // The closure takes dependencies and the first available alternative,
 // and leaves out the Essential packages and what they depend on.
