@@ -47,11 +47,27 @@ packages=(
   tftp-hpa
   dnsmasq-base
   nmap              # bench/discover's anchor: nmap -sT on the same loopback range
+  # Bring your own node: the emulated host is a Debian root booted by
+  # systemd-nspawn; the test mirror repacks installed packages.
+  systemd-container
+  dpkg-repack
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update
 fi
 apt-get install -y --no-install-recommends "${packages[@]}"
+# The lab mirror's test takes the packages a host needs from .deb files on
+# this machine: installed ones are repacked, these two are not installed
+# here, so apt leaves their .debs in /var/cache/apt/archives.
+apt-get install -y --download-only --no-install-recommends chrony ipvsadm
+# The emulated BYO host's root file system (internal/hosts/hostlab), made
+# once and cached: Debian bookworm with systemd, sshd and iproute2, no Docker.
+hostroot=/var/cache/provision/hostlab-bookworm-amd64.tar
+if [ "$(dpkg --print-architecture)" = amd64 ] && [ ! -s "$hostroot" ]; then
+  mkdir -p "$(dirname "$hostroot")"
+  mmdebstrap --quiet --variant=apt --include=systemd,systemd-sysv,dbus,openssh-server,iproute2 \
+    bookworm "$hostroot.tmp" && mv "$hostroot.tmp" "$hostroot"
+fi
 # Terraform is not a Debian package: the terraform tests use the binary on
 # PATH (or $PROVISION_TERRAFORM) and fail under CI without one.
 if ! command -v "${PROVISION_TERRAFORM:-terraform}" >/dev/null; then

@@ -220,6 +220,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.planCommand(),
 		a.applyCommand(),
 		a.swarmCommand(),
+		a.hostsCommand(),
+		a.mirrorCommand(),
 		a.verifyCommand(),
 		a.destroyCommand(), a.statusCommand(),
 		a.labCommand(),

@@ -43,7 +43,7 @@ swarm address pool (networks x addresses), so you can choose the mask length.`,
 
 // describe summarises the nodes of an inventory in one line.
 func describe(inv *inventory.Inventory) string {
-	var vms, pis int
+	var vms, pis, byo int
 	hosts, racks := map[string]bool{}, map[string]bool{}
 	var managers []string
 	for _, n := range inv.Nodes {
@@ -54,12 +54,18 @@ func describe(inv *inventory.Inventory) string {
 		case inventory.KindPi:
 			pis++
 			racks[n.Rack] = true
+		case inventory.KindHost:
+			byo++
 		}
 		if n.Role == inventory.Manager {
 			managers = append(managers, fmt.Sprintf("%s (%s)", n.Name, n.FailureDomain()))
 		}
 	}
 	sort.Strings(managers)
-	return fmt.Sprintf("%d nodes: %d VMs on %d Proxmox hosts, %d Pis in %d racks; managers %s",
-		len(inv.Nodes), vms, len(hosts), pis, len(racks), strings.Join(managers, ", "))
+	existing := ""
+	if byo > 0 {
+		existing = fmt.Sprintf(", %d existing hosts", byo)
+	}
+	return fmt.Sprintf("%d nodes: %d VMs on %d Proxmox hosts, %d Pis in %d racks%s; managers %s",
+		len(inv.Nodes), vms, len(hosts), pis, len(racks), existing, strings.Join(managers, ", "))
 }

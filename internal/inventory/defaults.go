@@ -78,6 +78,13 @@ func (l *Lab) SetDefaults() {
 			setDefault(&g.Disk, "16G")
 		}
 	}
+	for i := range l.Hosts {
+		h := &l.Hosts[i]
+		setDefault(&h.SSHUser, l.SSH.User)
+		setDefault(&h.SSHPort, l.SSH.Port)
+		setDefault(&h.Role, Worker)
+		setDefault(&h.Arch, "amd64")
+	}
 	if p := l.Pis; p != nil {
 		setDefault(&p.JoinServer.Port, DefaultJoinPort)
 		setDefault(&p.JoinServer.TicketTTL, DefaultJoinTicketTTL)

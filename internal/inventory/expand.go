@@ -56,7 +56,7 @@ func (inv *Inventory) expand(fsys FS, dir string) Problems {
 			probs = append(probs, inv.expandRack(i, &p.Racks[i], fsys, dir)...)
 		}
 	}
-	return probs
+	return append(probs, inv.expandHosts()...)
 }
 
 // readKeyFiles appends the lines of ssh.authorizedKeyFiles to the keys.

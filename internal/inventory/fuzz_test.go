@@ -149,7 +149,7 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	seeds = append(seeds, "testdata/many-problems.yaml", "testdata/many-decode-problems.yaml",
-		"../../inventory/example.yaml", "../../inventory/local.yaml")
+		"../../inventory/example.yaml", "../../inventory/local.yaml", "../../inventory/byo.yaml")
 	for _, s := range seeds {
 		data, err := os.ReadFile(s)
 		if err != nil {
@@ -186,6 +186,11 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(strings.Replace(string(small), "count: 3, role", z, 1)), []byte(nil), uint8(0))
 	}
 	f.Add([]byte(strings.Replace(string(small), "swarm:\n", "swarm:\n  defaultAddrPoolMaskLength: 0\nhostTuning: {keepalive: {probes: 0, time: 0}, zram: {percent: 0}}\n", 1)), []byte(nil), uint8(0))
+	// Existing hosts: explicit zeros, a host on a VM's address and name.
+	for _, h := range []string{"{name: gpu-1, address: 192.168.10.40, sshPort: 0}", "{name: wrk-1, address: 192.168.10.11}", "{name: gpu-1, address: 192.168.10.40, arch: arm64, sshUser: root, labels: {gpu: a100}}"} {
+		f.Add([]byte(string(small)+"hosts:\n  - "+h+"\n"), []byte(nil), uint8(0))
+		f.Add([]byte(string(small)+"hosts:\n  - "+h+"\n"), []byte(nil), uint8(2))
+	}
 	for _, mac := range hostileMACs {
 		f.Add(small, []byte("\uFEFFslot,serial,mac\n1,1a2b0101,"+mac+"\n2,,dc:a6:32:01:01:02\n"), uint8(0))
 	}

@@ -32,6 +32,10 @@ var invalid = []struct {
 	{"dup-mac", "racks/dup-mac.csv", 4, "mac", "MAC dc:a6:32:01:01:01 of pi-r1-02 is also the MAC of pi-r1-01 (testdata/invalid/racks/dup-mac.csv:3)", 1},
 	{"dup-serial", "racks/dup-serial.csv", 5, "serial", "serial 1a2b0102 is listed twice (also line 4)", 1},
 	{"dup-serial-racks", "racks/dup-serial-racks-r2.csv", 4, "serial", "serial 1a2b0102 of pi-r2-02 is also the serial of pi-r1-02 (testdata/invalid/racks/dup-serial-racks-r1.csv:4)", 1},
+	{"host-dup-ip", "", 25, "hosts[0].address", "address 192.168.10.22 of gpu-1 is also the address of wrk-2 (testdata/invalid/host-dup-ip.yaml:23)", 1},
+	{"host-dup-name", "", 25, "hosts[0].name", "hostname wrk-2 of wrk-2 is also the hostname of wrk-2 (testdata/invalid/host-dup-name.yaml:23)", 1},
+	{"host-outside", "", 25, "hosts[0].address", "10.1.2.3 of gpu-1 is outside the network 192.168.10.0/24", 1},
+	{"host-bad-fields", "", 25, "hosts[0].arch", `"x86_64": use amd64 or arm64`, 6},
 	{"dup-vmid", "", 23, "proxmox.vms[1].vmidStart", "VMID 1002 of wrk-1 is also the VMID of mgr-3 (testdata/invalid/dup-vmid.yaml:22)", 1},
 
 	// Addresses and networks.
@@ -110,6 +114,7 @@ var invalid = []struct {
 	{"zero-memory", "", 23, "proxmox.vms[1].memory", "0 is not a usable value: leave the field out for the default (2048)", 1},
 	{"zero-ssh-port", "", 12, "ssh.port", "0 is not a usable value: leave the field out for the default (22)", 1},
 	{"zero-probes", "", 28, "hostTuning.keepalive.probes", "0 is not a usable value: leave the field out for the default (5)", 1},
+	{"host-zero-port", "", 25, "hosts[0].sshPort", "0 is not a usable value: leave the field out for the default (22)", 1},
 	{"zero-managers", "", 13, "swarm.managers", "0 is not a usable value: leave the field out to have provision work it out", 1},
 	{"zero-count-bad-pattern", "", 23, "proxmox.vms[1].name", `"Wrk_1" is not a valid hostname`, 1},
 

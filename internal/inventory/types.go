@@ -23,6 +23,34 @@ type Lab struct {
 	HostTuning HostTuning `yaml:"hostTuning"`
 	Proxmox    *Proxmox   `yaml:"proxmox"`
 	Pis        *Pis       `yaml:"pis"`
+	// Hosts are existing machines (bring your own node): provision installs
+	// Docker and the host tuning over SSH and joins them to the swarm.
+	Hosts []Host `yaml:"hosts"`
+	// Mirror is the lab's own apt repository (`provision mirror build`,
+	// `provision mirror serve`); hosts install their packages from it.
+	Mirror *Mirror `yaml:"mirror"`
+}
+
+// Mirror is where the lab's apt repository is kept and served.
+type Mirror struct {
+	// URL is how nodes reach `provision mirror serve` (http://ADDR:PORT/).
+	URL string `yaml:"url"`
+	// Dir holds the repository and its signing key (relative to the
+	// inventory; default <state-dir>/mirror).
+	Dir string `yaml:"dir"`
+}
+
+// Host is one existing machine provision reaches over SSH.
+type Host struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	// SSHUser and SSHPort default to ssh.user and ssh.port; the user is
+	// root or may use sudo without a password.
+	SSHUser string            `yaml:"sshUser"`
+	SSHPort int               `yaml:"sshPort"`
+	Role    string            `yaml:"role"`
+	Arch    string            `yaml:"arch"` // Debian architecture: amd64 (default) or arm64
+	Labels  map[string]string `yaml:"labels"`
 }
 
 // Metadata names the lab.
@@ -239,10 +267,11 @@ type Rack struct {
 
 // Node kinds and roles.
 const (
-	KindVM  = "vm"
-	KindPi  = "pi"
-	Manager = "manager"
-	Worker  = "worker"
+	KindVM   = "vm"
+	KindPi   = "pi"
+	KindHost = "host"
+	Manager  = "manager"
+	Worker   = "worker"
 
 	BootSD      = "sd"
 	BootNetboot = "netboot"
@@ -278,6 +307,11 @@ type Node struct {
 	MAC    string `json:"mac,omitempty"`
 	Join   string `json:"join,omitempty"` // JoinSelf for a Pi that joins the swarm by itself
 
+	// Existing hosts: how provision logs in (the inventory's ssh section
+	// for VMs and Pis).
+	SSHUser string `json:"sshUser,omitempty"`
+	SSHPort int    `json:"sshPort,omitempty"`
+
 	// Where the node came from, for error messages: the name's origin (the
 	// group's name or the rack CSV row) and the field that gave its address.
 	Source  Pos    `json:"-"`
@@ -287,8 +321,11 @@ type Node struct {
 
 // FailureDomain is the Proxmox host of a VM or the rack of a Pi.
 func (n Node) FailureDomain() string {
-	if n.Kind == KindVM {
+	switch n.Kind {
+	case KindVM:
 		return "host " + n.Host
+	case KindHost:
+		return "machine " + n.Name
 	}
 	return "rack " + n.Rack
 }

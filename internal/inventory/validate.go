@@ -55,6 +55,8 @@ func (inv *Inventory) validate() Problems {
 	v.tuning()
 	v.proxmox()
 	v.racks()
+	v.hosts()
+	v.mirror()
 	v.nodes()
 	v.managers()
 	return v.probs
@@ -660,7 +662,7 @@ func (v *validator) managers() {
 		}
 	}
 	if len(v.inv.Nodes) == 0 {
-		v.add("", "the inventory describes no nodes: add proxmox.vms or pis.racks")
+		v.add("", "the inventory describes no nodes: add proxmox.vms, pis.racks or hosts")
 		return
 	}
 	want := v.inv.Lab.Swarm.Managers

@@ -32,9 +32,13 @@ func ConfigFromInventory(inv *inventory.Inventory) (Config, error) {
 
 // SpecsFromInventory turns the inventory's nodes (VMs and Pis alike) into
 // lab nodes: each becomes a namespace with the node's name and address.
+// Existing hosts (kind host) are machines of their own and are left out.
 func SpecsFromInventory(nodes []inventory.Node) ([]NodeSpec, error) {
 	specs := make([]NodeSpec, 0, len(nodes))
 	for _, n := range nodes {
+		if n.Kind == inventory.KindHost {
+			continue // an existing machine, not emulated here
+		}
 		ip, err := netip.ParseAddr(n.IP)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: address %q: %w", n.Name, n.IP, err)

@@ -58,8 +58,12 @@ func (c *Connector) Connect(ctx context.Context, env *pipeline.Env, n *inventory
 		key = env.Inventory.PrivateKeyPath()
 	}
 	ssh := env.Inventory.Lab.SSH
+	user, port := ssh.User, ssh.Port
+	if n.SSHUser != "" { // an existing host has its own login
+		user, port = n.SSHUser, n.SSHPort
+	}
 	return c.pool.Connect(ctx, remote.Dest{
-		Name: n.Name, Host: n.IP, Port: ssh.Port, User: ssh.User,
+		Name: n.Name, Host: n.IP, Port: port, User: user,
 		KeyPath: key, CreateKey: ssh.CreateKey,
 		KnownHosts: filepath.Join(env.StateDir, "known_hosts"),
 	})

@@ -12,12 +12,16 @@ type Deps struct {
 	Renderer   *render.Renderer
 	SSH        *Connector
 	ForceSwarm bool
-	Terraform  Terraform
+	// ForceHosts and AllowReboot are the hosts stage's --force and
+	// --allow-reboot.
+	ForceHosts  bool
+	AllowReboot bool
+	Terraform   Terraform
 }
 
 // Apply is the runbook `provision apply` follows, kept as data:
 //
-//	validate → render → vms → pi-image → pi-boot → discover → swarm
+//	validate → render → vms → pi-image → pi-boot → discover → hosts → swarm
 func Apply(d Deps) pipeline.Pipeline {
 	return pipeline.Pipeline{Stages: []pipeline.Stage{
 		Validate{},
@@ -26,6 +30,7 @@ func Apply(d Deps) pipeline.Pipeline {
 		PiImage{Renderer: d.Renderer},
 		PiBoot{},
 		Discover{SSH: d.SSH},
+		Hosts{Renderer: d.Renderer, SSH: d.SSH, Force: d.ForceHosts, AllowReboot: d.AllowReboot},
 		Swarm{SSH: d.SSH, Force: d.ForceSwarm},
 	}}
 }
