@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fhlab/provision/images"
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/rpi/flash"
 	"github.com/fhlab/provision/internal/rpi/image"
@@ -290,49 +288,23 @@ func (a *app) flashNodes(f flashFlags) (nodes []string, seeds string, inv *inven
 	return f.nodes, seeds, inv, nil
 }
 
-// flashImage is the golden image the nodes' racks boot (the rack's image,
-// else pis.image), as `provision image build` left it in the state dir.
+// flashImage is the golden image the nodes' racks boot, as built.
 func (a *app) flashImage(inv *inventory.Inventory, nodes []string, say bool) (string, error) {
 	if inv == nil {
 		return "", usage("flash: --image IMG is required without -i FILE --rack R or --node NAME (with them, the racks' golden image is used)")
 	}
-	byName := map[string]inventory.Node{}
-	for _, n := range inv.Nodes {
-		byName[n.Name] = n
-	}
-	var names []string
-	racks := map[string][]string{}
-	for _, node := range nodes {
-		rack := byName[node].Rack
-		name := inv.RackImage(rack)
-		if name == "" {
-			return "", usage("flash: rack %s names no image (pis.image or the rack's image: in %s): pass --image IMG", rack, inv.File)
-		}
-		if !slices.Contains(names, name) {
-			names = append(names, name)
-		}
-		if !slices.Contains(racks[name], rack) {
-			racks[name] = append(racks[name], rack)
+	var ns []*inventory.Node
+	for i := range inv.Nodes {
+		if slices.Contains(nodes, inv.Nodes[i].Name) {
+			ns = append(ns, &inv.Nodes[i])
 		}
 	}
-	if len(names) != 1 {
-		var which []string
-		for _, n := range names {
-			which = append(which, fmt.Sprintf("%s (racks %s)", n, strings.Join(racks[n], ", ")))
-		}
-		return "", usage("flash: the nodes boot different images: %s; flash one image's racks at a time or pass --image IMG", strings.Join(which, ", "))
-	}
-	defs, err := fs.Sub(images.FS, "rpi")
+	built, err := a.builtImage("flash", inv, racksOf(ns))
 	if err != nil {
-		return "", err
-	}
-	b := &image.Builder{Inv: inv, Defs: defs, Dir: filepath.Join(a.stateDir(inv), "images")}
-	built, err := b.Built(names[0])
-	if err != nil {
-		return "", fmt.Errorf("flash: the golden image of rack %s: %w; nothing was written", strings.Join(racks[names[0]], ", "), err)
+		return "", fmt.Errorf("%w; nothing was written", err)
 	}
 	if say {
-		fmt.Fprintf(a.streams.Err, "image: %s (%s, built from input %s)\n", built.Image, names[0], shortHash(built.M.InputHash))
+		fmt.Fprintf(a.streams.Err, "image: %s (%s, built from input %s)\n", built.Image, built.M.Name, shortHash(built.M.InputHash))
 	}
 	return built.Image, nil
 }

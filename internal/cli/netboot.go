@@ -20,7 +20,6 @@ import (
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/rpi/netboot"
 	"github.com/fhlab/provision/internal/rpi/netboot/nbdroot"
-	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -123,7 +122,7 @@ func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags) error {
 	if err != nil {
 		return err
 	}
-	imgPath, err := a.netbootImage(inv, r, f.image, pis)
+	imgPath, err := a.netbootImage("netboot serve", inv, f.image, pis)
 	if err != nil {
 		return err
 	}
@@ -256,35 +255,15 @@ func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags) error {
 
 // netbootImage is the golden image to serve: --image, or the one image the
 // netbooted racks name, as built.
-func (a *app) netbootImage(inv *inventory.Inventory, r *render.Renderer, flag string, pis []*inventory.Node) (string, error) {
+func (a *app) netbootImage(what string, inv *inventory.Inventory, flag string, pis []*inventory.Node) (string, error) {
 	if flag != "" {
 		return flag, nil
 	}
-	names := map[string]bool{}
-	for _, n := range pis {
-		if name := inv.RackImage(n.Rack); name != "" {
-			names[name] = true
-		}
-	}
-	if len(names) != 1 {
-		return "", usage("netboot serve: the netbooted racks name %d images (pis.image, pis.racks[].image): pass --image IMG", len(names))
-	}
-	env, err := a.env(inv, "")
+	built, err := a.builtImage(what, inv, racksOf(pis))
 	if err != nil {
 		return "", err
 	}
-	b, err := stages.NewImageBuilder(env, r)
-	if err != nil {
-		return "", err
-	}
-	for name := range names {
-		res, err := b.Built(name)
-		if err != nil {
-			return "", err
-		}
-		return res.Image, nil
-	}
-	return "", nil
+	return built.Image, nil
 }
 
 // netbootListen is the TFTP address: --listen (port 69 unless given), or

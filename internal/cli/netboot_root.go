@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -53,6 +54,34 @@ func (f *nbdFlags) add(cmd *cobra.Command, imageHelp string) {
 	cmd.Flags().StringVar(&f.bind, "nbd-bind", "0.0.0.0", "address the NBD exports listen on")
 	cmd.Flags().StringVar(&f.host, "nbd-host", "", "address the Pis reach the NBD exports at (default: --nbd-bind, which must then be a specific address)")
 	cmd.Flags().IntVar(&f.port, "nbd-port", 10809, "port of the first Pi's export; the next Pi gets the next free port")
+}
+
+// netbootRootsOf loads the inventory and its netbooted Pis (or the named
+// ones), and sets f.image to the golden image the racks name, as built,
+// when --image is not given.
+func (a *app) netbootRootsOf(f *nbdFlags, names []string) (*inventory.Inventory, []nbdroot.Node, error) {
+	inv, err := a.loadInventory()
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes, err := netbootPis(inv, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	if f.image == "" {
+		var pis []*inventory.Node
+		for i := range inv.Nodes {
+			if slices.ContainsFunc(nodes, func(n nbdroot.Node) bool { return n.Name == inv.Nodes[i].Name }) {
+				pis = append(pis, &inv.Nodes[i])
+			}
+		}
+		built, err := a.builtImage("netboot", inv, racksOf(pis))
+		if err != nil {
+			return nil, nil, err
+		}
+		f.image = built.Image
+	}
+	return inv, nodes, nil
 }
 
 // netbootPis are the inventory's netbooted Pis, or the named ones (each
@@ -103,7 +132,7 @@ func (a *app) netbootRootsCommand() *cobra.Command {
 	var size string
 	var verify bool
 	cmd := &cobra.Command{
-		Use:   "roots -i FILE --image IMG [NODE...]",
+		Use:   "roots -i FILE [--image IMG] [NODE...]",
 		Short: "Serve the netbooted Pis' root disks over NBD, in the foreground",
 		Long: `Serve the root disk of every netbooted Pi (or of the NODEs named) until
 stopped, one line per change: an export serving (with its qemu-nbd's pid),
@@ -120,16 +149,9 @@ systemd unit per Pi (provision-netboot-root@NODE.service).`,
   provision netboot roots -i lab.yaml --image golden.img --nbd-bind 192.168.10.5 pi-r1-07`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			inv, err := a.loadInventory()
+			inv, nodes, err := a.netbootRootsOf(&f, args)
 			if err != nil {
 				return err
-			}
-			nodes, err := netbootPis(inv, args)
-			if err != nil {
-				return err
-			}
-			if f.image == "" {
-				return exitError{2, errors.New("no golden image: pass --image (the image provision image build made)")}
 			}
 			var bytes int64
 			if size != "" {
@@ -196,7 +218,7 @@ systemd unit per Pi (provision-netboot-root@NODE.service).`,
 			return nil
 		},
 	}
-	f.add(cmd, "the golden image the overlays are backed by (required)")
+	f.add(cmd, "the golden image the overlays are backed by (default: the one the netbooted racks name, as provision image build left it)")
 	cmd.Flags().StringVar(&size, "root-size", "", "virtual size of new overlays (e.g. 32G; default the golden image's); the Pi's cloud-init grows its root into it")
 	cmd.Flags().BoolVar(&verify, "verify", false, "check the golden image against its .sha256 file first")
 	return cmd
@@ -287,7 +309,7 @@ func (a *app) netbootInstallCommand() *cobra.Command {
 	var f nbdFlags
 	var root, binary string
 	cmd := &cobra.Command{
-		Use:   "install -i FILE --image IMG --nbd-host ADDR [--root DIR]",
+		Use:   "install -i FILE [--image IMG] --nbd-host ADDR [--root DIR]",
 		Short: "Write the systemd units that run netboot on this server",
 		Long: `Write the systemd units that run netboot at boot, under --root (default /):
 
@@ -314,16 +336,9 @@ reset and started on its own (see provision netboot reset).
   provision netboot install -i lab.yaml --image golden.img --nbd-host 192.168.10.5 --root /tmp/units`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := a.loadInventory()
+			inv, nodes, err := a.netbootRootsOf(&f, nil)
 			if err != nil {
 				return err
-			}
-			nodes, err := netbootPis(inv, nil)
-			if err != nil {
-				return err
-			}
-			if f.image == "" {
-				return exitError{2, errors.New("no golden image: pass --image (the image provision image build made)")}
 			}
 			if _, err := nbdroot.CheckGolden(cmd.Context(), f.image, false); err != nil {
 				return err
@@ -364,7 +379,7 @@ reset and started on its own (see provision netboot reset).
 			return nil
 		},
 	}
-	f.add(cmd, "the golden image the Pis boot (required; absolute path in the units)")
+	f.add(cmd, "the golden image the Pis boot (absolute path in the units; default: the one the netbooted racks name, as built)")
 	cmd.Flags().StringVar(&root, "root", "/", "root directory to write etc/systemd/system/ under")
 	cmd.Flags().StringVar(&binary, "binary", "", "the provision binary the units run (default: this one)")
 	return cmd

@@ -116,7 +116,7 @@ func TestNetbootInstall(t *testing.T) {
 		want string
 	}{
 		{[]string{"--image", img}, "--nbd-host: the Pis need this server's address"},
-		{[]string{"--nbd-host", "198.51.100.1"}, "no golden image"},
+		{[]string{"--nbd-host", "198.51.100.1"}, "rack p1 names no image"},
 		{[]string{"--image", filepath.Join(empty, "nope.img"), "--nbd-host", "198.51.100.1"}, "does not exist"},
 	} {
 		code, _, stderr := run(t, append([]string{"netboot", "install", "-i", localInv, "--state-dir", state, "--root", empty}, c.args...)...)
