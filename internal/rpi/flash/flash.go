@@ -388,11 +388,17 @@ func verify(ctx context.Context, t *target, m *Bmap, progress func(int64)) (int6
 // flight), hashes each range in order and returns a *VerifyError naming
 // the first range whose sha256 is not the map's.
 func hashRanges(ctx context.Context, m *Bmap, what string, read func(chunk, []byte) error, progress func(int64)) (int64, error) {
+	return hashChunks(ctx, m, what, writeChunks(m, 0), read, progress)
+}
+
+// hashChunks is hashRanges over chunks, which hold each range's chunks
+// one after the other, the ranges in any order.
+func hashChunks(ctx context.Context, m *Bmap, what string, chunks []chunk, read func(chunk, []byte) error, progress func(int64)) (int64, error) {
 	var (
 		done int64
 		h    hash.Hash
 	)
-	err := pipe(ctx, writeChunks(m, 0), func(ch chunk, b []byte) error {
+	err := pipe(ctx, chunks, func(ch chunk, b []byte) error {
 		return read(ch, b[:ch.n])
 	}, func(ch chunk, b []byte) error {
 		if h == nil {

@@ -44,7 +44,7 @@ func (rb *readBack) start(ctx context.Context, path string, hook func(Range) err
 	ctx, rb.cancel = context.WithCancel(ctx)
 	go func() {
 		defer rt.f.Close()
-		n, err := hashRanges(ctx, rb.m, path, func(ch chunk, b []byte) error {
+		n, err := hashChunks(ctx, rb.m, path, rb.order(), func(ch chunk, b []byte) error {
 			select {
 			case <-rb.ready[ch.rng]:
 			case <-ctx.Done():
@@ -63,6 +63,27 @@ func (rb *readBack) start(ctx context.Context, path string, hook func(Range) err
 		rb.result <- readBackResult{n, err}
 	}()
 	return nil
+}
+
+// order is the read-back's chunks: the ranges wholly past the first MiB
+// first, as they are written, then those reaching into it, which are
+// whole only once the first MiB is written last.
+func (rb *readBack) order() []chunk {
+	all := writeChunks(rb.m, 0)
+	hb := min(int64(holdback), rb.m.ImageSize)
+	head := func(ch chunk) bool { return rb.m.Ranges[ch.rng].Offset(rb.m.BlockSize) < hb }
+	out := make([]chunk, 0, len(all))
+	for _, ch := range all {
+		if !head(ch) {
+			out = append(out, ch)
+		}
+	}
+	for _, ch := range all {
+		if head(ch) {
+			out = append(out, ch)
+		}
+	}
+	return out
 }
 
 // written says range i is whole on the card.
