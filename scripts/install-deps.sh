@@ -58,8 +58,13 @@ fi
 apt-get install -y --no-install-recommends "${packages[@]}"
 # The lab mirror's test takes the packages a host needs from .deb files on
 # this machine: installed ones are repacked, these two are not installed
-# here, so apt leaves their .debs in /var/cache/apt/archives.
-apt-get install -y --download-only --no-install-recommends chrony ipvsadm
+# here, so their .debs are downloaded into a directory of provision's own
+# (not /var/cache/apt/archives, which apt configurations such as Debian
+# container images' docker-clean empty after every dpkg run).
+debs=/var/cache/provision/debs
+mkdir -p "$debs/partial"
+apt-get install -y --download-only --no-install-recommends \
+  -o Dir::Cache::archives="$debs" chrony ipvsadm
 # The emulated BYO host's root file system (internal/hosts/hostlab), made
 # once and cached: Debian bookworm with systemd, sshd and iproute2, no Docker.
 hostroot=/var/cache/provision/hostlab-bookworm-amd64.tar

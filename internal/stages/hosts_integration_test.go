@@ -111,7 +111,7 @@ func TestIntegrationHosts(t *testing.T) {
 	start := time.Now()
 	sum, err := mirror.Build(ctx, mirror.Config{
 		Dir: filepath.Join(dir, "mirror"), Lab: inv.Lab.Metadata.Name, Packages: hosts.Packages(&inv.Lab.HostTuning),
-		Archs: []string{"amd64"}, DebDirs: []string{"/var/cache/apt/archives"}, FromInstalled: true, NativeArch: "amd64",
+		Archs: []string{"amd64"}, DebDirs: []string{"/var/cache/provision/debs", "/var/cache/apt/archives"}, FromInstalled: true, NativeArch: "amd64",
 		RepackCache: repackCache,
 	})
 	if err != nil {
