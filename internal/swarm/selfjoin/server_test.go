@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,9 +26,18 @@ import (
 	"github.com/fhlab/provision/internal/inventory"
 )
 
-// fakeToken looks like a worker token; the tests look for it everywhere it
-// must not be.
-const fakeToken = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
+// fakeToken looks like a worker token (made fresh for each run, never a
+// literal); the tests look for it everywhere it must not be.
+var fakeToken = "SWMTKN-1-" + randomBase36(50) + "-" + randomBase36(25)
+
+func randomBase36(n int) string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = digits[rand.IntN(len(digits))]
+	}
+	return string(b)
+}
 
 // syncBuffer is a log destination the server writes while the test reads.
 type syncBuffer struct {
