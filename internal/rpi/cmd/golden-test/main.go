@@ -4,7 +4,7 @@
 // console what internal/rpi/smoke checks. It prints each check and the boot
 // time, writes the whole console to -console, and exits 1 on any failure.
 //
-//	go run ./internal/rpi/cmd/golden-test -image out/golden/rootfs.ext4 \
+//	go run ./internal/rpi/cmd/golden-test -image out/golden/images/debian-pi4/debian-pi4.img \
 //	    -i inventory/example.yaml [-node pi-r1-01] [-seed DIR] [-timeout 15m]
 package main
 
@@ -33,7 +33,7 @@ func main() {
 }
 
 func run() error {
-	image := flag.String("image", "out/golden/rootfs.ext4", "the golden image (MBR disk or bare ext4 root)")
+	image := flag.String("image", "out/golden/images/debian-pi4/debian-pi4.img", "the golden image (MBR disk or bare ext4 root)")
 	invPath := flag.String("i", "inventory/example.yaml", "inventory")
 	node := flag.String("node", "", "the Pi whose seed the guest gets (default: the inventory's first Pi)")
 	seedDir := flag.String("seed", "", "directory with the node's user-data, meta-data, network-config (default: rendered from the inventory)")

@@ -14,7 +14,7 @@
 // qemu-img convert + debugfs, after the export has stopped), absent from
 // the golden image, and the golden image's sha256 must be unchanged.
 //
-//	go run ./internal/rpi/cmd/netboot-test -image out/golden/rootfs.ext4 \
+//	go run ./internal/rpi/cmd/netboot-test -image out/golden/images/debian-pi4/debian-pi4.img \
 //	    -i inventory/example.yaml [-node pi-r1-01] [-timeout 15m] [-keep DIR]
 package main
 
@@ -55,7 +55,7 @@ func main() {
 }
 
 func run() error {
-	image := flag.String("image", "out/golden/rootfs.ext4", "the golden image (MBR disk or bare ext4 root)")
+	image := flag.String("image", "out/golden/images/debian-pi4/debian-pi4.img", "the golden image (MBR disk or bare ext4 root)")
 	invPath := flag.String("i", "inventory/example.yaml", "inventory")
 	node := flag.String("node", "", "the Pi whose root and seed the guest gets (default: the inventory's first netbooted Pi)")
 	timeout := flag.Duration("timeout", 15*time.Minute, "boot timeout")
