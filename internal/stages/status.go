@@ -141,7 +141,7 @@ func WriteStatusTable(w io.Writer, ss []NodeStatus) error {
 	fmt.Fprintln(tw, "NODE\tKIND\tROLE\tIP\tBOOT\tSTAGE\tSWARM\tAVAILABILITY\tMANAGER\tLABELS\tDRIFT")
 	for _, s := range ss {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, orDash(s.Kind), orDash(s.Role), orDash(s.IP), orDash(s.Boot), s.Stage,
-			s.Swarm, orDash(s.Availability), orDash(s.Manager), orDash(labelList(s.Labels)), orDash(strings.Join(s.Drift, "; ")))
+			s.Swarm, orDash(s.Availability), orDash(s.Manager), orDash(swarm.FormatLabels(s.Labels)), orDash(strings.Join(s.Drift, "; ")))
 	}
 	return tw.Flush()
 }
@@ -160,18 +160,6 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func labelList(labels map[string]string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		keys[i] = k + "=" + labels[k]
-	}
-	return strings.Join(keys, ",")
 }
 
 // Status reads the swarm through the inventory's managers (over SSH) and

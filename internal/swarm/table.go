@@ -57,7 +57,7 @@ func WriteTable(w io.Writer, rs []Row) error {
 		if !r.Inventory {
 			name += " (not in inventory)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, r.Role, r.State, r.Availability, dash(r.Manager), r.Addr, short(r.ID), labelString(r.Labels))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, r.Role, r.State, r.Availability, dash(r.Manager), r.Addr, short(r.ID), FormatLabels(r.Labels))
 	}
 	return tw.Flush()
 }
@@ -69,7 +69,8 @@ func dash(s string) string {
 	return s
 }
 
-func labelString(labels map[string]string) string {
+// FormatLabels writes labels as k=v,k=v in key order.
+func FormatLabels(labels map[string]string) string {
 	keys := make([]string, 0, len(labels))
 	for k := range labels {
 		keys = append(keys, k)
