@@ -32,7 +32,7 @@ import (
 // without --force, with the count and the reachable manager, and changes
 // nothing; a second destroy of the worker has nothing to do.
 func TestIntegrationDestroyAndStatus(t *testing.T) {
-	f := labtest.New(t, t.TempDir(), dWriter{t})
+	f := labtest.New(t, t.TempDir(), testWriter{t})
 	inv := f.Inventory(t, "dlab.yaml",
 		"    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n    - {name: vm-%d, count: 1, ipStart: {{ADDR 21}}, labels: {tier: compute}}",
 		"    - {name: p1, count: 1, ipStart: {{ADDR 101}}}")
@@ -90,7 +90,7 @@ func TestIntegrationDestroyAndStatus(t *testing.T) {
 
 	// A service's one task runs on a worker; destroying that worker moves
 	// it to the other.
-	loadBusyboxImage(t, f)
+	loadBusybox(t, f)
 	spec := dswarm.ServiceSpec{
 		Annotations: dswarm.Annotations{Name: "destroy-probe"},
 		TaskTemplate: dswarm.TaskSpec{
@@ -287,23 +287,4 @@ func dTaskNode(t *testing.T, ctx context.Context, c *client.Client, service, not
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-}
-
-func loadBusyboxImage(t *testing.T, f *labtest.Fixture) {
-	t.Helper()
-	var img bytes.Buffer
-	if _, err := lab.WriteBusyboxImage(&img, lab.ImageOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Lab.LoadImage(context.Background(), img.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// dWriter sends a lab's log lines to the test log.
-type dWriter struct{ t *testing.T }
-
-func (w dWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	dswarm "github.com/docker/docker/api/types/swarm"
 	"gopkg.in/yaml.v3"
 
 	"github.com/fhlab/provision/internal/inventory"
@@ -30,32 +29,6 @@ import (
 	"github.com/fhlab/provision/templates"
 )
 
-// sjBuffer is a writer the test reads while the stage writes to it.
-type sjBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *sjBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *sjBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// sjLogWriter sends a lab's log lines to the test log.
-type sjLogWriter struct{ t *testing.T }
-
-func (w sjLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // TestIntegrationSelfJoin: on the emulated lab, 1 manager and 1 worker VM
 // are pushed while a rack of 2 Pis joins by itself: each Pi runs the
 // provision-self-join script from its rendered seed inside its own network
@@ -66,7 +39,7 @@ func (w sjLogWriter) Write(p []byte) (int, error) {
 // the used ticket is refused from the lab. No join token is in the seeds,
 // the state directory, the logs, the output or the scripts' output.
 func TestIntegrationSelfJoin(t *testing.T) {
-	f := labtest.New(t, t.TempDir(), sjLogWriter{t})
+	f := labtest.New(t, t.TempDir(), testWriter{t})
 	f.Swarm = "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 1, ingress: {enabled: false}}"
 	port := freePort(t)
 	inv := f.Inventory(t, "selfjoin.yaml",
@@ -132,7 +105,7 @@ func TestIntegrationSelfJoin(t *testing.T) {
 	// The Pis boot first: their scripts wait for the endpoint.
 	type scriptRun struct {
 		name string
-		out  sjBuffer
+		out  lockedBuffer
 		err  error
 	}
 	runs := make([]*scriptRun, len(self))
@@ -155,8 +128,8 @@ func TestIntegrationSelfJoin(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	logs := &sjBuffer{}
-	status := &sjBuffer{}
+	logs := &lockedBuffer{}
+	status := &lockedBuffer{}
 	counter, out1, err := runSelfJoinSwarm(t, f, inv, status, logs)
 	wg.Wait()
 	for _, sr := range runs {
@@ -181,8 +154,8 @@ func TestIntegrationSelfJoin(t *testing.T) {
 	if !strings.Contains(status.String(), "self-join: 2 joined by themselves") {
 		t.Errorf("status does not report the self-joined Pis:\n%s", status)
 	}
-	nodes := sjNodeList(t, f, "mgr-1")
-	sjCheckNodes(t, inv, nodes)
+	nodes := nodeList(t, f, "mgr-1")
+	checkNodes(t, inv, nodes)
 	for _, n := range self {
 		if !strings.Contains(logs.String(), "self-join ticket exchanged") || !strings.Contains(logs.String(), "node="+n.Name) {
 			t.Errorf("the exchange of %s's ticket is not logged", n.Name)
@@ -207,8 +180,8 @@ func TestIntegrationSelfJoin(t *testing.T) {
 	}
 
 	// A re-run changes nothing and serves nothing.
-	logs2 := &sjBuffer{}
-	status2 := &sjBuffer{}
+	logs2 := &lockedBuffer{}
+	status2 := &lockedBuffer{}
 	again, out, err := runSelfJoinSwarm(t, f, inv, status2, logs2)
 	if err != nil {
 		t.Fatalf("re-run: %v\n%s", err, out)
@@ -222,7 +195,7 @@ func TestIntegrationSelfJoin(t *testing.T) {
 
 	// The used ticket, presented again from its Pi's address (inside its
 	// namespace) while an endpoint runs, is refused with 409 and logged.
-	refusalLog := &sjBuffer{}
+	refusalLog := &lockedBuffer{}
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() {
@@ -230,7 +203,7 @@ func TestIntegrationSelfJoin(t *testing.T) {
 			return selfjoin.Grant{}, fmt.Errorf("no grant needed: the ticket is used")
 		}, slog.New(slog.NewTextHandler(refusalLog, nil)))
 	}()
-	var rout sjBuffer
+	var rout lockedBuffer
 	rerr := presentAgain(ctx, f, self[0].Name, joinDirs[self[0].Name], python, &rout)
 	stop()
 	if err := <-served; err != nil {
@@ -359,21 +332,6 @@ func runSelfJoinSwarm(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory
 	return counter, out.String(), err
 }
 
-func sjNodeList(t *testing.T, f *labtest.Fixture, manager string) []dswarm.Node {
-	t.Helper()
-	n, _ := f.Node(manager)
-	c, err := lab.NewEngine(n.DockerSocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	nodes, err := c.NodeList(context.Background(), dswarm.NodeListOptions{})
-	if err != nil {
-		t.Fatalf("node list on %s: %v", manager, err)
-	}
-	return nodes
-}
-
 func workerToken(t *testing.T, f *labtest.Fixture, manager string) string {
 	t.Helper()
 	n, _ := f.Node(manager)
@@ -387,38 +345,6 @@ func workerToken(t *testing.T, f *labtest.Fixture, manager string) string {
 		t.Fatalf("swarm inspect on %s: %v", manager, err)
 	}
 	return sw.JoinTokens.Worker
-}
-
-// sjCheckNodes: every inventory node is a Ready member with its role,
-// address and labels.
-func sjCheckNodes(t *testing.T, inv *inventory.Inventory, nodes []dswarm.Node) {
-	t.Helper()
-	byName := map[string]dswarm.Node{}
-	for _, n := range nodes {
-		byName[n.Description.Hostname] = n
-	}
-	if len(nodes) != len(inv.Nodes) {
-		t.Errorf("swarm has %d nodes, inventory %d", len(nodes), len(inv.Nodes))
-	}
-	for _, want := range inv.Nodes {
-		n, ok := byName[want.Name]
-		switch {
-		case !ok:
-			t.Errorf("%s is not in the swarm", want.Name)
-			continue
-		case n.Status.State != dswarm.NodeStateReady:
-			t.Errorf("%s is %s, not ready", want.Name, n.Status.State)
-		case string(n.Spec.Role) != want.Role:
-			t.Errorf("%s is a %s, want %s", want.Name, n.Spec.Role, want.Role)
-		case n.Status.Addr != want.IP:
-			t.Errorf("%s advertises %s, want %s", want.Name, n.Status.Addr, want.IP)
-		}
-		for k, v := range want.Labels {
-			if n.Spec.Labels[k] != v {
-				t.Errorf("%s label %s=%q, want %q", want.Name, k, n.Spec.Labels[k], v)
-			}
-		}
-	}
 }
 
 // sjScan fails when a file under dir holds the token.
