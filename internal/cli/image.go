@@ -86,14 +86,18 @@ func (a *app) imageBuilder() (*image.Builder, error) {
 }
 
 func (a *app) imageBuildCommand() *cobra.Command {
-	var names []string
+	var (
+		names []string
+		plan  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "build -i FILE [--image NAME]...",
 		Short: "Build (or reuse) the golden image of each definition",
 		Long: `Build the golden image of each definition the racks name (or --image), or
 reuse the last one when the input hash is the same. Prints where the image,
 block map, sha256 and manifest are.`,
-		Example: `  provision image build -i lab.yaml
+		Example: `  provision image build -i lab.yaml --plan    # which images would be built, and why
+  provision image build -i lab.yaml
   provision image build -i lab.yaml --image debian-pi4`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -107,11 +111,33 @@ block map, sha256 and manifest are.`,
 			if len(names) == 0 {
 				return exitError{2, fmt.Errorf("no image to build: the racks name none (pis.image, pis.racks[].image); pass --image NAME (known: %s)", strings.Join(image.Names(b.Defs), ", "))}
 			}
+			if plan {
+				return a.planImages(b, names)
+			}
 			return a.buildImages(cmd.Context(), b, names)
 		},
 	}
 	cmd.Flags().StringSliceVar(&names, "image", nil, "definition name (images/rpi/NAME.yaml) or path; repeatable (default: the racks' images)")
+	cmd.Flags().BoolVar(&plan, "plan", false, "only say which images would be built and which reused (and why); change nothing")
 	return cmd
+}
+
+// planImages prints, per image, whether build would reuse it or build it.
+func (a *app) planImages(b *image.Builder, names []string) error {
+	tw := tabwriter.NewWriter(a.streams.Out, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tACTION\tINPUT\tWHY")
+	for _, name := range names {
+		p, err := b.Plan(name)
+		if err != nil {
+			return err
+		}
+		action := "build"
+		if p.Reuse {
+			action = "reuse"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.16s\t%s\n", p.Name, action, p.InputHash, p.Reason)
+	}
+	return tw.Flush()
 }
 
 func (a *app) buildImages(ctx context.Context, b *image.Builder, names []string) error {

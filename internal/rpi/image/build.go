@@ -194,6 +194,51 @@ func (b *Builder) InputHash(def *Definition) (string, Overlay, error) {
 	return hex.EncodeToString(h.Sum(nil)), lab, nil
 }
 
+// Plan says what Build would do with definition name.
+type Plan struct {
+	Name      string
+	InputHash string
+	Reuse     bool    // the last image has the same input hash and is whole
+	Reason    string  // why it is built (or reused)
+	Prev      *Result // the last image built, if any
+}
+
+// Plan works out whether Build would reuse the last image of definition
+// name or build it again, without building.
+func (b *Builder) Plan(name string) (*Plan, error) {
+	def, err := b.Definition(name)
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := b.plan(def)
+	return p, err
+}
+
+func (b *Builder) plan(def *Definition) (*Plan, Overlay, error) {
+	sum, lab, err := b.InputHash(def)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", def.Name, err)
+	}
+	p := &Plan{Name: def.Name, InputHash: sum, Reason: "not built yet"}
+	prev, err := b.Built(def.Name)
+	if err != nil {
+		return p, lab, nil
+	}
+	p.Prev = prev
+	st, err := os.Stat(prev.Image)
+	switch {
+	case prev.M.InputHash != sum:
+		p.Reason = fmt.Sprintf("inputs changed (last built from %.16s)", prev.M.InputHash)
+	case err != nil:
+		p.Reason = "the last image is missing: " + prev.Image
+	case st.Size() != prev.M.ImageSize:
+		p.Reason = fmt.Sprintf("the last image is %d bytes, its manifest says %d", st.Size(), prev.M.ImageSize)
+	default:
+		p.Reuse, p.Reason = true, "same input hash"
+	}
+	return p, lab, nil
+}
+
 // Build builds the image of definition name, or reuses the last one when
 // its input hash is the same.
 func (b *Builder) Build(ctx context.Context, name string) (*Result, error) {
@@ -201,16 +246,15 @@ func (b *Builder) Build(ctx context.Context, name string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, lab, err := b.InputHash(def)
+	p, lab, err := b.plan(def)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", def.Name, err)
+		return nil, err
 	}
-	if prev, err := b.Built(def.Name); err == nil && prev.M.InputHash == sum {
-		if st, err := os.Stat(prev.Image); err == nil && st.Size() == prev.M.ImageSize {
-			prev.Cached = true
-			return prev, nil
-		}
+	if p.Reuse {
+		p.Prev.Cached = true
+		return p.Prev, nil
 	}
+	sum := p.InputHash
 	out := b.Paths(def.Name)
 	if err := os.MkdirAll(filepath.Dir(out.Image), 0o755); err != nil {
 		return nil, err

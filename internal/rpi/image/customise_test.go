@@ -145,6 +145,7 @@ func TestCustomiseFlavours(t *testing.T) {
 			if err != nil || !again.Cached || again.M.SHA256 != res.M.SHA256 {
 				t.Errorf("second build: cached=%v err=%v", again != nil && again.Cached, err)
 			}
+			checkPlans(t, b, def, res)
 		})
 	}
 }
@@ -193,6 +194,37 @@ func checkRefs(t *testing.T, img string, l Layout, cmdline string) {
 			if ref != "LABEL="+l.Root.Label {
 				t.Errorf("cmdline.txt root=%s, root label %s", ref, l.Root.Label)
 			}
+		}
+	}
+}
+
+// checkPlans: the plan of a built image says reuse, and says build (with
+// the reason) once the inputs change or the image is cut short.
+func checkPlans(t *testing.T, b *Builder, def string, res *Result) {
+	t.Helper()
+	for _, c := range []struct {
+		name   string
+		change func()
+		reuse  bool
+		reason string
+	}{
+		{"as built", func() {}, true, "same input hash"},
+		{"new time stamp", func() { b.Epoch = b.epoch() + 1 }, false, "inputs changed (last built from " + res.M.InputHash[:16] + ")"},
+		{"image cut short", func() {
+			b.Epoch--
+			if err := os.Truncate(res.Image, res.M.ImageSize-512); err != nil {
+				t.Fatal(err)
+			}
+		}, false, fmt.Sprintf("the last image is %d bytes, its manifest says %d", res.M.ImageSize-512, res.M.ImageSize)},
+		{"image gone", func() { os.Remove(res.Image) }, false, "the last image is missing: " + res.Image},
+	} {
+		c.change()
+		p, err := b.Plan(def)
+		if err != nil {
+			t.Fatalf("plan, %s: %v", c.name, err)
+		}
+		if p.Reuse != c.reuse || p.Reason != c.reason {
+			t.Errorf("plan, %s: reuse=%v %q; want reuse=%v %q", c.name, p.Reuse, p.Reason, c.reuse, c.reason)
 		}
 	}
 }
