@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -46,7 +50,9 @@ keeps them. A rack's image is pis.racks[].image, else pis.image.
            cmdline.txt (ds=nocloud;s=file:///boot/firmware/;i=<instance-id>,
            memory cgroup on), or firstrun.sh on Bookworm; manifest.json says
            which partition they go to. A few KiB per Pi instead of an image copy.
-  inspect  say what an image file is (flavour, partitions, seed format)`
+  inspect  say what an image file is (flavour, partitions, seed format)
+  diff     say where two images differ, down to files and inode fields
+           (two builds of the same inputs should be identical)`
 
 const imageExample = `  provision image build -i inventory/example.yaml                # every image the racks name
   provision image build -i lab.yaml --image raspios-trixie
@@ -54,16 +60,17 @@ const imageExample = `  provision image build -i inventory/example.yaml         
   SOURCE_DATE_EPOCH=1767225600 provision image build -i lab.yaml    # reproducible time stamps
   provision image seed -i lab.yaml --rack r1
   provision image inspect 2025-11-24-raspios-trixie-arm64-lite.img.xz
+  provision image diff build1/debian-pi4.img build2/debian-pi4.img
   bmaptool copy .provision/fh-lab/images/debian-pi4/debian-pi4.img /dev/sdX`
 
 func (a *app) imageCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "image build|seed|inspect",
+		Use:     "image build|seed|inspect|diff",
 		Short:   "Build Raspberry Pi golden images and per-Pi seeds (no mount, no loop device)",
 		Long:    imageLong,
 		Example: imageExample,
 	}
-	cmd.AddCommand(a.imageBuildCommand(), a.imageSeedCommand(), a.imageInspectCommand())
+	cmd.AddCommand(a.imageBuildCommand(), a.imageSeedCommand(), a.imageInspectCommand(), a.imageDiffCommand())
 	return cmd
 }
 
@@ -232,5 +239,79 @@ as such, with the reason.`,
 			fmt.Fprintf(a.streams.Out, "  cmdline.txt: %s\n", l.Cmdline)
 			return nil
 		},
+	}
+}
+
+func (a *app) imageDiffCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff IMAGE-A IMAGE-B",
+		Short: "Say where two images differ: partition, files, inode fields, metadata",
+		Long: `Compare two raw image files block by block, without mounting or changing
+them, and explain each difference with the partition table of IMAGE-A: in
+an ext4 partition, the files whose data differs (debugfs icheck and ncheck),
+the inodes that differ with the fields that do (times, size, checksum...),
+and the metadata (superblock, bitmaps, descriptors); in a FAT32 partition,
+the files whose data differs. Use it to check that two builds of the same
+inputs are byte for byte the same, and to see why when they are not.
+
+Exit status: 0 identical, 1 different, 2 trouble.`,
+		Example: `  provision image diff out/a/images/debian-pi4/debian-pi4.img out/b/images/debian-pi4/debian-pi4.img`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.ExactArgs(2)(cmd, args); err != nil {
+				return exitError{2, err} // 1 means "different"
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := image.Diff(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return exitError{2, err}
+			}
+			printDiff(a.streams.Out, r)
+			if !r.Identical() {
+				return exitError{1, fmt.Errorf("%s and %s differ", args[0], args[1])}
+			}
+			return nil
+		},
+	}
+}
+
+// printDiff writes a diff report, the largest differences first, at most
+// maxListed names per list.
+func printDiff(w io.Writer, r *image.DiffReport) {
+	const maxListed = 25
+	if r.Identical() {
+		fmt.Fprintf(w, "identical: %s and %s (%s)\n", r.A, r.B, image.HumanBytes(r.SizeA))
+		return
+	}
+	fmt.Fprintf(w, "%s and %s differ", r.A, r.B)
+	if r.SizeA != r.SizeB {
+		fmt.Fprintf(w, " in size (%d and %d bytes) and", r.SizeA, r.SizeB)
+	}
+	fmt.Fprintf(w, " in %d blocks of 4 KiB\n", r.Blocks)
+	sorted := func(m map[string]int64) []string {
+		keys := slices.Collect(maps.Keys(m))
+		slices.SortFunc(keys, func(x, y string) int { return cmp.Or(cmp.Compare(m[y], m[x]), cmp.Compare(x, y)) })
+		return keys
+	}
+	list := func(title string, keys []string, item func(string) string) {
+		if len(keys) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "    %s (%d):\n", title, len(keys))
+		for i, k := range keys {
+			if i == maxListed {
+				fmt.Fprintf(w, "      ... and %d more\n", len(keys)-maxListed)
+				break
+			}
+			fmt.Fprintf(w, "      %s\n", item(k))
+		}
+	}
+	for _, ar := range r.Areas {
+		fmt.Fprintf(w, "  %s: %d blocks, the first at byte %d\n", ar.Name, ar.Blocks, ar.First)
+		list("file data", sorted(ar.Files), func(k string) string { return fmt.Sprintf("%s  %s", k, image.HumanBytes(ar.Files[k])) })
+		inodes := slices.Sorted(maps.Keys(ar.Inodes))
+		list("inodes", inodes, func(k string) string { return fmt.Sprintf("%s  %s", k, strings.Join(ar.Inodes[k], ", ")) })
+		list("metadata", sorted(ar.Meta), func(k string) string { return fmt.Sprintf("%s  %s", k, image.HumanBytes(ar.Meta[k])) })
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -63,6 +64,25 @@ pis:
 	code, out, errs = run(t, "image", "build", "-i", lab, "--state-dir", state, "--image", filepath.Join(dir, "trixie.yaml"))
 	if code != 0 || !strings.Contains(out, "unchanged (same input hash)") {
 		t.Fatalf("second image build: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = run(t, "image", "build", "-i", lab, "--state-dir", state, "--plan")
+	if code != 0 || !regexp.MustCompile(`trixie\s+reuse\s+[0-9a-f]{16}\s+same input hash`).MatchString(out) {
+		t.Fatalf("image build --plan: exit %d\n%s\n%s", code, out, errs)
+	}
+	// The built image against its base: the customised files are named.
+	built := filepath.Join(state, "images", "trixie", "trixie.img")
+	code, out, errs = run(t, "image", "diff", base, built)
+	for _, w := range []string{"differ in", "partition 1 (FAT32)", "config.txt", "partition 2 (ext4)", "/etc/machine-id", "inodes ("} {
+		if code != 1 || !strings.Contains(out, w) {
+			t.Errorf("image diff base built: exit %d, no %q:\n%s\n%s", code, w, out, errs)
+		}
+	}
+	if code, _, errs := run(t, "image", "diff", built); code != 2 || !strings.Contains(errs, "accepts 2 arg(s)") {
+		t.Errorf("image diff with one image: exit %d\n%s", code, errs)
+	}
+	code, out, errs = run(t, "image", "diff", built, built)
+	if code != 0 || !strings.HasPrefix(out, "identical: ") {
+		t.Errorf("image diff of an image with itself: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errs = run(t, "image", "seed", "-i", lab, "--state-dir", state, "--rack", "r1")
 	if code != 0 || !strings.Contains(out, "seeds: 3 Pis, 3 written") {
