@@ -14,14 +14,23 @@
 // Raspberry Pi OS Trixie base image made here with mkfs.vfat and mke2fs (no
 // real image can be downloaded here); the output says which one ran.
 //
+//	(c) with -compare IMAGE: the cold build against an earlier cold build of
+//	    the same inputs (same input hash), byte for byte (image.Diff names
+//	    what differs, if anything).
+//
+// SOURCE_DATE_EPOCH sets the builds' time stamp, as for provision.
+//
 //	go run ./bench/image                      # synthetic base definition
 //	go run ./bench/image -image debian-pi4    # the Debian build (minutes, root, network to the mirror)
+//	SOURCE_DATE_EPOCH=1764460800 go run ./bench/image -image debian-pi4 \
+//	    -compare out/golden/images/debian-pi4/debian-pi4.img   # and is it reproducible?
 package main
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -29,6 +38,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,25 +56,37 @@ const exampleInventory = "inventory/example.yaml"
 func main() {
 	name := flag.String("image", "", "image definition to build: a name in images/rpi or a path (default: a synthetic Raspberry Pi OS Trixie base)")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
+	compare := flag.String("compare", "", "an earlier build of the same definition and inputs to compare the cold build with, byte for byte")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *name, *keep); err != nil {
+	var epoch int64
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		var err error
+		if epoch, err = strconv.ParseInt(s, 10, 64); err != nil || epoch <= 0 {
+			fmt.Fprintf(os.Stderr, "bench/image: SOURCE_DATE_EPOCH=%q: want seconds since 1970\n", s)
+			os.Exit(2)
+		}
+	}
+	if err := run(ctx, *name, *keep, epoch, *compare); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/image:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, name string, keep bool) error {
+func run(ctx context.Context, name string, keep bool, epoch int64, compare string) error {
 	dir, err := os.MkdirTemp("", "provision-bench-image-")
 	if err != nil {
 		return err
 	}
 	if keep {
 		fmt.Println("scratch directory:", dir)
-	} else {
-		defer os.RemoveAll(dir)
 	}
+	defer func() {
+		if !keep {
+			os.RemoveAll(dir)
+		}
+	}()
 	inv, err := inventory.Load(exampleInventory)
 	if err != nil {
 		return fmt.Errorf("%w (run from the repository root)", err)
@@ -78,7 +100,8 @@ func run(ctx context.Context, name string, keep bool) error {
 		return err
 	}
 	newBuilder := func(state string) *image.Builder {
-		return &image.Builder{Inv: inv, Renderer: r, Defs: defs, Dir: filepath.Join(state, "images")}
+		return &image.Builder{Inv: inv, Renderer: r, Defs: defs, Dir: filepath.Join(state, "images"), Epoch: epoch,
+			Progress: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "  "+format+"\n", args...) }}
 	}
 
 	what := ""
@@ -135,6 +158,17 @@ func run(ctx context.Context, name string, keep bool) error {
 	fmt.Printf("(b) cold build %s   warm (cached) build %s   ratio %.0fx   goal: warm < 5 s, cold < 12 min\n",
 		cold.Round(10*time.Millisecond), warm.Round(time.Millisecond), cold.Seconds()/warm.Seconds())
 
+	if compare != "" {
+		same, err := reproducible(ctx, res, compare)
+		if err != nil {
+			return err
+		}
+		if !same && !keep {
+			keep = true // for image diff
+			fmt.Println("    the scratch directory is kept:", dir)
+		}
+	}
+
 	// (a) seeds for every Pi.
 	seeds := filepath.Join(dir, "seeds")
 	start = time.Now()
@@ -177,6 +211,36 @@ func run(ctx context.Context, name string, keep bool) error {
 		sum.Nodes, seedTime.Round(time.Millisecond), human(seedBytes), sum.Nodes, cpTime.Round(10*time.Millisecond), human(copyBytes),
 		cpTime.Seconds()/seedTime.Seconds(), float64(copyBytes)/float64(max(seedBytes, 1)))
 	return nil
+}
+
+// reproducible compares the cold build with an earlier build of the same
+// inputs, byte for byte, and says what differs if anything does.
+func reproducible(ctx context.Context, res *image.Result, earlier string) (bool, error) {
+	data, err := os.ReadFile(earlier + ".manifest.json")
+	if err != nil {
+		return false, fmt.Errorf("-compare: %w", err)
+	}
+	var m image.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return false, fmt.Errorf("-compare: %s.manifest.json: %w", earlier, err)
+	}
+	if m.InputHash != res.M.InputHash {
+		return false, fmt.Errorf("-compare: %s was built from other inputs (input hash %.16s, this build %.16s): set SOURCE_DATE_EPOCH=%d as it was", earlier, m.InputHash, res.M.InputHash, m.Epoch)
+	}
+	d, err := image.Diff(ctx, earlier, res.Image)
+	if err != nil {
+		return false, err
+	}
+	if d.Identical() {
+		fmt.Printf("(c) reproducible: the cold build is byte-identical to %s (sha256 %.16s, same input hash %.16s)\n", earlier, res.M.SHA256, m.InputHash)
+		return true, nil
+	}
+	fmt.Printf("(c) NOT reproducible: the cold build differs from %s (same input hash %.16s) in %d blocks of 4 KiB:\n", earlier, m.InputHash, d.Blocks)
+	for _, ar := range d.Areas {
+		fmt.Printf("    %s: %d blocks; %d files' data, %d inodes, metadata %v\n", ar.Name, ar.Blocks, len(ar.Files), len(ar.Inodes), ar.Meta)
+	}
+	fmt.Printf("    details: provision image diff %s %s\n", earlier, res.Image)
+	return false, nil
 }
 
 // syntheticDefinition makes a Raspberry Pi OS Trixie-shaped base image and a
