@@ -76,7 +76,14 @@ say ipvs_service "$(systemctl show -p Result --value provision-netns-tuning.serv
 # The script's own report, from a second run (it is idempotent); what the
 # journal kept of the service's run is printed beside it, unchecked.
 say ipvs_log "$(/usr/local/sbin/provision-netns-tuning 2>&1 | grep '^provision-netns-tuning: tuned' | tail -n 1)"
-say ipvs_journal "$(journalctl -u provision-netns-tuning.service -o cat --no-pager 2>&1 | tail -n 2)"
+# journald reads a service's stdout stream on its own time (slow under
+# TCG): ask it to sync and look again for a while before giving up.
+for i in $(seq 10); do
+	jl="$(journalctl -u provision-netns-tuning.service -o cat --no-pager -q 2>&1 | tail -n 2)"
+	[ -n "$jl" ] && break
+	journalctl --sync 2>/dev/null; sleep 2
+done
+say ipvs_journal "${jl:-nothing after 20 s}"
 say netns_keepalive_time "$(ip netns exec smoke sysctl -n net.ipv4.tcp_keepalive_time)"
 say netns_ipvs_timeout "$(ip netns exec smoke ipvsadm -L --timeout 2>&1 | sed -n 's/^Timeout (tcp tcpfin udp): \([0-9]*\) .*/\1/p')"
 umount /run/docker/netns/smoke; rm -f /run/docker/netns/smoke; ip netns del smoke
