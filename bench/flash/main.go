@@ -5,9 +5,12 @@
 // elsewhere) and its bmap (`bmaptool create`), then writes it to two kinds
 // of target, a regular file and a loop device, with each contender:
 //
-//   - provision flash (only mapped blocks, O_DIRECT, then every range read
-//     back bypassing the page cache and hashed, then a seed written and
-//     read back);
+//   - provision flash (the image checked against its bmap first, then only
+//     mapped blocks, O_DIRECT, every range read back bypassing the page
+//     cache and hashed while the later ones are written, then a seed
+//     written and read back);
+//   - provision flash again, the image now stamped as checked (what every
+//     card after the first batch costs): the check is not repeated;
 //   - bmaptool copy (only mapped blocks, sha256 of the image data as read);
 //   - dd bs=4M conv=fsync (every byte).
 //
@@ -109,14 +112,25 @@ func run(ctx context.Context, base string, keep bool) error {
 		name string
 		cmd  func(target string, loop bool) []string
 	}
+	// provision stamps an image it has checked against its map (in
+	// $XDG_CACHE_HOME, here in the work directory): the first run reads the
+	// image twice (check, then write), a run on an image checked before
+	// (every card after the first batch) once.
+	stamps := filepath.Join(work, "cache")
+	os.Setenv("XDG_CACHE_HOME", stamps)
+	provision := func(target string, loop bool) []string {
+		args := []string{bin, "flash", "--image", img, "--node", "bench-01", "--seeds", seeds, "-o", "json"}
+		if loop {
+			return append(args, "--device", target, "--yes", "--allow-non-removable")
+		}
+		return append(args, "--to-file", filepath.Dir(target))
+	}
 	contenders := []contender{
 		{"provision flash", func(target string, loop bool) []string {
-			args := []string{bin, "flash", "--image", img, "--node", "bench-01", "--seeds", seeds, "-o", "json"}
-			if loop {
-				return append(args, "--device", target, "--yes", "--allow-non-removable")
-			}
-			return append(args, "--to-file", filepath.Dir(target))
+			os.RemoveAll(stamps) // the image not checked before
+			return provision(target, loop)
 		}},
+		{"provision, checked", provision},
 		{"bmaptool copy", func(target string, _ bool) []string { return []string{"bmaptool", "-q", "copy", img, target} }},
 		{"dd bs=4M conv=fsync", func(target string, _ bool) []string {
 			return []string{"dd", "if=" + img, "of=" + target, "bs=4M", "conv=fsync", "status=none"}
@@ -138,10 +152,12 @@ func run(ctx context.Context, base string, keep bool) error {
 	fmt.Println("The loop device's backing file is on the same disk, so all three write through the host page cache below it;")
 	fmt.Println("provision's O_DIRECT read-back bypasses the loop device's cache, not the backing file's.")
 	for _, kind := range []string{"file", "loop device"} {
-		p := times[kind+"/provision flash"]
 		b := times[kind+"/bmaptool copy"]
 		d := times[kind+"/dd bs=4M conv=fsync"]
-		fmt.Printf("%-12s provision %.1f s: bmaptool/provision %.2fx (goal >= 1), dd/provision %.2fx (goal >= 2.5)\n", kind+":", p.Seconds(), b.Seconds()/p.Seconds(), d.Seconds()/p.Seconds())
+		for _, c := range []struct{ key, what string }{{"provision flash", "first flash of the image"}, {"provision, checked", "image checked before"}} {
+			p := times[kind+"/"+c.key]
+			fmt.Printf("%-12s provision (%s) %.1f s: bmaptool/provision %.2fx (goal >= 1), dd/provision %.2fx (goal >= 2.5)\n", kind+":", c.what, p.Seconds(), b.Seconds()/p.Seconds(), d.Seconds()/p.Seconds())
+		}
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ import (
 
 type flashFlags struct {
 	image, bmap       string
-	noBmap            bool
+	noBmap, recheck   bool
 	devices, nodes    []string
 	rack, seeds       string
 	toFile            string
@@ -55,7 +55,11 @@ fails, or is stopped with Ctrl-C, is left without a partition table.
 
 The image is checked against its block map before any card is touched. An
 image without a block map is refused unless --no-bmap (the data is then found
-from the image file's holes and hashed here).
+from the image file's holes and hashed here). A check that passed is stamped
+in ~/.cache/provision/flash-checked: while the image file and its map are
+unchanged (same inode, size, mtime, ctime and map bytes) the next run does
+not read the image against the map again (--recheck does); every card is
+still read back against the map.
 
 Safety: refused are the disk holding /, a disk with a mounted partition, one
 used as swap or held by LVM, device-mapper or RAID, a partition instead of a
@@ -89,6 +93,7 @@ func (a *app) flashCommand() *cobra.Command {
 	fl.StringVar(&f.image, "image", "", "the golden image (raw; its block map is IMG.bmap); default with -i: the one the rack names, from <state-dir>/images")
 	fl.StringVar(&f.bmap, "bmap", "", "the image's block map (default IMG.bmap)")
 	fl.BoolVar(&f.noBmap, "no-bmap", false, "no block map: find the image's data from its holes (SEEK_DATA/SEEK_HOLE)")
+	fl.BoolVar(&f.recheck, "recheck", false, "read the image against its block map even if an earlier run checked it and it has not changed")
 	fl.StringSliceVar(&f.devices, "device", nil, "whole-disk devices to write, comma separated, in the order of the nodes")
 	fl.StringArrayVar(&f.nodes, "node", nil, "node whose seed goes on the card (repeat, one per device)")
 	fl.StringVar(&f.rack, "rack", "", "the rack's nodes in slot order (needs -i)")
@@ -168,15 +173,22 @@ func (a *app) runFlash(ctx context.Context, f flashFlags) error {
 		return fmt.Errorf("flash: %s: %d of %d nodes have no seed; nothing was written:\n  %s", what, len(missing), len(nodes), strings.Join(missing, "\n  "))
 	}
 
+	o := flash.OpenOptions{Bmap: f.bmap, NoBmap: f.noBmap}
+	if cache, err := os.UserCacheDir(); err == nil && !f.recheck {
+		o.Checked = filepath.Join(cache, "provision", "flash-checked")
+	}
 	if f.output == "text" {
 		fmt.Fprintf(a.streams.Err, "checking %s against its block map...\n", f.image)
 	}
-	im, err := flash.OpenImage(ctx, f.image, f.bmap, f.noBmap)
+	im, err := flash.Open(ctx, f.image, o)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("flash stopped while checking %s against its block map; nothing was written: %w", f.image, err)
 		}
 		return err
+	}
+	if !im.CheckedAt.IsZero() && f.output == "text" {
+		fmt.Fprintf(a.streams.Err, "  unchanged since it matched its block map at %s (--recheck reads it again)\n", im.CheckedAt.Local().Format(time.DateTime))
 	}
 	plan := flashPlan{image: im}
 	sys := flash.DefaultSystem()

@@ -200,6 +200,26 @@ func TestFlashToFilePerNode(t *testing.T) {
 		t.Fatalf("files: %v", entries)
 	}
 	flashtest.CheckBootPartition(t, filepath.Join(out, "pi-p2-02.img"), want["pi-p2-02"])
+	if strings.Contains(errs, "unchanged since") {
+		t.Errorf("the first run did not check the image:\n%s", errs)
+	}
+
+	// The image checked, unchanged: the next run does not read it against
+	// its map again, unless --recheck.
+	for _, c := range []struct {
+		flag  string
+		stamp bool
+	}{{"", true}, {"--recheck", false}} {
+		args := []string{"flash", "-i", localLab, "--rack", "p2", "--node", "pi-p2-01", "--seeds", seeds, "--image", img, "--to-file", out}
+		if c.flag != "" {
+			args = append(args, c.flag)
+		}
+		code, _, errs := runIn(t, "", args...)
+		if code != 0 || strings.Contains(errs, "unchanged since it matched its block map") != c.stamp {
+			t.Errorf("flash %s: exit %d, want the stamp used: %v\n%s", c.flag, code, c.stamp, errs)
+		}
+	}
+	flashtest.CheckBootPartition(t, filepath.Join(out, "pi-p2-01.img"), want["pi-p2-01"])
 }
 
 // TestFlashWithoutImageUsesTheRacksBuiltImage: -i FILE --rack R without

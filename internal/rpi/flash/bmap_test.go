@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fhlab/provision/internal/rpi/flash/flashtest"
 )
 
 // testdata/small.bmap was written by `bmaptool create` (bmap-tools 3.6) for
@@ -127,4 +129,58 @@ func TestOpenImageBadInput(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestCheckStamps: with a stamp directory, an image checked once is not
+// read against its map again while it is unchanged; a change to the image
+// (even one that keeps its size and mtime) or to its map is checked again.
+func TestCheckStamps(t *testing.T) {
+	ctx := context.Background()
+	img := makeImage(t, t.TempDir())
+	o := OpenOptions{Checked: t.TempDir()}
+	im, err := Open(ctx, img, o)
+	if err != nil || !im.CheckedAt.IsZero() {
+		t.Fatalf("first open: checked at %v, %v", im, err)
+	}
+	im, err = Open(ctx, img, o)
+	if err != nil || im.CheckedAt.IsZero() {
+		t.Fatalf("second open was checked again: %v", err)
+	}
+	if im, err := Open(ctx, img, OpenOptions{}); err != nil || !im.CheckedAt.IsZero() {
+		t.Fatalf("without stamps: checked at %v, %v", im.CheckedAt, err)
+	}
+
+	// A change with the size and mtime put back: the ctime still differs.
+	st, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadBmap(img + ".bmap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.Ranges[len(m.Ranges)-1]
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("changed"), r.Offset(m.BlockSize)+1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(img, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, img, o); err == nil || !strings.Contains(err.Error(), "does not match its block map") {
+		t.Fatalf("a changed image passed on its stamp: %v", err)
+	}
+
+	// A new map for the changed image: checked, then stamped again.
+	flashtest.Run(t, "bmaptool", "create", "-o", img+".bmap", img) // MakeImage required bmaptool
+	if im, err := Open(ctx, img, o); err != nil || !im.CheckedAt.IsZero() {
+		t.Fatalf("new map: checked at %v, %v", im, err)
+	}
+	if im, err := Open(ctx, img, o); err != nil || im.CheckedAt.IsZero() {
+		t.Fatalf("new map, second open: %v", err)
+	}
 }

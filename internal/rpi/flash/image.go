@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,9 @@ type Image struct {
 	// FromBmap is false when the map was made here from the image's holes
 	// (--no-bmap); its checksums were then computed from the image.
 	FromBmap bool
+	// CheckedAt is set when the image was not read against its map this
+	// time: it is unchanged since that check (OpenOptions.Checked).
+	CheckedAt time.Time
 }
 
 // ErrNoBmap is returned by OpenImage when an image has no block map.
@@ -46,6 +50,26 @@ func BmapPath(img string) (string, error) {
 // mapped range. Nothing is written anywhere. With noBmap the map is made
 // from the image's holes (SEEK_DATA/SEEK_HOLE) and hashed here instead.
 func OpenImage(ctx context.Context, img, bmapPath string, noBmap bool) (*Image, error) {
+	return Open(ctx, img, OpenOptions{Bmap: bmapPath, NoBmap: noBmap})
+}
+
+// OpenOptions say how Open finds and checks an image's block map.
+type OpenOptions struct {
+	Bmap   string // the block map (default: found by BmapPath)
+	NoBmap bool   // make the map from the image's holes instead
+	// Checked is a directory of stamps of images already checked against
+	// their block maps (CheckStamps); "" checks every time.
+	Checked string
+}
+
+// Open is OpenImage with options: with o.Checked, an image that has not
+// changed since it was last checked against the same block map (same
+// device, inode, size, mtime and ctime; same map bytes) is not read again,
+// and one that passes the check is stamped. The read-back from each card
+// still compares every range with the map, so an image damaged without
+// its ctime changing would fail there, leaving the card unusable.
+func Open(ctx context.Context, img string, o OpenOptions) (*Image, error) {
+	bmapPath, noBmap := o.Bmap, o.NoBmap
 	f, err := os.Open(img)
 	if err != nil {
 		return nil, fmt.Errorf("open image: %w", err)
@@ -80,8 +104,20 @@ func OpenImage(ctx context.Context, img, bmapPath string, noBmap bool) (*Image, 
 		return nil, fmt.Errorf("%s: ImageSize is %d bytes but image %s has %d: the block map is for another image", bmapPath, m.ImageSize, img, st.Size())
 	}
 	im.Map, im.FromBmap = m, true
+	stamps := CheckStamps{Dir: o.Checked}
+	key, err := stamps.key(f, bmapPath)
+	if err != nil {
+		return nil, err
+	}
+	if at, ok := stamps.checked(key); ok {
+		im.CheckedAt = at
+		return im, nil
+	}
 	if err := im.check(ctx, f); err != nil {
 		return nil, err
+	}
+	if err := stamps.record(key); err != nil {
+		return nil, fmt.Errorf("image %s: %w", img, err)
 	}
 	return im, nil
 }
