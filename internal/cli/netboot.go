@@ -3,14 +3,8 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
-	"net/netip"
-	"os"
 	"slices"
-	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +13,7 @@ import (
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/rpi/netboot"
-	"github.com/fhlab/provision/internal/rpi/netboot/nbdroot"
+	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -126,128 +120,21 @@ func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags) error {
 	if err != nil {
 		return err
 	}
-	listen, err := netbootListen(inv, f.listen)
+	listen, err := stages.NetbootListen(inv, f.listen)
 	if err != nil {
-		return err
+		return usage("netboot serve: %v", err)
 	}
-	img, err := netboot.OpenBootImage(ctx, imgPath, os.TempDir())
-	if err != nil {
-		return err
-	}
-	defer img.Close()
-	dir := a.stateDir(inv)
-	var lines sync.Mutex
-	rec, err := netboot.NewRecorder(dir, func(e netboot.Event) {
-		if e.Kind == netboot.EventFile && strings.Contains(e.File, "/") {
-			return // overlays/*.dtbo: one line per boot step is enough
-		}
-		who := e.Node
-		if who == "" {
-			who = "(unknown " + e.Serial + e.MAC + ")"
-		}
-		addr := e.IP
-		if addr == "" {
-			addr = e.MAC
-		}
-		lines.Lock()
-		defer lines.Unlock()
-		fmt.Fprintf(a.status, "%s  %-12s %-17s %s\n", a.now().Format("15:04:05"), who, addr, e.Step())
+	nb, err := stages.StartNetboot(ctx, inv, r, stages.NetbootConfig{
+		Image: imgPath, Listen: listen, DHCP: mode, DHCPIf: f.dhcpIf, Prefix: netboot.Naming(f.prefix),
+		Roots: f.roots, NBDBind: f.nbdBind, NBDHost: f.nbdHost, NBDPort: f.nbdPort,
+		StateDir: a.stateDir(inv), Log: a.log, Lines: a.status, Now: a.now,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("netboot serve: %w", err)
 	}
-	// Each Pi's root: its overlay and port (made here when missing), served
-	// from this process unless --roots=false.
-	bind := f.nbdBind
-	if bind == "" {
-		bind = listen.Addr().String()
-	}
-	nodes, err := netbootPis(inv, nil)
-	if err != nil {
-		return err
-	}
-	roots, err := nbdroot.New(ctx, nbdroot.Config{Golden: imgPath, Dir: a.rootsDir(inv), Nodes: nodes, Bind: bind, Host: f.nbdHost, BasePort: f.nbdPort, Log: a.log,
-		OnEvent: func(e nbdroot.Event) {
-			line := fmt.Sprintf("%s  %-12s %-17s root %s", a.now().Format("15:04:05"), e.Node, "", e.State)
-			if e.Err != nil {
-				line += ": " + e.Err.Error()
-			}
-			lines.Lock()
-			defer lines.Unlock()
-			fmt.Fprintln(a.status, line)
-		}})
-	if err != nil {
-		return fmt.Errorf("netboot serve: the Pis' roots: %w", err)
-	}
-	server := func(node string) (string, error) {
-		e, err := roots.Export(node)
-		if err != nil {
-			return "", err
-		}
-		return e.Addr(), nil
-	}
-	files, err := netboot.NewBootFiles(inv, r, img, boards, netboot.RootOptions{Server: server}, rec, a.log)
-	if err != nil {
-		return err
-	}
-	tconn, err := netboot.DefaultListen(ctx, "udp4", listen.String())
-	if err != nil {
-		return fmt.Errorf("netboot serve: TFTP on %s: %w", listen, err)
-	}
-	tftp := &netboot.TFTPServer{Handler: files, Log: a.log, Done: files.Done}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	goRun := func(name string, fn func() error) {
-		wg.Go(func() {
-			if err := fn(); err != nil && ctx.Err() == nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("netboot serve: %s: %w", name, err))
-				mu.Unlock()
-				cancel()
-			}
-		})
-	}
-	dhcpWhere := "DHCP off"
-	if mode != netboot.DHCPOff {
-		ifname := f.dhcpIf
-		if ifname == "" {
-			if ifname, err = netboot.InterfaceOf(listen.Addr()); err != nil {
-				tconn.Close()
-				return fmt.Errorf("netboot serve: DHCP: %w: pass --dhcp-interface", err)
-			}
-		}
-		dconn, err := netboot.ListenDHCP(ctx, ifname, 67)
-		if err != nil {
-			tconn.Close()
-			return err
-		}
-		dhcp := &netboot.DHCPServer{Mode: mode, ServerIP: listen.Addr(), Boards: boards, Inv: inv, Events: rec, Log: a.log}
-		goRun("DHCP", func() error { return dhcp.Serve(ctx, dconn) })
-		dhcpWhere = fmt.Sprintf("DHCP %s on %s", mode, ifname)
-	}
-	goRun("TFTP", func() error { return tftp.Serve(ctx, tconn) })
-	goRun("boot events", func() error { return rec.Run(ctx) })
-	if f.roots {
-		// A Pi whose root cannot start is said on its line; the others serve.
-		wg.Go(func() {
-			if err := roots.Start(ctx); err != nil && ctx.Err() == nil {
-				a.log.Warn("netboot serve: root exports", "err", err)
-			}
-		})
-		defer roots.Wait()
-	}
-	fmt.Fprintf(a.status, "netboot: %d Pis (TFTP directories by %s) from %s (boot partition %d, %s); TFTP on %s, %s; Ctrl-C stops\n",
-		len(pis), f.prefix, imgPath, img.Layout.Boot.Number, img.Layout.Flavour, listen, dhcpWhere)
-	<-ctx.Done()
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
+	fmt.Fprintf(a.status, "netboot: %s; Ctrl-C stops\n", nb.Summary)
+	if err := nb.Wait(); err != nil {
+		return fmt.Errorf("netboot serve: %w", err)
 	}
 	fmt.Fprintln(a.status, "netboot: stopped")
 	return nil
@@ -264,33 +151,6 @@ func (a *app) netbootImage(what string, inv *inventory.Inventory, flag string, p
 		return "", err
 	}
 	return built.Image, nil
-}
-
-// netbootListen is the TFTP address: --listen (port 69 unless given), or
-// this host's address inside network.cidr.
-func netbootListen(inv *inventory.Inventory, flag string) (netip.AddrPort, error) {
-	if flag != "" {
-		if ap, err := netip.ParseAddrPort(flag); err == nil && ap.Addr().Is4() {
-			return ap, nil
-		}
-		if a, err := netip.ParseAddr(flag); err == nil && a.Is4() {
-			return netip.AddrPortFrom(a, 69), nil
-		}
-		return netip.AddrPort{}, usage("netboot serve: --listen %q: want an IPv4 address of this host, IP or IP:PORT", flag)
-	}
-	lan, err := netip.ParsePrefix(inv.Lab.Network.CIDR)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && lan.Contains(ip.Unmap()) {
-				return netip.AddrPortFrom(ip.Unmap(), 69), nil
-			}
-		}
-	}
-	return netip.AddrPort{}, usage("netboot serve: this host has no address in network.cidr %s: pass --listen IP (its address on the boot network)", lan)
 }
 
 func (a *app) netbootStatusCommand() *cobra.Command {

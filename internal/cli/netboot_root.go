@@ -16,6 +16,7 @@ import (
 	"github.com/fhlab/provision/internal/rpi/netboot/eeprom"
 	"github.com/fhlab/provision/internal/rpi/netboot/nbdroot"
 	"github.com/fhlab/provision/internal/rpi/netboot/units"
+	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/internal/state"
 )
 
@@ -84,47 +85,18 @@ func (a *app) netbootRootsOf(f *nbdFlags, names []string) (*inventory.Inventory,
 	return inv, nodes, nil
 }
 
-// netbootPis are the inventory's netbooted Pis, or the named ones (each
-// of which must be one).
+// netbootPis are the inventory's netbooted Pis, or the named ones; a name
+// that is not a netbooted Pi is a usage error.
 func netbootPis(inv *inventory.Inventory, names []string) ([]nbdroot.Node, error) {
-	byName := map[string]*inventory.Node{}
-	var all []nbdroot.Node
-	for i := range inv.Nodes {
-		n := &inv.Nodes[i]
-		byName[n.Name] = n
-		if n.Kind == inventory.KindPi && n.Boot == inventory.BootNetboot {
-			all = append(all, nbdroot.Node{Name: n.Name, Serial: n.Serial})
-		}
+	nodes, err := stages.NetbootPis(inv, names)
+	if err != nil && len(names) > 0 {
+		return nil, exitError{2, err}
 	}
-	if len(names) == 0 {
-		if len(all) == 0 {
-			return nil, fmt.Errorf("%s has no netbooted Pi (a rack with boot: netboot)", inv.File)
-		}
-		return all, nil
-	}
-	var out []nbdroot.Node
-	var errs []error
-	for _, name := range names {
-		n, ok := byName[name]
-		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("%s: no node %s", inv.File, name))
-		case n.Kind != inventory.KindPi:
-			errs = append(errs, fmt.Errorf("%s: %s is a VM, not a Raspberry Pi", inv.File, name))
-		case n.Boot != inventory.BootNetboot:
-			errs = append(errs, fmt.Errorf("%s:%d: %s boots from %s (rack %s), not from the network", n.Source.File, n.Source.Line, name, n.Boot, n.Rack))
-		default:
-			out = append(out, nbdroot.Node{Name: n.Name, Serial: n.Serial})
-		}
-	}
-	if len(errs) > 0 {
-		return nil, exitError{2, errors.Join(errs...)}
-	}
-	return out, nil
+	return nodes, err
 }
 
 func (a *app) rootsDir(inv *inventory.Inventory) string {
-	return filepath.Join(a.stateDir(inv), "netboot", "roots")
+	return stages.NetbootRootsDir(a.stateDir(inv))
 }
 
 func (a *app) netbootRootsCommand() *cobra.Command {
