@@ -3,13 +3,14 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/fhlab/provision/internal/rpi/netboot"
 	"github.com/fhlab/provision/internal/stages"
 )
 
 func (a *app) applyCommand() *cobra.Command {
 	var only []string
 	var yes, force, forceHosts, allowReboot bool
-	var outDir string
+	var outDir, nbListen, nbDHCP, nbDHCPIf string
 	cmd := &cobra.Command{
 		Use:   "apply -i FILE",
 		Short: "Run the runbook: every stage in order, each changing only what differs",
@@ -19,9 +20,15 @@ func (a *app) applyCommand() *cobra.Command {
 
 Each stage reads what is there first and changes only what differs, so a
 re-run after a failure or on a finished lab is safe. Stages that do not
-apply to this inventory are skipped with the reason; stages that are not
-built yet stop the run and say so. The state file is saved after every
-stage.
+apply to this inventory are skipped with the reason. The state file is
+saved after every stage.
+
+pi-boot serves the netbooted racks (TFTP and DHCP for the Pi bootloader
+from the golden image, an NBD root per Pi, as 'provision netboot serve')
+while the later stages wait for the Pis and join them, and stops when the
+run ends; where provision-netboot.service runs ('provision netboot
+install'), it starts nothing. SD-booted racks need their cards written
+with 'provision flash'; the stage says which.
 
 Run 'provision plan' first to see what every stage would change. The vms
 stage shows Terraform's plan per VM and asks before applying it (--yes
@@ -42,6 +49,12 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 			d.Terraform = a.terraformSettings(yes)
 			d.ForceSwarm = force
 			d.ForceHosts, d.AllowReboot = forceHosts, allowReboot
+			switch netboot.DHCPMode(nbDHCP) {
+			case netboot.DHCPProxy, netboot.DHCPFull, netboot.DHCPOff:
+			default:
+				return usage("apply: --netboot-dhcp %q: use proxy, full or off", nbDHCP)
+			}
+			d.Netboot = stages.PiBoot{Listen: nbListen, DHCP: netboot.DHCPMode(nbDHCP), DHCPIf: nbDHCPIf}
 			p, err := stages.Apply(d).Select(only)
 			if err != nil {
 				return exitError{2, err}
@@ -55,5 +68,8 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 	cmd.Flags().BoolVar(&forceHosts, "force-hosts", false, "hosts stage: prepare hosts in another swarm and overwrite sysctls set by hand")
 	cmd.Flags().BoolVar(&allowReboot, "allow-reboot", false, "hosts stage: reboot a host whose kernel command line must change")
 	cmd.Flags().StringVarP(&outDir, "output-dir", "o", "", "where seeds are rendered (default <state-dir>/cloud-init)")
+	cmd.Flags().StringVar(&nbListen, "netboot-listen", "", "pi-boot: TFTP address IP[:PORT] (default: this host's address in network.cidr, port 69)")
+	cmd.Flags().StringVar(&nbDHCP, "netboot-dhcp", "proxy", "pi-boot: DHCP for the Pi bootloader: proxy, full or off")
+	cmd.Flags().StringVar(&nbDHCPIf, "netboot-dhcp-interface", "", "pi-boot: interface DHCP answers on (default: the one holding the TFTP address)")
 	return cmd
 }

@@ -9,8 +9,9 @@ import (
 
 // TestApply runs the runbook's first stages on the emulated lab's inventory
 // (no lab needed: validate and render touch nothing remote): the seeds are
-// written, a re-run changes nothing, a stage that is not built stops the run
-// with exit 1, and an unknown stage is a usage error.
+// written, a re-run changes nothing, pi-boot names the SD racks' flash
+// commands and stops the run (exit 1, with the fix) when the netbooted
+// racks' golden image is not built, and an unknown stage is a usage error.
 func TestApply(t *testing.T) {
 	state := t.TempDir()
 	args := []string{"apply", "-i", "../../inventory/local.yaml", "--state-dir", state}
@@ -22,7 +23,8 @@ func TestApply(t *testing.T) {
 	}{
 		{"first run writes the seeds", "validate,render", 0, "15 written, 0 unchanged"},
 		{"re-run changes nothing", "validate,render", 0, "0 written, 15 unchanged"},
-		{"a stage not built yet stops the run", "validate,pi-boot", 1, "pi-boot: not built yet"},
+		{"SD racks get the flash command", "validate,pi-boot", 1, "provision flash -i ../../inventory/local.yaml --rack p2 --watch"},
+		{"netboot without a golden image stops the run, saying what to set", "validate,pi-boot", 1, "netboot: racks p1 boot no single golden image: give them one (pis.image, or the racks' image:) in ../../inventory/local.yaml"},
 		{"unknown stage", "nope", 2, `no stage named "nope"`},
 	}
 	for _, tt := range tests {

@@ -19,8 +19,8 @@ func (a *app) planCommand() *cobra.Command {
   ` + runbook() + `
 
 Each stage lists the nodes it would create, update, replace or destroy, and
-which are already right. Stages that do not apply to this inventory say why;
-stages that are not built yet say so plainly. Nothing is changed.`,
+which are already right. Stages that do not apply to this inventory say why.
+Nothing is changed.`,
 		Example: "  provision plan -i inventory/example.yaml\n  provision plan -i inventory/example.yaml --only render --detail",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

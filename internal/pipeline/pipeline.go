@@ -29,6 +29,36 @@ type Env struct {
 	Out         io.Writer // program output (tables, summaries)
 	Status      *Status   // progress lines
 	Now         func() time.Time
+
+	bg *background // services left running for the rest of a Run
+}
+
+// background is what Env.Background started during a Run.
+type background struct {
+	ctx      context.Context
+	services []service
+}
+
+type service struct {
+	name string
+	wait func() error
+}
+
+// Background starts a service that runs for the rest of the run (netboot
+// while the Pis boot and join): start gets a context that ends once the
+// last stage has run, or the run fails or is stopped, and returns a
+// function that waits for the service to stop and says what failed. It is
+// an error outside Pipeline.Run (a plan starts nothing).
+func (e *Env) Background(name string, start func(ctx context.Context) (wait func() error, err error)) error {
+	if e.bg == nil {
+		return fmt.Errorf("start %s: services run only during a run (not in a plan)", name)
+	}
+	wait, err := start(e.bg.ctx)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	e.bg.services = append(e.bg.services, service{name, wait})
+	return nil
 }
 
 // Stage is one step of the runbook.
@@ -49,9 +79,6 @@ type Stage interface {
 type Skipper interface {
 	Skip(env *Env) (skip bool, reason string)
 }
-
-// ErrNotBuilt marks a stage whose implementation does not exist yet.
-var ErrNotBuilt = errors.New("not built yet")
 
 // Action is what a plan will do to one node.
 type Action string
@@ -74,12 +101,11 @@ type Change struct {
 
 // Plan is a stage's plan.
 type Plan struct {
-	Stage    string
-	Title    string
-	Changes  []Change
-	Skipped  string // why the stage does not apply, if it does not
-	NotBuilt string // what is missing, if the stage is not built yet
-	Notes    []string
+	Stage   string
+	Title   string
+	Changes []Change
+	Skipped string // why the stage does not apply, if it does not
+	Notes   []string
 }
 
 // Counts tallies a plan's changes by action.
@@ -154,7 +180,23 @@ func (p Pipeline) Plan(ctx context.Context, env *Env) ([]Plan, error) {
 
 // Run runs the stages in order, saving the state after each one. It stops at
 // the first failure, and before any stage once ctx is cancelled.
-func (p Pipeline) Run(ctx context.Context, env *Env) error {
+func (p Pipeline) Run(ctx context.Context, env *Env) (err error) {
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	env.bg = &background{ctx: bgCtx}
+	defer func() {
+		// The services stop with the run, the last started first.
+		stopBackground()
+		bg := env.bg
+		env.bg = nil
+		for i := len(bg.services) - 1; i >= 0; i-- {
+			sv := bg.services[i]
+			werr := sv.wait()
+			if werr != nil && !errors.Is(werr, context.Canceled) {
+				err = errors.Join(err, fmt.Errorf("%s: %w", sv.name, werr))
+			}
+			env.Status.Progress("%s stopped with the run", sv.name)
+		}
+	}()
 	for _, s := range p.Stages {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("stopped before stage %s: %w", s.Name(), err)

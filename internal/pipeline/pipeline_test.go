@@ -151,3 +151,68 @@ func TestSelectAndPlan(t *testing.T) {
 		t.Errorf("calls %v: a skipped stage must not be asked for a plan", calls)
 	}
 }
+
+// starter is a stage that starts a background service recording its life.
+type starter struct {
+	name  string
+	calls *[]string
+	fail  error // the service's error when it stops
+}
+
+func (s starter) Name() string  { return s.name }
+func (s starter) Title() string { return "stage " + s.name }
+func (s starter) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error) {
+	err := env.Background("svc", func(context.Context) (func() error, error) { return nil, nil })
+	return pipeline.Plan{}, err
+}
+func (s starter) Run(_ context.Context, env *pipeline.Env) error {
+	return env.Background("service "+s.name, func(ctx context.Context) (func() error, error) {
+		*s.calls = append(*s.calls, "start "+s.name)
+		return func() error {
+			<-ctx.Done()
+			*s.calls = append(*s.calls, "stop "+s.name)
+			return s.fail
+		}, nil
+	})
+}
+
+// TestBackgroundServices: a service a stage starts runs until the last
+// stage has run, stops in reverse order of start, and its error is the
+// run's; a plan cannot start one.
+func TestBackgroundServices(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		failAt  error // stage c's failure
+		svcErr  error
+		wantErr string
+		want    string
+	}{
+		{"all run", nil, nil, "", "start a,start b,run c,stop b,stop a"},
+		{"a later stage fails", errors.New("c broke"), nil, "c broke", "start a,start b,run c,stop b,stop a"},
+		{"a service failed", nil, errors.New("tftp died"), "service b: tftp died", "start a,start b,run c,stop b,stop a"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var calls []string
+			var status bytes.Buffer
+			p := pipeline.Pipeline{Stages: []pipeline.Stage{
+				starter{name: "a", calls: &calls},
+				starter{name: "b", calls: &calls, fail: c.svcErr},
+				recorder{name: "c", calls: &calls, fail: c.failAt},
+			}}
+			env := newEnv(t, &status)
+			err := p.Run(context.Background(), env)
+			if got := strings.Join(calls, ","); got != c.want {
+				t.Errorf("calls %s, want %s", got, c.want)
+			}
+			if (c.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantErr)) {
+				t.Errorf("Run = %v, want %q", err, c.wantErr)
+			}
+			if !strings.Contains(status.String(), "service a stopped with the run") {
+				t.Errorf("status:\n%s", status.String())
+			}
+			if _, err := (starter{name: "p", calls: &calls}).Plan(context.Background(), env); err == nil {
+				t.Error("a service started outside a run")
+			}
+		})
+	}
+}

@@ -17,8 +17,6 @@ func WritePlan(w io.Writer, plans []Plan, detail bool) {
 	for _, p := range plans {
 		fmt.Fprintf(w, "%s — %s\n", p.Stage, p.Title)
 		switch {
-		case p.NotBuilt != "":
-			fmt.Fprintf(w, "    NOT BUILT YET: %s\n", p.NotBuilt)
 		case p.Skipped != "":
 			fmt.Fprintf(w, "    skipped: %s\n", p.Skipped)
 		case len(p.Changes) == 0:

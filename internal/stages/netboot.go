@@ -230,7 +230,7 @@ func NetbootListen(inv *inventory.Inventory, flag string) (netip.AddrPort, error
 			}
 		}
 	}
-	return netip.AddrPort{}, fmt.Errorf("this host has no address in network.cidr %s: pass --listen IP (its address on the boot network)", lan)
+	return netip.AddrPort{}, fmt.Errorf("this host has no address in network.cidr %s: give its address on the boot network (netboot serve --listen IP, apply --netboot-listen IP)", lan)
 }
 
 // NetbootPis are the netbooted Pis named (all of them when names is

@@ -17,6 +17,9 @@ type Deps struct {
 	ForceHosts  bool
 	AllowReboot bool
 	Terraform   Terraform
+	// Netboot is how the pi-boot stage serves the netbooted Pis (apply's
+	// --netboot-listen, --netboot-dhcp, --netboot-dhcp-interface).
+	Netboot PiBoot
 }
 
 // Apply is the runbook `provision apply` follows, kept as data:
@@ -28,7 +31,7 @@ func Apply(d Deps) pipeline.Pipeline {
 		Render{Renderer: d.Renderer},
 		VMs{Renderer: d.Renderer, TF: d.Terraform},
 		PiImage{Renderer: d.Renderer},
-		PiBoot{},
+		PiBoot{Renderer: d.Renderer, Listen: d.Netboot.Listen, DHCP: d.Netboot.DHCP, DHCPIf: d.Netboot.DHCPIf, UnitActive: d.Netboot.UnitActive},
 		Discover{SSH: d.SSH},
 		Hosts{Renderer: d.Renderer, SSH: d.SSH, Force: d.ForceHosts, AllowReboot: d.AllowReboot},
 		Swarm{SSH: d.SSH, Force: d.ForceSwarm},
