@@ -41,8 +41,8 @@ serve runs in the foreground (Ctrl-C stops it cleanly):
     exports to the provision-netboot-root@ units 'netboot install' writes.
 One line per Pi and step goes to stderr (DHCP answered, boot file served).
 Every event (time, node, serial, MAC, IP) is kept in
-<state-dir>/` + netboot.BootsFile + `, which status reads and the wait
-stage uses to find a Pi's address.
+<state-dir>/` + netboot.BootsFile + `, which status reads; apply's discover
+stage quotes a Pi's last step when it does not answer over SSH.
 
 status prints each Pi's last boot step and when, from those events.`
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/par"
 	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/rpi/netboot"
 )
 
 // Discover waits until every node answers over SSH with a trusted host key
@@ -30,12 +32,30 @@ func (Discover) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error
 	return p, nil
 }
 
+// lastBootStep says, for a netbooted Pi that does not answer, how far its
+// last netboot got (the boot events pi-boot's server records), or that
+// the server never saw it.
+func lastBootStep(env *pipeline.Env, n *inventory.Node) string {
+	if n.Kind != inventory.KindPi || n.Boot != inventory.BootNetboot {
+		return ""
+	}
+	boots, err := netboot.LoadBoots(env.StateDir)
+	if err != nil {
+		return "; its netboot events: " + err.Error()
+	}
+	r, ok := boots.Pis[n.Name]
+	if !ok {
+		return fmt.Sprintf("; the netboot server never saw it (no DHCP request or TFTP read for serial %s): check its power, its cable and its EEPROM boot order (provision netboot eeprom)", n.Serial)
+	}
+	return fmt.Sprintf("; its last netboot step: %s at %s", r.LastStep, r.LastAt.Local().Format("15:04:05"))
+}
+
 func (s Discover) Run(ctx context.Context, env *pipeline.Env) error {
 	nodes := env.Inventory.Nodes
 	ips := make([]string, len(nodes))
 	err := par.Each(ctx, env.Concurrency, len(nodes), func(ctx context.Context, i int) error {
 		if _, err := s.SSH.Connect(ctx, env, &nodes[i]); err != nil {
-			return fmt.Errorf("reach %s: %w", nodes[i].Name, err)
+			return fmt.Errorf("reach %s: %w%s", nodes[i].Name, err, lastBootStep(env, &nodes[i]))
 		}
 		ips[i] = nodes[i].IP
 		return nil

@@ -6,7 +6,7 @@
 // a proxy-DHCP responder (or, on an isolated boot network, a DHCP server
 // with the inventory's static leases) that answers only the Pi bootloader;
 // and boot events (DHCP seen, file served, unknown serial) kept in the
-// state directory for `provision netboot status` and the wait stage.
+// state directory for `provision netboot status` and the discover stage.
 //
 // The root file systems (NBD exports) are package netboot/nbdroot's.
 package netboot

@@ -111,7 +111,7 @@ func LoadBoots(stateDir string) (*Boots, error) {
 }
 
 // IPOf returns the address a Pi was last seen at (by node name, serial or
-// MAC), for the wait stage.
+// MAC).
 func (b *Boots) IPOf(key string) (string, bool) {
 	for _, m := range []map[string]*BootRecord{b.Pis, b.Unknown} {
 		for name, r := range m {
