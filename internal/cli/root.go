@@ -223,7 +223,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.hostsCommand(),
 		a.mirrorCommand(),
 		a.verifyCommand(),
-		a.destroyCommand(), a.statusCommand(),
+		a.destroyCommand(), a.statusCommand(), a.rackCommand(),
 		a.labCommand(),
 		a.preflightCommand(),
 		a.templateCommand(),
