@@ -104,6 +104,10 @@ func Form(ctx context.Context, members []*Member, opts Options) (*Result, error)
 type former struct {
 	opts    Options
 	members []*Member
+	// removedIngress is the ingress network this run removed: the daemon
+	// keeps listing it for a while (~20 s), and the run waits it out at the
+	// end so that a re-run sees it gone and changes nothing.
+	removedIngress string
 
 	// Set before decided is closed, read-only afterwards (tokens: written
 	// under mu).

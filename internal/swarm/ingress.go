@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,6 +82,7 @@ func (f *former) ensureIngress(ctx context.Context) error {
 }
 
 func (f *former) removeIngress(ctx context.Context, cur *network.Summary) error {
+	f.removedIngress = cur.ID
 	if err := f.leader.Engine.NetworkRemove(ctx, cur.ID); err != nil {
 		if strings.Contains(err.Error(), "network "+cur.ID+" not found") {
 			// A network removed a moment ago (by an earlier run) is still
@@ -95,6 +97,39 @@ func (f *former) removeIngress(ctx context.Context, cur *network.Summary) error 
 	}
 	f.res.Ingress = true
 	return nil
+}
+
+// awaitIngressGone waits, at the end of a run that removed the ingress
+// network, until the leader no longer lists it (the manager's allocator
+// releases it a while after the remove call returned), so that a re-run
+// right after finds nothing to remove. It gives up after a minute: the
+// swarm is formed either way.
+func (f *former) awaitIngressGone(ctx context.Context) error {
+	if f.removedIngress == "" || f.leader == nil {
+		return nil
+	}
+	deadline := time.Now().Add(time.Minute)
+	said := false
+	for {
+		list, err := f.leader.Engine.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("id", f.removedIngress))})
+		if err != nil {
+			return fmt.Errorf("list networks on %s: %w", f.leader.Name, f.leader.engineErr(err))
+		}
+		if !slices.ContainsFunc(list, func(n network.Summary) bool { return n.ID == f.removedIngress }) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			f.opts.Progress("the removed ingress network is still listed on %s after a minute; the swarm is formed", f.leader.Name)
+			return nil
+		}
+		if !said {
+			f.opts.Progress("waiting until %s no longer lists the removed ingress network", f.leader.Name)
+			said = true
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 func subnetOf(n *network.Summary) string {

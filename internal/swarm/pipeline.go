@@ -116,7 +116,10 @@ func (f *former) run(ctx context.Context) error {
 	if len(f.res.Joined)+failed > 0 {
 		f.opts.Progress("%d nodes joined, %d failed", len(f.res.Joined), failed)
 	}
-	return f.reconcile(ctx, ok)
+	if err := f.reconcile(ctx, ok); err != nil {
+		return err
+	}
+	return f.awaitIngressGone(ctx)
 }
 
 // awaitDecidable waits until the swarm can be chosen for certain: every
