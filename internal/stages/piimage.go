@@ -64,21 +64,16 @@ func (s PiImage) Plan(ctx context.Context, env *pipeline.Env) (pipeline.Plan, er
 		return p, nil
 	}
 	for _, name := range names {
-		def, err := b.Definition(name)
+		pl, err := b.Plan(name)
 		if err != nil {
 			return p, err
 		}
-		sum, _, err := b.InputHash(def)
-		if err != nil {
-			return p, err
-		}
-		ch := pipeline.Change{Node: "image " + def.Name, Action: pipeline.Create, Detail: "input " + sum[:12]}
-		if prev, err := b.Built(def.Name); err == nil {
-			if prev.M.InputHash == sum {
-				ch.Action, ch.Detail = pipeline.Keep, prev.Image
-			} else {
-				ch.Action, ch.Detail = pipeline.Replace, "inputs changed: "+prev.M.InputHash[:12]+" → "+sum[:12]
-			}
+		ch := pipeline.Change{Node: "image " + pl.Name, Action: pipeline.Create, Detail: "input " + pl.InputHash[:12]}
+		switch {
+		case pl.Reuse:
+			ch.Action, ch.Detail = pipeline.Keep, pl.Prev.Image
+		case pl.Prev != nil:
+			ch.Action, ch.Detail = pipeline.Replace, pl.Reason+" → "+pl.InputHash[:12]
 		}
 		p.Changes = append(p.Changes, ch)
 	}
