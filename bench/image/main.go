@@ -99,9 +99,12 @@ func run(ctx context.Context, name string, keep bool, epoch int64, compare strin
 	if err != nil {
 		return err
 	}
+	began := time.Now()
 	newBuilder := func(state string) *image.Builder {
 		return &image.Builder{Inv: inv, Renderer: r, Defs: defs, Dir: filepath.Join(state, "images"), Epoch: epoch,
-			Progress: func(format string, args ...any) { fmt.Fprintf(os.Stderr, "  "+format+"\n", args...) }}
+			Progress: func(format string, args ...any) {
+				fmt.Fprintf(os.Stderr, "  [%s] "+format+"\n", append([]any{time.Since(began).Round(time.Second)}, args...)...)
+			}}
 	}
 
 	what := ""
