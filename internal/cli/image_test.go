@@ -5,28 +5,19 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/fhlab/provision/internal/rpi/image/imagetest"
+	"github.com/fhlab/provision/internal/testtool"
 )
 
 // TestImageCommands runs image build (twice: the second reuses the image),
 // image seed and image inspect on a synthetic Raspberry Pi OS Trixie base.
 func TestImageCommands(t *testing.T) {
-	for _, tool := range append(imagetest.Tools, "debugfs", "dumpe2fs") {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
-				if os.Getenv("CI") == "true" {
-					t.Fatalf("%s missing (scripts/install-deps.sh)", tool)
-				}
-				t.Skipf("%s missing", tool)
-			}
-		}
-	}
+	testtool.NeedAll(t, append(imagetest.Tools, "debugfs", "dumpe2fs")...)
 	dir := t.TempDir()
 	base, err := imagetest.MakeBase(dir, imagetest.Flavours()["raspios-trixie"])
 	if err != nil {

@@ -13,20 +13,14 @@ import (
 	"github.com/fhlab/provision/internal/rpi/netboot/eeprom"
 	"github.com/fhlab/provision/internal/rpi/netboot/nbdroot"
 	"github.com/fhlab/provision/internal/rpi/netboot/units"
+	"github.com/fhlab/provision/internal/testtool"
 )
 
 const localInv = "../../inventory/local.yaml" // rack p1 netboots pi-p1-01..03, p2 boots from SD
 
 func needNetbootTools(t *testing.T, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("CI: needs %s (scripts/install-deps.sh)", tool)
-			}
-			t.Skipf("needs %s (scripts/install-deps.sh)", tool)
-		}
-	}
+	testtool.NeedAll(t, tools...)
 }
 
 // tinyGolden is a 16 MiB ext4 image.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/fhlab/provision/internal/rpi/image/imagetest"
 	"github.com/fhlab/provision/internal/rpi/netboot"
+	"github.com/fhlab/provision/internal/testtool"
 )
 
 const netbootInventory = `apiVersion: provision/v1
@@ -48,16 +48,7 @@ func netbootLab(t *testing.T, boot string) string {
 // asks for an unknown serial, stops it as Ctrl-C does, and reads the boot
 // events back with `provision netboot status`.
 func TestNetbootServeAndStatus(t *testing.T) {
-	for _, tool := range append(imagetest.Tools, "debugfs") {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("CI: needs %s (scripts/install-deps.sh)", tool)
-				}
-				t.Skipf("needs %s", tool)
-			}
-		}
-	}
+	testtool.NeedAll(t, append(imagetest.Tools, "debugfs")...)
 	img, err := imagetest.MakeBase(t.TempDir(), imagetest.Flavours()["raspios-trixie"])
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/fhlab/provision/internal/labtest"
 	"github.com/fhlab/provision/internal/state"
 	"github.com/fhlab/provision/internal/terraform"
+	"github.com/fhlab/provision/internal/testtool"
 	"github.com/fhlab/provision/internal/ui"
 )
 
@@ -30,10 +31,7 @@ var logRecord = regexp.MustCompile(`(^|\s)(time=|level=)|"level":`)
 func needTerraform(t *testing.T) {
 	t.Helper()
 	if _, err := terraform.Find(t.Context(), terraform.FindOptions{}); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but terraform cannot be found: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
+		testtool.Missing(t, "terraform: %v", err)
 	}
 }
 

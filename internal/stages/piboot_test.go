@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/fhlab/provision/internal/rpi/netboot"
 	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/internal/state"
+	"github.com/fhlab/provision/internal/testtool"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -71,16 +71,7 @@ func (f fetchStage) Run(ctx context.Context, _ *pipeline.Env) error {
 // pointing at its NBD root), and everything stops with the run: the TFTP
 // port and the root export's port are free again.
 func TestPiBootServesForTheRun(t *testing.T) {
-	for _, tool := range append(imagetest.Tools, "debugfs", "qemu-nbd", "qemu-img") {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("CI is set: missing %s (scripts/install-deps.sh)", tool)
-				}
-				t.Skipf("missing %s", tool)
-			}
-		}
-	}
+	testtool.NeedAll(t, append(imagetest.Tools, "debugfs", "qemu-nbd:qemu-utils", "qemu-img:qemu-utils")...)
 	dir := t.TempDir()
 	base, err := imagetest.MakeBase(dir, imagetest.Flavours()["raspios-trixie"])
 	if err != nil {
@@ -93,10 +84,10 @@ func TestPiBootServesForTheRun(t *testing.T) {
 	sum := sha256.Sum256(data)
 	def := filepath.Join(dir, "trixie.yaml")
 	if err := imagetest.WriteTree(dir, map[string]string{
-		"trixie.yaml": fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: trixie\nbase:\n  path: %s\n  sha256: %q\nboot:\n  config: config-add.txt\n", filepath.Base(base), hex.EncodeToString(sum[:])),
+		"trixie.yaml":    fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: trixie\nbase:\n  path: %s\n  sha256: %q\nboot:\n  config: config-add.txt\n", filepath.Base(base), hex.EncodeToString(sum[:])),
 		"config-add.txt": "gpu_mem=16\n",
-		"lab.yaml":    strings.ReplaceAll(piBootLab, "%IMAGE%", def),
-		"r1.csv":      "slot,serial,mac\n1,9ffefd01,dc:a6:32:01:00:01\n2,9ffefd02,dc:a6:32:01:00:02\n",
+		"lab.yaml":       strings.ReplaceAll(piBootLab, "%IMAGE%", def),
+		"r1.csv":         "slot,serial,mac\n1,9ffefd01,dc:a6:32:01:00:01\n2,9ffefd02,dc:a6:32:01:00:02\n",
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
+
+	"github.com/fhlab/provision/internal/testtool"
 )
 
 const testSize = 256 << 20
@@ -68,12 +70,7 @@ func fsck(t *testing.T, p string) error {
 // TestRepair shows go-diskfs's output fails fsck.fat -n, and passes once
 // repaired.
 func TestRepair(t *testing.T) {
-	if _, err := exec.LookPath("fsck.fat"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI: needs fsck.fat (dosfstools, scripts/install-deps.sh)")
-		}
-		t.Skip("needs fsck.fat (dosfstools)")
-	}
+	testtool.Need(t, "fsck.fat", "dosfstools")
 	tests := []struct {
 		name    string
 		repair  bool

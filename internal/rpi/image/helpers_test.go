@@ -13,6 +13,7 @@ import (
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/rpi/image/imagetest"
+	"github.com/fhlab/provision/internal/testtool"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -20,19 +21,7 @@ import (
 // under CI=true).
 func need(t *testing.T, tool, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if _, e := os.Stat(filepath.Join(dir, tool)); e == nil {
-				return filepath.Join(dir, tool)
-			}
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found: apt-get install %s (scripts/install-deps.sh)", tool, pkg)
-		}
-		t.Skipf("%s not found: apt-get install %s", tool, pkg)
-	}
-	return p
+	return testtool.Need(t, tool, pkg)
 }
 
 func needImageTools(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,25 +18,14 @@ import (
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/rpi/image/imagetest"
+	"github.com/fhlab/provision/internal/testtool"
 	"github.com/fhlab/provision/templates"
 )
 
 // need skips the test when tool is missing, or fails it under CI.
 func need(t testing.TB, tool, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if _, e := os.Stat(filepath.Join(dir, tool)); e == nil {
-				return filepath.Join(dir, tool)
-			}
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: needs %s (Debian %s, scripts/install-deps.sh)", tool, pkg)
-		}
-		t.Skipf("needs %s (Debian %s)", tool, pkg)
-	}
-	return p
+	return testtool.Need(t, tool, pkg)
 }
 
 // pseudoRandom is n bytes that do not repeat in blocks.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/testtool"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -57,14 +58,7 @@ func pi(t *testing.T) (*render.Data, render.Files) {
 // failed under CI=true.
 func tool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed (scripts/install-deps.sh installs it)", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
+	return testtool.Need(t, name, "")
 }
 
 func TestParseConsole(t *testing.T) {

@@ -16,16 +16,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fhlab/provision/internal/testtool"
 )
 
 // skipOrFail skips a test that cannot run here, and fails it under CI,
 // where everything it needs must be installed.
 func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI: "+format, args...)
-	}
-	t.Skipf(format, args...)
+	testtool.Missing(t, format, args...)
 }
 
 func needTools(t testing.TB, tools ...string) {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fhlab/provision/internal/testtool"
 )
 
 func config(t *testing.T) Config {
@@ -65,13 +67,7 @@ func TestWrite(t *testing.T) {
 
 	// systemd itself checks them: the service, an instance of the
 	// template (through its .wants link) and the target.
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI: needs systemd-analyze (Debian package systemd)")
-		}
-		t.Skip("no systemd-analyze: units not verified")
-	}
+	analyze := testtool.Need(t, "systemd-analyze", "systemd")
 	out, err := exec.Command(analyze, "verify", "--man=no",
 		filepath.Join(sys, Serve), filepath.Join(sys, RootTarget+".wants", Root("pi-r1-01")), filepath.Join(sys, RootTarget)).CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "" {
