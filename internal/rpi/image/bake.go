@@ -55,6 +55,9 @@ func labOverlay(inv *inventory.Inventory, r *render.Renderer, def *Definition) (
 		// Empty, not absent: systemd then makes a new one at first boot and
 		// treats the boot as the first (ConditionFirstBoot).
 		Entry{Path: "/etc/machine-id", Kind: KindFile, Mode: 0o444},
+		// provision-identity then keeps the machine-id systemd made (a new
+		// one would split the first boot's journal in two).
+		Entry{Path: "/var/lib/provision/identity", Kind: KindFile, Mode: 0o644, Data: []byte("empty-at-build\n")},
 		Entry{Path: "/var/lib/dbus/machine-id", Kind: KindRemove},
 		Entry{Path: "/etc/docker/key.json", Kind: KindRemove},
 		Entry{Path: path.Join(def.DataRoot(), "engine-id"), Kind: KindRemove},
