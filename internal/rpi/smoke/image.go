@@ -85,8 +85,9 @@ func isExt4(f *os.File, off int64) (bool, error) {
 	return binary.LittleEndian.Uint16(b) == ext4Magic, nil
 }
 
-// debugfsSpec addresses the filesystem at r in img for e2fsprogs.
-func debugfsSpec(img string, r RootFS) string {
+// Spec addresses the filesystem at r in img for e2fsprogs (debugfs,
+// e2fsck): the file itself, or IMG?offset=N.
+func (r RootFS) Spec(img string) string {
 	if r.Offset == 0 {
 		return img
 	}
@@ -101,7 +102,7 @@ type BootFiles struct {
 // ExtractBoot copies the newest kernel and its initramfs from /boot of the
 // root filesystem r in img into dir, with debugfs (read-only, no mount).
 func ExtractBoot(ctx context.Context, img string, r RootFS, dir string) (BootFiles, error) {
-	spec := debugfsSpec(img, r)
+	spec := r.Spec(img)
 	out, err := debugfs(ctx, spec, "ls -p /boot")
 	if err != nil {
 		return BootFiles{}, err

@@ -196,8 +196,13 @@ func run() error {
 		fmt.Printf("overlay: %s holds %q\n", proofPath, strings.TrimSpace(got))
 	}
 	// ... not in the golden image, which is unchanged.
-	if g, err := debugfsCat(ctx, *image, proofPath); err == nil {
+	switch g, err := debugfsCat(ctx, *image, proofPath); {
+	case err == nil:
 		problems = append(problems, fmt.Errorf("the golden image has %s (%q): the guest wrote into it", proofPath, g))
+	case !strings.Contains(err.Error(), "File not found"):
+		problems = append(problems, fmt.Errorf("the golden image: %w", err))
+	default:
+		fmt.Printf("golden: no %s in it\n", proofPath)
 	}
 	info, _ := exec.CommandContext(ctx, "qemu-img", "info", ex.Overlay).Output()
 	for _, l := range strings.Split(string(info), "\n") {
@@ -264,9 +269,15 @@ func addProof(userData []byte, proof string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// debugfsCat reads path from the root file system of img (a disk image or
+// a bare ext4 file system).
 func debugfsCat(ctx context.Context, img, path string) (string, error) {
+	root, err := smoke.FindRootFS(img)
+	if err != nil {
+		return "", err
+	}
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "debugfs", "-R", "cat "+path, img)
+	cmd := exec.CommandContext(ctx, "debugfs", "-R", "cat "+path, root.Spec(img))
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("debugfs cat %s: %w: %s", path, err, stderr.String())

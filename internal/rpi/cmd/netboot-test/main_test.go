@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fhlab/provision/internal/rpi/image/imagetest"
 	"github.com/fhlab/provision/internal/rpi/smoke"
+	"github.com/fhlab/provision/internal/testtool"
 )
 
 func TestAddProofRunsBeforeTheSmokeCheck(t *testing.T) {
@@ -42,5 +45,29 @@ func TestAddProofRunsBeforeTheSmokeCheck(t *testing.T) {
 	}
 	if _, err := addProof([]byte("- not a mapping\n"), "x"); err == nil {
 		t.Error("a list as user-data is accepted")
+	}
+}
+
+// TestDebugfsCatReadsTheRootPartition: the proof is read from the root
+// file system inside a whole-disk image (not from byte 0), and a file that
+// is not there is told apart from an image that cannot be read.
+func TestDebugfsCatReadsTheRootPartition(t *testing.T) {
+	testtool.NeedAll(t, append(imagetest.Tools, "debugfs")...)
+	img, err := imagetest.MakeBase(t.TempDir(), imagetest.Flavours()["raspios-trixie"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	got, err := debugfsCat(ctx, img, "/etc/hostname")
+	if err != nil || got != "raspberrypi\n" {
+		t.Errorf("/etc/hostname: %q, %v", got, err)
+	}
+	if _, err := debugfsCat(ctx, img, proofPath); err == nil || !strings.Contains(err.Error(), "File not found") {
+		t.Errorf("a missing file: %v", err)
+	}
+	junk := filepath.Join(t.TempDir(), "junk.img")
+	os.WriteFile(junk, make([]byte, 1<<20), 0o644)
+	if _, err := debugfsCat(ctx, junk, proofPath); err == nil || strings.Contains(err.Error(), "File not found") {
+		t.Errorf("an unreadable image: %v", err)
 	}
 }
