@@ -72,7 +72,8 @@ func Build(ctx context.Context, o Options) error {
 	progress("mmdebstrap %s %s (%s) from %s: %d packages", o.Suite, o.Arch, strings.Join(o.Components, ","), o.Mirror, len(packages(&o)))
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, mmdebstrap, args...)
-	cmd.Env = Env(os.Environ(), o)
+	dpkgLog := filepath.Join(hookDir, "dpkg.log")
+	cmd.Env = append(Env(os.Environ(), o), "PROVISION_DPKG_LOG="+dpkgLog)
 	// mmdebstrap mounts /proc, /sys and /dev in the tree and unmounts them
 	// when it ends: stop it with SIGTERM, which it handles, and its helpers
 	// (apt, dpkg, tar) with it; kill them only if they do not end.
@@ -87,6 +88,16 @@ func Build(ctx context.Context, o Options) error {
 		return fmt.Errorf("rootfs %s: mmdebstrap: %w; last output:\n%s", o.Dir, err, tail)
 	}
 	progress("mmdebstrap done in %s", time.Since(start).Round(time.Second))
+	if f, err := os.Open(dpkgLog); err == nil {
+		times, total, err := DpkgTimes(f)
+		f.Close()
+		if err == nil && len(times) > 0 {
+			progress("%s", SlowestLine(times, total, 8))
+			for _, t := range times[:min(40, len(times))] {
+				log.Debug("dpkg time", "package", t.Package, "took", t.Took)
+			}
+		}
+	}
 
 	if err := Verify(o.Dir, mods); err != nil {
 		return fmt.Errorf("rootfs %s: %w", o.Dir, err)

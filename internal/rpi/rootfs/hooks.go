@@ -113,6 +113,10 @@ const cleanHook = `#!/bin/sh
 # provision: no caches or logs in the image.
 set -eu
 root="$1"
+# dpkg's log says where the build's time went: kept outside the image.
+if [ -n "${PROVISION_DPKG_LOG:-}" ] && [ -f "$root/var/log/dpkg.log" ]; then
+	cp "$root/var/log/dpkg.log" "$PROVISION_DPKG_LOG"
+fi
 chroot "$root" apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
 rm -f "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old
