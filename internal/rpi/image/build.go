@@ -43,7 +43,7 @@ import (
 
 // BuilderVersion is part of every input hash: a change to how images are
 // made changes it, so cached images are rebuilt.
-const BuilderVersion = "provision-pi-image/1"
+const BuilderVersion = "provision-pi-image/2"
 
 // DefaultEpoch is the time stamped on what provision writes into an image
 // when SOURCE_DATE_EPOCH is not set: 2026-01-01T00:00:00Z.
@@ -173,6 +173,11 @@ func (b *Builder) InputHash(def *Definition) (string, Overlay, error) {
 	}
 	field(h, "builder", []byte(BuilderVersion))
 	field(h, "definition", def.Raw)
+	if def.Debian != nil {
+		// What every Debian-built image gets besides the definition's own.
+		field(h, "base packages", []byte(strings.Join(rootfs.BasePackages(), " ")))
+		field(h, "initramfs modules", []byte(strings.Join(rootfs.InitramfsModules(), " ")))
+	}
 	for _, f := range []string{def.Boot.Config, def.Boot.Cmdline} {
 		if f == "" {
 			continue

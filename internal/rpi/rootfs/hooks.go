@@ -61,6 +61,30 @@ cat >"$root/etc/initramfs-tools/modules" <<'END'
 		b.WriteByte('\n')
 	}
 	b.WriteString(`END
+# nbd-client's hooks add every network driver (auto_add_modules net: many
+# minutes under emulation); a lean one adds nbd-client and the nbd module,
+# the Pi 4's Ethernet driver being in the list above. Its local-top script
+# (nbdroot= on the kernel command line) comes in as shipped.
+off=/usr/share/provision/initramfs-hooks-off
+for h in nbd nbd-client; do
+	if [ -e "$root/usr/share/initramfs-tools/hooks/$h" ]; then
+		mkdir -p "$root$off"
+		chroot "$root" dpkg-divert --quiet --local --rename --divert "$off/$h" --add "/usr/share/initramfs-tools/hooks/$h"
+	fi
+done
+if [ -e "$root/usr/sbin/nbd-client" ] || [ -e "$root/sbin/nbd-client" ]; then
+	mkdir -p "$root/etc/initramfs-tools/hooks"
+	cat >"$root/etc/initramfs-tools/hooks/provision-nbd" <<'END'
+#!/bin/sh
+# Written by provision: nbd-client's initramfs hook without
+# "auto_add_modules net" (the network driver is in the module list).
+case "$1" in prereqs) exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+manual_add_modules nbd
+copy_exec /sbin/nbd-client /sbin
+END
+	chmod 755 "$root/etc/initramfs-tools/hooks/provision-nbd"
+fi
 chroot "$root" update-initramfs -c -k all
 `)
 	return b.String()

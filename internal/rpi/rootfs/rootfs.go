@@ -74,10 +74,10 @@ func BasePackages() []string {
 		// boot: init, devices, the kernel and the Pi's firmware
 		"systemd", "systemd-sysv", "udev", "dbus", "kmod",
 		"linux-image-arm64", "raspi-firmware",
-		// Not nbd-client: its initramfs hook adds every network driver
-		// (auto_add_modules net), which took over 10 minutes under
-		// emulation here; a definition that netboots with an NBD root
-		// lists it and pays for it.
+		// a netbooted Pi's root: nbd-client in the initramfs (its own hook,
+		// which adds every network driver and took over 10 minutes under
+		// emulation, is replaced by a lean one: initramfsHook)
+		"nbd-client",
 		// first boot: cloud-init with its NoCloud seed, netplan for
 		// network-config, and what growpart/resize_rootfs run
 		"cloud-init", "netplan.io", "systemd-resolved", "cloud-guest-utils",

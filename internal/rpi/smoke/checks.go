@@ -114,6 +114,12 @@ func Checks(d *render.Data) []Check {
 			Check{Key: "zram_swap", Want: "/dev/zram0", OK: hasPrefix("/dev/zram")},
 			Check{Key: "zram_algorithm", Want: t.Zram.Algorithm, OK: equals(t.Zram.Algorithm)},
 			Check{Key: "memory_cgroup", Want: "on", OK: equals("on")},
+			// nbd-client, its nbdroot= script and the nbd module, for a
+			// netbooted Pi's root (the module may be compressed: nbd.ko.xz).
+			Check{Key: "initramfs_nbd", Want: "nbd nbd-client nbd.ko", OK: func(s string) bool {
+				f := strings.Fields(s)
+				return len(f) == 3 && f[0] == "nbd" && f[1] == "nbd-client" && strings.HasPrefix(f[2], "nbd.ko")
+			}},
 		)
 	}
 	return cs

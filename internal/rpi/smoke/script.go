@@ -93,6 +93,8 @@ umount /run/docker/netns/smoke; rm -f /run/docker/netns/smoke; ip netns del smok
 say zram_swap "$(awk '$1 ~ /zram/ { print $1; exit }' /proc/swaps)"
 say zram_algorithm "$(sed -n 's/.*\[\([^]]*\)\].*/\1/p' /sys/block/zram0/comp_algorithm 2>/dev/null)"
 if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then say memory_cgroup on; else say memory_cgroup off; fi
+# What a netbooted Pi's initramfs needs to mount its root over NBD.
+say initramfs_nbd "$(lsinitramfs /boot/initrd.img-$(uname -r) 2>&1 | grep -E '(^|/)sbin/nbd-client$|scripts/local-top/nbd$|/nbd\.ko' | sed 's|.*/||' | sort | tr '\n' ' ')"
 `)
 	}
 	b.WriteString(`say failed_units "$(systemctl --failed --no-legend --plain | awk '{ print $1 }' | tr '\n' ' ')"

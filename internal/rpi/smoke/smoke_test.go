@@ -128,6 +128,7 @@ func TestEvaluate(t *testing.T) {
 		"ipvs_log":             "provision-netns-tuning: tuned 1 namespaces (ipvs: yes), 0 failed",
 		"netns_keepalive_time": "600", "netns_ipvs_timeout": "7300",
 		"zram_swap": "/dev/zram0", "zram_algorithm": d.Tuning.Zram.Algorithm, "memory_cgroup": "on",
+		"initramfs_nbd": "nbd nbd-client nbd.ko ",
 	}
 	for _, kv := range Sysctls(d) {
 		good["sysctl."+kv[0]] = kv[1]
@@ -146,6 +147,7 @@ func TestEvaluate(t *testing.T) {
 		{key: "docker_info", val: "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"},
 		{key: "ipvs_no_module", val: "modprobe: FATAL: Module ip_vs not found"},
 		{key: "zram_swap", val: ""},
+		{key: "initramfs_nbd", val: "nbd.ko "},
 		{key: "cloud_init", val: "error"},
 		{key: "ipvs_timer", drop: true},
 		{key: "ssh_user", val: "id: 'provision': no such user"},
