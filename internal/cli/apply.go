@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/spf13/cobra"
 
+	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/rpi/netboot"
 	"github.com/fhlab/provision/internal/stages"
 )
@@ -10,7 +14,7 @@ import (
 func (a *app) applyCommand() *cobra.Command {
 	var only []string
 	var yes, force, forceHosts, allowReboot bool
-	var outDir, nbListen, nbDHCP, nbDHCPIf string
+	var outDir, nbListen, nbDHCP, nbDHCPIf, from string
 	cmd := &cobra.Command{
 		Use:   "apply -i FILE",
 		Short: "Run the runbook: every stage in order, each changing only what differs",
@@ -55,14 +59,26 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 				return usage("apply: --netboot-dhcp %q: use proxy, full or off", nbDHCP)
 			}
 			d.Netboot = stages.PiBoot{Listen: nbListen, DHCP: netboot.DHCPMode(nbDHCP), DHCPIf: nbDHCPIf}
+			if from != "" && len(only) > 0 {
+				return usage("apply: --from and --only do not go together: --from runs every stage from one on, --only the ones named")
+			}
 			p, err := stages.Apply(d).Select(only)
 			if err != nil {
 				return exitError{2, err}
 			}
-			return p.Run(cmd.Context(), env)
+			if p, err = p.From(from); err != nil {
+				return exitError{2, err}
+			}
+			err = p.Run(cmd.Context(), env)
+			var se *pipeline.StageError
+			if errors.As(err, &se) && cmd.Context().Err() == nil {
+				fmt.Fprintf(a.status, "to go on from there once it is fixed: provision apply -i %s --from %s\n", a.settings.Inventory, se.Stage)
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringSliceVar(&only, "only", nil, "run only these stages (comma-separated), in runbook order")
+	cmd.Flags().StringVar(&from, "from", "", "run the stages from this one on (resume after a failure)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "apply the VM plan shown without asking")
 	cmd.Flags().BoolVar(&force, "force-swarm", false, "make nodes that are in another swarm leave it and join this one")
 	cmd.Flags().BoolVar(&forceHosts, "force-hosts", false, "hosts stage: prepare hosts in another swarm and overwrite sysctls set by hand")

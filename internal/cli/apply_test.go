@@ -26,10 +26,16 @@ func TestApply(t *testing.T) {
 		{"SD racks get the flash command", "validate,pi-boot", 1, "provision flash -i ../../inventory/local.yaml --rack p2 --watch"},
 		{"netboot without a golden image stops the run, saying what to set", "validate,pi-boot", 1, "netboot: racks p1 boot no single golden image: give them one (pis.image, or the racks' image:) in ../../inventory/local.yaml"},
 		{"unknown stage", "nope", 2, `no stage named "nope"`},
+		{"a failed stage says how to go on from it", "from:pi-boot", 1, "to go on from there once it is fixed: provision apply -i ../../inventory/local.yaml --from pi-boot"},
+		{"--from an unknown stage", "from:nope", 2, `no stage named "nope"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, errs := run(t, append(args, "--only", tt.only)...)
+			sel := []string{"--only", tt.only}
+			if from, ok := strings.CutPrefix(tt.only, "from:"); ok {
+				sel = []string{"--from", from}
+			}
+			code, _, errs := run(t, append(args, sel...)...)
 			if code != tt.code || !strings.Contains(errs, tt.wantErr) {
 				t.Errorf("apply --only %s: exit %d, want %d with %q in:\n%s", tt.only, code, tt.code, tt.wantErr, errs)
 			}

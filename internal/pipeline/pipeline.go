@@ -145,6 +145,20 @@ func (p Pipeline) Select(only []string) (Pipeline, error) {
 	return out, nil
 }
 
+// From returns the stages from the named one on (all when from is empty),
+// to resume a run where it stopped.
+func (p Pipeline) From(from string) (Pipeline, error) {
+	if from == "" {
+		return p, nil
+	}
+	for i, s := range p.Stages {
+		if s.Name() == from {
+			return Pipeline{Stages: p.Stages[i:]}, nil
+		}
+	}
+	return Pipeline{}, fmt.Errorf("no stage named %q (stages: %s)", from, strings.Join(p.Names(), ", "))
+}
+
 // Names lists the stage names in order.
 func (p Pipeline) Names() []string {
 	out := make([]string, len(p.Stages))
@@ -154,8 +168,8 @@ func (p Pipeline) Names() []string {
 	return out
 }
 
-// Plan asks every stage for its plan. Stages that are skipped or not built
-// say so in their plan instead of failing the whole plan.
+// Plan asks every stage for its plan. Stages that are skipped say so in
+// their plan instead of failing the whole plan.
 func (p Pipeline) Plan(ctx context.Context, env *Env) ([]Plan, error) {
 	var plans []Plan
 	for _, s := range p.Stages {
@@ -216,8 +230,17 @@ func (p Pipeline) Run(ctx context.Context, env *Env) (err error) {
 		done(err)
 		env.Log.Debug("stage finished", "stage", s.Name(), "took", env.Now().Sub(start).Round(time.Millisecond), "ok", err == nil)
 		if err != nil {
-			return fmt.Errorf("%s: %w", s.Name(), err)
+			return &StageError{Stage: s.Name(), Err: err}
 		}
 	}
 	return nil
 }
+
+// StageError is a run's failure in one stage.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string { return e.Stage + ": " + e.Err.Error() }
+func (e *StageError) Unwrap() error { return e.Err }

@@ -136,6 +136,12 @@ func TestSelectAndPlan(t *testing.T) {
 	if err != nil || strings.Join(sel.Names(), ",") != "a,c" {
 		t.Fatalf("Select = %v %v, want a,c in pipeline order", sel.Names(), err)
 	}
+	if from, err := p.From("b"); err != nil || strings.Join(from.Names(), ",") != "b,c" {
+		t.Errorf("From(b) = %v %v, want b,c", from.Names(), err)
+	}
+	if _, err := p.From("nope"); err == nil || !strings.Contains(err.Error(), "stages: a, b, c") {
+		t.Errorf("From(nope) = %v, want an error listing the stages", err)
+	}
 	plans, err := p.Plan(context.Background(), newEnv(t, nil))
 	if err != nil {
 		t.Fatal(err)
