@@ -77,6 +77,9 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	for _, line := range res.Summary(formErr) {
 		env.Status.Progress("%s", line)
 	}
+	if len(res.Failed) > 0 {
+		env.Status.Progress("to retry them once fixed: provision swarm -i %s (it changes only what still differs, so only they are touched)", inv.File)
+	}
 	if err := s.awaitSelfJoin(ctx, env, members, res, self); err != nil {
 		formErr = errors.Join(formErr, err)
 	}
