@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/pipeline"
+	"github.com/fhlab/provision/internal/rpi/netboot/nbdroot"
 	"github.com/fhlab/provision/internal/swarm"
 	"github.com/fhlab/provision/internal/ui"
 )
@@ -39,12 +42,13 @@ type DestroyPlan struct {
 	VMsLeft  []string // VMs among the targets that this destroy leaves (see VMNote)
 	VMNote   string
 	State    []string // nodes whose state entries are removed
+	Roots    []string // netbooted Pis whose NBD root (overlay) is removed
 	QuorumOK error    // nil, or why the managers lose quorum
 }
 
 // Empty reports whether the plan changes nothing.
 func (p DestroyPlan) Empty() bool {
-	return len(p.Swarm.Leave) == 0 && len(p.VMs) == 0 && len(p.State) == 0
+	return len(p.Swarm.Leave) == 0 && len(p.VMs) == 0 && len(p.State) == 0 && len(p.Roots) == 0
 }
 
 // Write prints the plan.
@@ -78,6 +82,9 @@ func (p DestroyPlan) Write(w io.Writer, lab string) {
 	}
 	if p.VMNote != "" {
 		fmt.Fprintf(w, "  vms:    %s\n", p.VMNote)
+	}
+	if len(p.Roots) > 0 {
+		fmt.Fprintf(w, "  roots:  the netboot roots (overlays) of %s removed\n", strings.Join(p.Roots, ", "))
 	}
 	if len(p.State) > 0 {
 		fmt.Fprintf(w, "  state:  entries of %s removed\n", strings.Join(p.State, ", "))
@@ -173,6 +180,9 @@ func (d Destroy) Plan(ctx context.Context, env *pipeline.Env, ms []*swarm.Member
 		if _, ok := env.State.Nodes[name]; ok {
 			p.State = append(p.State, name)
 		}
+		if _, err := os.Stat(filepath.Join(NetbootRootsDir(env.StateDir), name+".qcow2")); err == nil {
+			p.Roots = append(p.Roots, name)
+		}
 	}
 	return p, via, nil
 }
@@ -252,9 +262,16 @@ func (d Destroy) Run(ctx context.Context, env *pipeline.Env) error {
 		}
 	}
 	if len(errs) == 0 {
+		for _, name := range p.Roots {
+			if _, err := nbdroot.Remove(ctx, NetbootRootsDir(env.StateDir), name, ""); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) == 0 {
 		d.forget(env, p)
-		fmt.Fprintf(env.Out, "destroyed: %s left the swarm, %s destroyed, %s removed from the state\n",
-			plural(len(p.Swarm.Leave), "node", "nodes"), plural(len(p.VMs), "VM", "VMs"), plural(len(p.State), "entry", "entries"))
+		fmt.Fprintf(env.Out, "destroyed: %s left the swarm, %s destroyed, %s removed, %s removed from the state\n",
+			plural(len(p.Swarm.Leave), "node", "nodes"), plural(len(p.VMs), "VM", "VMs"), plural(len(p.Roots), "netboot root", "netboot roots"), plural(len(p.State), "entry", "entries"))
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -109,14 +112,27 @@ func TestIntegrationDestroyAndStatus(t *testing.T) {
 	}
 	victimEngine := dEngine(t, f, victim)
 
+	// A netboot root of the victim (as netboot serve leaves one): removed.
+	roots := stages.NetbootRootsDir(env.StateDir)
+	os.MkdirAll(roots, 0o755)
+	overlay := filepath.Join(roots, victim+".qcow2")
+	if b, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", overlay, "1M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v %s", err, b)
+	}
+
 	out.Reset()
 	counter := &swarm.Counter{}
 	d := stages.Destroy{SSH: conn, Nodes: []string{victim}, Prompt: ui.Prompt{Yes: true}, Options: swarm.RemoveOptions{Counter: counter}}
 	if err := d.Run(ctx, env); err != nil {
 		t.Fatalf("destroy %s: %v\n%s%s", victim, err, &status, &out)
 	}
-	if want := victim + " (worker) drained, leaves, removed"; !strings.Contains(out.String(), want) {
-		t.Errorf("plan lacks %q:\n%s", want, &out)
+	for _, want := range []string{victim + " (worker) drained, leaves, removed", "roots:  the netboot roots (overlays) of " + victim + " removed", "1 netboot root removed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("destroy output lacks %q:\n%s", want, &out)
+		}
+	}
+	if _, err := os.Stat(overlay); err == nil {
+		t.Errorf("the netboot root %s is still there", overlay)
 	}
 	if got := dTaskNode(t, ctx, mgr, svc.ID, victim); got != other {
 		t.Errorf("the task runs on %s, want %s", got, other)

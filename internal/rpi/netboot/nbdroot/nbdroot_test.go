@@ -450,3 +450,38 @@ func TestKernelArgs(t *testing.T) {
 		t.Errorf("URI = %q", got)
 	}
 }
+
+// TestRemove: a served root is not removed (qemu's lock); once its export
+// has stopped, Remove deletes the overlay and its records, and a second
+// Remove finds nothing.
+func TestRemove(t *testing.T) {
+	p := prefix(t)
+	a := p + "-a"
+	x, cfg := setup(t, a)
+	ea, _ := x.Export(a)
+	ctx := context.Background()
+	if err := x.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Remove(ctx, cfg.Dir, a, ""); !errors.Is(err, ErrInUse) {
+		t.Errorf("Remove of a served root: %v, want ErrInUse", err)
+	}
+	if _, err := os.Stat(ea.Overlay); err != nil {
+		t.Fatalf("the refused Remove touched the overlay: %v", err)
+	}
+	if err := x.Stop(a); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := Remove(ctx, cfg.Dir, a, "")
+	if err != nil || !removed {
+		t.Fatalf("Remove: %v %v", removed, err)
+	}
+	for _, ext := range []string{".qcow2", ".json", ".pid"} {
+		if _, err := os.Stat(filepath.Join(cfg.Dir, a+ext)); err == nil {
+			t.Errorf("%s%s is still there", a, ext)
+		}
+	}
+	if removed, err := Remove(ctx, cfg.Dir, a, ""); err != nil || removed {
+		t.Errorf("second Remove: %v %v", removed, err)
+	}
+}

@@ -164,3 +164,30 @@ func Backing(dir, node string) (string, error) {
 	}
 	return m.Golden, nil
 }
+
+// Remove deletes node's root in dir (its overlay, port record and pid
+// file), for a Pi that leaves the lab; removed says whether there was one.
+// It refuses while the root is being served (qemu's lock on the overlay).
+// qemuImg is the qemu-img binary ("" : from PATH).
+func Remove(ctx context.Context, dir, node, qemuImg string) (removed bool, err error) {
+	if qemuImg == "" {
+		qemuImg = "qemu-img"
+	}
+	overlay := filepath.Join(dir, node+".qcow2")
+	busy, err := inUse(ctx, qemuImg, overlay)
+	if err != nil {
+		return false, fmt.Errorf("remove the root of %s: %w", node, err)
+	}
+	if busy {
+		return false, fmt.Errorf("remove the root of %s: %w (%s is locked): stop it first (systemctl stop %s, or the netboot serve or roots that runs it)", node, ErrInUse, overlay, UnitName(node))
+	}
+	for _, p := range []string{overlay, filepath.Join(dir, node+".json"), filepath.Join(dir, node+".pid")} {
+		switch err := os.Remove(p); {
+		case err == nil:
+			removed = true
+		case !errors.Is(err, fs.ErrNotExist):
+			return removed, fmt.Errorf("remove the root of %s: %w", node, err)
+		}
+	}
+	return removed, nil
+}
