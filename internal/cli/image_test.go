@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,18 +16,11 @@ import (
 func TestImageCommands(t *testing.T) {
 	testtool.NeedAll(t, append(imagetest.Tools, "debugfs", "dumpe2fs")...)
 	dir := t.TempDir()
-	base, err := imagetest.MakeBase(dir, imagetest.Flavours()["raspios-trixie"])
-	if err != nil {
+	if _, err := imagetest.TrixieDefinition(dir, "trixie"); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
+	base := filepath.Join(dir, "base.img")
 	if err := imagetest.WriteTree(dir, map[string]string{
-		"trixie.yaml":    fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: trixie\nbase:\n  path: base.img\n  sha256: %q\nboot:\n  config: config-add.txt\n", hex.EncodeToString(sum[:])),
-		"config-add.txt": "gpu_mem=16\n",
 		"lab.yaml": `apiVersion: provision/v1
 kind: Lab
 metadata: {name: cli-lab}

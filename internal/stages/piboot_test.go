@@ -3,14 +3,11 @@ package stages_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,21 +70,13 @@ func (f fetchStage) Run(ctx context.Context, _ *pipeline.Env) error {
 func TestPiBootServesForTheRun(t *testing.T) {
 	testtool.NeedAll(t, append(imagetest.Tools, "debugfs", "qemu-nbd:qemu-utils", "qemu-img:qemu-utils")...)
 	dir := t.TempDir()
-	base, err := imagetest.MakeBase(dir, imagetest.Flavours()["raspios-trixie"])
+	def, err := imagetest.TrixieDefinition(dir, "trixie")
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	def := filepath.Join(dir, "trixie.yaml")
 	if err := imagetest.WriteTree(dir, map[string]string{
-		"trixie.yaml":    fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: trixie\nbase:\n  path: %s\n  sha256: %q\nboot:\n  config: config-add.txt\n", filepath.Base(base), hex.EncodeToString(sum[:])),
-		"config-add.txt": "gpu_mem=16\n",
-		"lab.yaml":       strings.ReplaceAll(piBootLab, "%IMAGE%", def),
-		"r1.csv":         "slot,serial,mac\n1,9ffefd01,dc:a6:32:01:00:01\n2,9ffefd02,dc:a6:32:01:00:02\n",
+		"lab.yaml": strings.ReplaceAll(piBootLab, "%IMAGE%", def),
+		"r1.csv":   "slot,serial,mac\n1,9ffefd01,dc:a6:32:01:00:01\n2,9ffefd02,dc:a6:32:01:00:02\n",
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,9 @@
 package imagetest
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -129,6 +131,29 @@ func writeMBR(img string, size int64, diskID uint32, parts [][3]int64) error {
 		return err
 	}
 	return f.Close()
+}
+
+// TrixieDefinition makes a synthetic Raspberry Pi OS Trixie base image in
+// dir and an image definition named name for it (dir/<name>.yaml, with a
+// config.txt addition), and returns the definition's path.
+func TrixieDefinition(dir, name string) (string, error) {
+	base, err := MakeBase(dir, Flavours()["raspios-trixie"])
+	if err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(base)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	def := name + ".yaml"
+	if err := WriteTree(dir, map[string]string{
+		def:              fmt.Sprintf("apiVersion: provision/v1\nkind: PiImage\nname: %s\nbase:\n  path: %s\n  sha256: %q\nboot:\n  config: config-add.txt\n", name, filepath.Base(base), hex.EncodeToString(sum[:])),
+		"config-add.txt": "gpu_mem=16\n",
+	}); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, def), nil
 }
 
 // WriteTree writes files (path → content; a trailing / makes a directory)
