@@ -106,6 +106,10 @@ func Checks(d *render.Data) []Check {
 		Check{Key: "ipvs_no_module", Want: "provision-netns-tuning: this kernel has no IPVS ...", OK: contains("this kernel has no IPVS")},
 		Check{Key: "ipvs_service", Want: "success", OK: equals("success")},
 		Check{Key: "ipvs_log", Want: "provision-netns-tuning: tuned 1 namespaces ...", OK: contains("provision-netns-tuning: tuned 1 namespaces")},
+		// The first boot's journal is whole: journalctl -u finds the
+		// service (it found nothing while provision-identity changed the
+		// machine-id under journald).
+		Check{Key: "ipvs_journal", Want: "... provision-netns-tuning.service ...", OK: contains("provision-netns-tuning")},
 		Check{Key: "netns_keepalive_time", Want: strconv.Itoa(t.Keepalive.Time), OK: equals(strconv.Itoa(t.Keepalive.Time))},
 		Check{Key: "netns_ipvs_timeout", Want: strconv.Itoa(t.IPVS.TCPTimeout), OK: equals(strconv.Itoa(t.IPVS.TCPTimeout))},
 	)

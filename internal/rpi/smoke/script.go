@@ -73,8 +73,8 @@ touch /run/docker/netns/smoke
 mount --bind /run/netns/smoke /run/docker/netns/smoke
 systemctl start provision-netns-tuning.service
 say ipvs_service "$(systemctl show -p Result --value provision-netns-tuning.service)"
-# The script's own report, from a second run (it is idempotent); what the
-# journal kept of the service's run is printed beside it, unchecked.
+# The script's own report, from a second run (it is idempotent), and what
+# the journal kept of the service's run.
 say ipvs_log "$(/usr/local/sbin/provision-netns-tuning 2>&1 | grep '^provision-netns-tuning: tuned' | tail -n 1)"
 # journald reads a service's stdout stream on its own time (slow under
 # TCG): ask it to sync and look again for a while before giving up.
