@@ -18,7 +18,7 @@ packages=(
   busybox-static    # the image of the smoke stack (no registry here)
   curl              # bench/preflight's anchor: the same API reads as a loop of curl
   python3           # provision-self-join (join: self) runs in the self-join tests
-  ca-certificates
+  ca-certificates   # with openssl: the image's native update-ca-certificates is compared with the system's
   make
   # Pi images and cards, all without mounting: ext4, FAT, partition tables,
   # block maps, .xz bases.

@@ -43,7 +43,7 @@ import (
 
 // BuilderVersion is part of every input hash: a change to how images are
 // made changes it, so cached images are rebuilt.
-const BuilderVersion = "provision-pi-image/2"
+const BuilderVersion = "provision-pi-image/3"
 
 // DefaultEpoch is the time stamped on what provision writes into an image
 // when SOURCE_DATE_EPOCH is not set: 2026-01-01T00:00:00Z.

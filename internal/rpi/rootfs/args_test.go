@@ -204,11 +204,20 @@ func TestHookScripts(t *testing.T) {
 		!strings.Contains(hooks["customize10-provision-initramfs.sh"], "MODULES=list") {
 		t.Errorf("initramfs hook lacks MODULES=list or the module list:\n%s", hooks["customize10-provision-initramfs.sh"])
 	}
-	// The diversion added in the essential hook is removed under the same name.
-	div := "--divert /usr/sbin/update-initramfs.provision"
-	if !strings.Contains(hooks["essential00-provision-divert-initramfs.sh"], div+" --add") ||
-		!strings.Contains(hooks["customize10-provision-initramfs.sh"], div+" --remove") {
-		t.Errorf("the diversion is not added and removed with %q", div)
+	// Each diversion added in the essential hook is removed under the same
+	// name by the customize hook that runs the program once.
+	ess := hooks["essential00-provision-divert-initramfs.sh"]
+	if !strings.Contains(ess, `--divert "$p.provision" --add "$p"`) {
+		t.Errorf("essential hook does not divert $p to $p.provision:\n%s", ess)
+	}
+	for hook, p := range map[string]string{
+		"customize05-provision-ca-certificates.sh": "/usr/sbin/update-ca-certificates",
+		"customize10-provision-initramfs.sh":       "/usr/sbin/update-initramfs",
+	} {
+		if !strings.Contains(ess, " "+p) || !strings.Contains(hooks[hook], "p="+p+"\n") ||
+			!strings.Contains(hooks[hook], `--divert "$p.provision" --remove "$p"`) {
+			t.Errorf("%s is not diverted in the essential hook and restored in %s", p, hook)
+		}
 	}
 
 	root := t.TempDir()

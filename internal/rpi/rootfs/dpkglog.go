@@ -61,7 +61,9 @@ func DpkgTimes(r io.Reader) ([]PackageTime, time.Duration, error) {
 	for p, d := range per {
 		out = append(out, PackageTime{p, d})
 	}
-	slices.SortFunc(out, func(a, b PackageTime) int { return cmp.Or(cmp.Compare(b.Took, a.Took), cmp.Compare(a.Package, b.Package)) })
+	slices.SortFunc(out, func(a, b PackageTime) int {
+		return cmp.Or(cmp.Compare(b.Took, a.Took), cmp.Compare(a.Package, b.Package))
+	})
 	return out, prev.Sub(first), nil
 }
 

@@ -15,11 +15,51 @@ import (
 // kernel: under qemu-user, update-initramfs with its default MODULES=most
 // took 46 minutes here (modinfo of every module, emulated). The diversion
 // is removed again in the customize hook, before the one real run.
+//
+// update-ca-certificates is held back the same way: ca-certificates' postinst
+// and its trigger each run it, and it forks sed, basename and ln for every
+// certificate, about two minutes of emulated processes per build here. The
+// customize hook runs it once, natively (caCertificatesHook).
 const divertInitramfs = `#!/bin/sh
-# provision: hold back update-initramfs during the emulated install.
+# provision: hold back update-initramfs and update-ca-certificates during
+# the emulated install.
 set -eu
-chroot "$1" dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.provision --add /usr/sbin/update-initramfs
-ln -s /bin/true "$1/usr/sbin/update-initramfs"
+for p in /usr/sbin/update-initramfs /usr/sbin/update-ca-certificates; do
+	chroot "$1" dpkg-divert --quiet --local --rename --divert "$p.provision" --add "$p"
+	ln -s /bin/true "$1$p"
+done
+`
+
+// caCertificatesHook restores update-ca-certificates and runs the tree's
+// own script once with the host's shell and tools on the tree's files
+// (what the postinst's two emulated runs would have made: the .pem links,
+// the bundle and the hash links), then points the links at the paths they
+// have on the node. With hooks in update.d (ca-certificates-java, ...),
+// which must run as the node's programs, it runs in the chroot instead.
+const caCertificatesHook = `#!/bin/sh
+# provision: update-ca-certificates once, natively.
+set -eu
+root="$1"
+p=/usr/sbin/update-ca-certificates
+rm -f "$root$p"
+chroot "$root" dpkg-divert --quiet --local --rename --divert "$p.provision" --remove "$p"
+if [ ! -e "$root$p" ] || [ ! -f "$root/etc/ca-certificates.conf" ]; then
+	exit 0
+fi
+if [ -n "$(ls -A "$root/etc/ca-certificates/update.d" 2>/dev/null)" ]; then
+	chroot "$root" update-ca-certificates
+	exit 0
+fi
+sh "$root$p" --certsconf "$root/etc/ca-certificates.conf" \
+	--certsdir "$root/usr/share/ca-certificates" \
+	--localcertsdir "$root/usr/local/share/ca-certificates" \
+	--etccertsdir "$root/etc/ssl/certs" --hooksdir ""
+find "$root/etc/ssl/certs" -type l | while read -r l; do
+	t=$(readlink "$l")
+	case "$t" in
+	"$root"/*) ln -sfn "${t#"$root"}" "$l" ;;
+	esac
+done
 `
 
 // hookFiles returns the hook scripts by file name, for o with defaults
@@ -27,6 +67,7 @@ ln -s /bin/true "$1/usr/sbin/update-initramfs"
 func hookFiles(o *Options, modules []string) map[string]string {
 	return map[string]string{
 		"essential00-provision-divert-initramfs.sh": divertInitramfs,
+		"customize05-provision-ca-certificates.sh":  caCertificatesHook,
 		"customize10-provision-initramfs.sh":        initramfsHook(modules),
 		"customize20-provision-identity.sh":         identityHook(o.Hostname),
 		"customize30-provision-cloud-init.sh":       cloudInitHook,
@@ -44,8 +85,9 @@ func initramfsHook(modules []string) string {
 # provision: one initramfs with a short module list (MODULES=list).
 set -eu
 root="$1"
-rm -f "$root/usr/sbin/update-initramfs"
-chroot "$root" dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.provision --remove /usr/sbin/update-initramfs
+p=/usr/sbin/update-initramfs
+rm -f "$root$p"
+chroot "$root" dpkg-divert --quiet --local --rename --divert "$p.provision" --remove "$p"
 cat >"$root/etc/initramfs-tools/conf.d/provision.conf" <<'END'
 # Written by provision: only the modules in /etc/initramfs-tools/modules
 # (and their dependencies). The default, MODULES=most, makes a 40 MB
