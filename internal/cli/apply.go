@@ -53,12 +53,11 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 			d.Terraform = a.terraformSettings(yes)
 			d.ForceSwarm = force
 			d.ForceHosts, d.AllowReboot = forceHosts, allowReboot
-			switch netboot.DHCPMode(nbDHCP) {
-			case netboot.DHCPProxy, netboot.DHCPFull, netboot.DHCPOff:
-			default:
-				return usage("apply: --netboot-dhcp %q: use proxy, full or off", nbDHCP)
+			mode, err := netboot.ParseDHCPMode(nbDHCP)
+			if err != nil {
+				return usage("apply: --netboot-dhcp %v", err)
 			}
-			d.Netboot = stages.PiBoot{Listen: nbListen, DHCP: netboot.DHCPMode(nbDHCP), DHCPIf: nbDHCPIf}
+			d.Netboot = stages.PiBoot{Listen: nbListen, DHCP: mode, DHCPIf: nbDHCPIf}
 			if from != "" && len(only) > 0 {
 				return usage("apply: --from and --only do not go together: --from runs every stage from one on, --only the ones named")
 			}

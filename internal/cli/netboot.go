@@ -94,11 +94,9 @@ func (a *app) netbootServeCommand() *cobra.Command {
 }
 
 func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags) error {
-	mode := netboot.DHCPMode(f.dhcp)
-	switch mode {
-	case netboot.DHCPProxy, netboot.DHCPFull, netboot.DHCPOff:
-	default:
-		return usage("netboot serve: --dhcp %q: use proxy, full or off", f.dhcp)
+	mode, err := netboot.ParseDHCPMode(f.dhcp)
+	if err != nil {
+		return usage("netboot serve: --dhcp %v", err)
 	}
 	inv, err := a.loadInventory()
 	if err != nil {

@@ -31,6 +31,15 @@ const (
 	DHCPOff DHCPMode = "off"
 )
 
+// ParseDHCPMode returns the mode named s: proxy, full or off.
+func ParseDHCPMode(s string) (DHCPMode, error) {
+	switch m := DHCPMode(s); m {
+	case DHCPProxy, DHCPFull, DHCPOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("%q: use proxy, full or off", s)
+}
+
 // DHCPServer answers the Pi bootloader's DHCP requests (a PXE client with
 // a Raspberry Pi MAC, or a MAC of the inventory) with option 43 "Raspberry
 // Pi Boot" and the TFTP server's address; in full mode with the node's

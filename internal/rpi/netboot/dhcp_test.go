@@ -55,3 +55,22 @@ func TestAnswerRequests(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDHCPMode(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want DHCPMode
+		err  string
+	}{
+		{"proxy", DHCPProxy, ""},
+		{"full", DHCPFull, ""},
+		{"off", DHCPOff, ""},
+		{"", "", `"": use proxy, full or off`},
+		{"Proxy", "", `"Proxy": use proxy, full or off`},
+	} {
+		got, err := ParseDHCPMode(tc.in)
+		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
+			t.Errorf("ParseDHCPMode(%q) = %q, %v; want %q, %q", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
