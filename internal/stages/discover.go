@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/par"
@@ -33,13 +34,13 @@ func (Discover) Plan(_ context.Context, env *pipeline.Env) (pipeline.Plan, error
 }
 
 // lastBootStep says, for a netbooted Pi that does not answer, how far its
-// last netboot got (the boot events pi-boot's server records), or that
-// the server never saw it.
-func lastBootStep(env *pipeline.Env, n *inventory.Node) string {
+// last netboot got (the boot events pi-boot's server records, which load
+// reads once per run), or that the server never saw it.
+func lastBootStep(load func() (*netboot.Boots, error), n *inventory.Node) string {
 	if n.Kind != inventory.KindPi || n.Boot != inventory.BootNetboot {
 		return ""
 	}
-	boots, err := netboot.LoadBoots(env.StateDir)
+	boots, err := load()
 	if err != nil {
 		return "; its netboot events: " + err.Error()
 	}
@@ -53,9 +54,12 @@ func lastBootStep(env *pipeline.Env, n *inventory.Node) string {
 func (s Discover) Run(ctx context.Context, env *pipeline.Env) error {
 	nodes := env.Inventory.Nodes
 	ips := make([]string, len(nodes))
+	// Read when the first Pi fails, so that it holds what the server saw
+	// until then.
+	boots := sync.OnceValues(func() (*netboot.Boots, error) { return netboot.LoadBoots(env.StateDir) })
 	err := par.Each(ctx, env.Concurrency, len(nodes), func(ctx context.Context, i int) error {
 		if _, err := s.SSH.Connect(ctx, env, &nodes[i]); err != nil {
-			return fmt.Errorf("reach %s: %w%s", nodes[i].Name, err, lastBootStep(env, &nodes[i]))
+			return fmt.Errorf("reach %s: %w%s", nodes[i].Name, err, lastBootStep(boots, &nodes[i]))
 		}
 		ips[i] = nodes[i].IP
 		return nil

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/fhlab/provision/internal/inventory"
-	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/rpi/netboot"
 )
 
@@ -24,7 +23,7 @@ func TestLastBootStep(t *testing.T) {
 	if err := rec.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	env := &pipeline.Env{StateDir: dir}
+	load := func() (*netboot.Boots, error) { return netboot.LoadBoots(dir) }
 	for _, c := range []struct {
 		node inventory.Node
 		want string
@@ -34,7 +33,7 @@ func TestLastBootStep(t *testing.T) {
 		{inventory.Node{Name: "pi-r3-01", Kind: inventory.KindPi, Boot: inventory.BootSD}, ""},
 		{inventory.Node{Name: "wrk-01", Kind: inventory.KindVM}, ""},
 	} {
-		got := lastBootStep(env, &c.node)
+		got := lastBootStep(load, &c.node)
 		if !strings.HasPrefix(got, c.want) || (c.want == "" && got != "") {
 			t.Errorf("%s: %q, want %q", c.node.Name, got, c.want)
 		}
