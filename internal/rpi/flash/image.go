@@ -96,7 +96,11 @@ func Open(ctx context.Context, img string, o OpenOptions) (*Image, error) {
 			return nil, err
 		}
 	}
-	m, err := ReadBmap(bmapPath)
+	bm, err := os.ReadFile(bmapPath)
+	if err != nil {
+		return nil, fmt.Errorf("read block map: %w", err)
+	}
+	m, err := ParseBmap(bmapPath, bm)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +109,7 @@ func Open(ctx context.Context, img string, o OpenOptions) (*Image, error) {
 	}
 	im.Map, im.FromBmap = m, true
 	stamps := CheckStamps{Dir: o.Checked}
-	key, err := stamps.key(f, bmapPath)
+	key, err := stamps.key(f, bm)
 	if err != nil {
 		return nil, err
 	}

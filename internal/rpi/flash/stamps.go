@@ -33,8 +33,8 @@ type stamp struct {
 	Checked time.Time `json:"checked"`
 }
 
-// key is what identifies the image and its map now.
-func (s CheckStamps) key(f *os.File, bmapPath string) (stampKey, error) {
+// key is what identifies the image and its map (the map file's bytes) now.
+func (s CheckStamps) key(f *os.File, bmap []byte) (stampKey, error) {
 	if s.Dir == "" {
 		return stampKey{}, nil
 	}
@@ -42,15 +42,11 @@ func (s CheckStamps) key(f *os.File, bmapPath string) (stampKey, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return stampKey{}, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
-	bm, err := os.ReadFile(bmapPath)
-	if err != nil {
-		return stampKey{}, err
-	}
 	abs, err := filepath.Abs(f.Name())
 	if err != nil {
 		return stampKey{}, err
 	}
-	sum := sha256.Sum256(bm)
+	sum := sha256.Sum256(bmap)
 	return stampKey{Image: abs, Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), BmapSHA: hex.EncodeToString(sum[:])}, nil
 }
 
