@@ -77,6 +77,17 @@ func StartNetboot(ctx context.Context, inv *inventory.Inventory, r *render.Rende
 	if err != nil {
 		return nil, err
 	}
+	// Until the servers run, a failure closes what was opened.
+	var tconn net.PacketConn
+	serving := false
+	defer func() {
+		if !serving {
+			if tconn != nil {
+				tconn.Close()
+			}
+			img.Close()
+		}
+	}()
 	var lineMu sync.Mutex
 	say := func(format string, args ...any) {
 		lineMu.Lock()
@@ -98,7 +109,6 @@ func StartNetboot(ctx context.Context, inv *inventory.Inventory, r *render.Rende
 		say("%-12s %-17s %s", who, addr, e.Step())
 	})
 	if err != nil {
-		img.Close()
 		return nil, err
 	}
 	bind := c.NBDBind
@@ -107,7 +117,6 @@ func StartNetboot(ctx context.Context, inv *inventory.Inventory, r *render.Rende
 	}
 	nodes, err := NetbootPis(inv, nil)
 	if err != nil {
-		img.Close()
 		return nil, err
 	}
 	roots, err := nbdroot.New(ctx, nbdroot.Config{Golden: c.Image, Dir: NetbootRootsDir(c.StateDir), Nodes: nodes, Bind: bind, Host: c.NBDHost, BasePort: c.NBDPort, Log: c.Log,
@@ -119,7 +128,6 @@ func StartNetboot(ctx context.Context, inv *inventory.Inventory, r *render.Rende
 			say("%s", line)
 		}})
 	if err != nil {
-		img.Close()
 		return nil, fmt.Errorf("the Pis' roots: %w", err)
 	}
 	server := func(node string) (string, error) {
@@ -131,12 +139,10 @@ func StartNetboot(ctx context.Context, inv *inventory.Inventory, r *render.Rende
 	}
 	files, err := netboot.NewBootFiles(inv, r, img, boards, netboot.RootOptions{Server: server}, rec, c.Log)
 	if err != nil {
-		img.Close()
 		return nil, err
 	}
-	tconn, err := netboot.DefaultListen(ctx, "udp4", c.Listen.String())
+	tconn, err = netboot.DefaultListen(ctx, "udp4", c.Listen.String())
 	if err != nil {
-		img.Close()
 		return nil, fmt.Errorf("TFTP on %s: %w", c.Listen, err)
 	}
 	tftp := &netboot.TFTPServer{Handler: files, Log: c.Log, Done: files.Done}
@@ -147,14 +153,10 @@ func StartNetboot(ctx context.Context, inv *inventory.Inventory, r *render.Rende
 		ifname := c.DHCPIf
 		if ifname == "" {
 			if ifname, err = netboot.InterfaceOf(c.Listen.Addr()); err != nil {
-				tconn.Close()
-				img.Close()
 				return nil, fmt.Errorf("DHCP: %w: pass --dhcp-interface", err)
 			}
 		}
 		if dconn, err = netboot.ListenDHCP(ctx, ifname, 67); err != nil {
-			tconn.Close()
-			img.Close()
 			return nil, err
 		}
 		dhcp = &netboot.DHCPServer{Mode: c.DHCP, ServerIP: c.Listen.Addr(), Boards: boards, Inv: inv, Events: rec, Log: c.Log}
@@ -193,6 +195,7 @@ func StartNetboot(ctx context.Context, inv *inventory.Inventory, r *render.Rende
 	n := &Netboot{Pis: len(pis),
 		Summary: fmt.Sprintf("%d Pis (TFTP directories by %s) from %s (boot partition %d, %s); TFTP on %s, %s",
 			len(pis), c.Prefix, c.Image, img.Layout.Boot.Number, img.Layout.Flavour, c.Listen, dhcpWhere)}
+	serving = true
 	n.wait = sync.OnceValue(func() error {
 		<-ctx.Done()
 		wg.Wait()
