@@ -1,13 +1,11 @@
 package image
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -263,30 +261,14 @@ var (
 )
 
 func readExt4Layout(ctx context.Context, e ext4) (ext4Layout, error) {
-	cmd := exec.CommandContext(ctx, "dumpe2fs", e.spec())
-	cmd.Env = e.env()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return ext4Layout{}, fmt.Errorf("dumpe2fs %s: %s", e.spec(), firstLine(stderr.String()))
+	out, err := e.dumpe2fs(ctx)
+	if err != nil {
+		return ext4Layout{}, err
 	}
-	var l ext4Layout
+	sb := superblock(out)
+	l := ext4Layout{blockSize: sb.num("Block size"), inodeSize: sb.num("Inode size"), inodesPerGroup: sb.num("Inodes per group")}
 	group := int64(-1)
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, " ") {
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			switch k {
-			case "Block size":
-				l.blockSize = n
-			case "Inode size":
-				l.inodeSize = n
-			case "Inodes per group":
-				l.inodesPerGroup = n
-			}
-		}
+	for line := range strings.Lines(out) {
 		if m := reGroup.FindStringSubmatch(line); m != nil {
 			group, _ = strconv.ParseInt(m[1], 10, 64)
 		}

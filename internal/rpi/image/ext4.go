@@ -183,42 +183,58 @@ type fsInfo struct {
 }
 
 func (e ext4) info(ctx context.Context) (fsInfo, error) {
-	cmd := exec.CommandContext(ctx, "dumpe2fs", "-h", e.spec())
-	cmd.Env = e.env()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return fsInfo{}, fmt.Errorf("not an ext4 file system (dumpe2fs: %s)", firstLine(stderr.String()))
+	out, err := e.dumpe2fs(ctx, "-h")
+	if err != nil {
+		return fsInfo{}, fmt.Errorf("not an ext4 file system (%w)", err)
 	}
-	var fi fsInfo
-	for line := range strings.Lines(stdout.String()) {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		n, _ := strconv.ParseInt(v, 10, 64)
-		switch k {
-		case "Filesystem volume name":
-			if v != "<none>" {
-				fi.Label = v
-			}
-		case "Filesystem UUID":
-			fi.UUID = v
-		case "Block size":
-			fi.BlockSize = n
-		case "Block count":
-			fi.Blocks = n
-		case "Free blocks":
-			fi.FreeBlocks = n
-		case "Free inodes":
-			fi.FreeInodes = n
-		}
+	sb := superblock(out)
+	fi := fsInfo{UUID: sb["Filesystem UUID"], BlockSize: sb.num("Block size"), Blocks: sb.num("Block count"),
+		FreeBlocks: sb.num("Free blocks"), FreeInodes: sb.num("Free inodes")}
+	if v := sb["Filesystem volume name"]; v != "<none>" {
+		fi.Label = v
 	}
 	if fi.BlockSize == 0 {
 		return fsInfo{}, fmt.Errorf("dumpe2fs %s: no block size in its output", e.spec())
 	}
 	return fi, nil
+}
+
+// dumpe2fs runs dumpe2fs with args on the file system and returns what it
+// printed.
+func (e ext4) dumpe2fs(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "dumpe2fs", append(args, e.spec())...)
+	cmd.Env = e.env()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("dumpe2fs %s: %s", e.spec(), firstLine(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// superblockFields are the "Name: value" lines of dumpe2fs's superblock
+// summary (the first of each name; the per-group lines are indented or
+// start with "Group N:", a name no caller asks for).
+type superblockFields map[string]string
+
+func superblock(out string) superblockFields {
+	f := superblockFields{}
+	for line := range strings.Lines(out) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.HasPrefix(line, " ") {
+			continue
+		}
+		if _, seen := f[k]; !seen {
+			f[k] = strings.TrimSpace(v)
+		}
+	}
+	return f
+}
+
+// num is field k as a number, 0 when it is missing or not one.
+func (f superblockFields) num(k string) int64 {
+	n, _ := strconv.ParseInt(f[k], 10, 64)
+	return n
 }
 
 // mkfs makes an ext4 file system of size bytes in the file out, filled with
