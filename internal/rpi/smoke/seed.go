@@ -23,6 +23,24 @@ var offlineKeys = []string{"package_update", "package_upgrade", "package_reboot_
 // starts the unit once cloud-init is done, and without the package steps
 // (offlineKeys) the network-less guest cannot run.
 func SmokeUserData(userData []byte, script string) ([]byte, error) {
+	return EditUserData(userData, func(root *yaml.Node) {
+		for i := 0; i < len(root.Content); i += 2 {
+			if slices.Contains(offlineKeys, root.Content[i].Value) {
+				root.Content = slices.Delete(root.Content, i, i+2)
+				i -= 2
+			}
+		}
+		files := seq(root, "write_files")
+		files.Content = append(files.Content,
+			writeFile(ScriptPath, "0755", script),
+			writeFile("/etc/systemd/system/"+UnitName, "0644", unit))
+		AddCommand(root, "runcmd", "systemctl", "start", "--no-block", UnitName)
+	})
+}
+
+// EditUserData parses a #cloud-config user-data, lets edit change its
+// top-level mapping, and writes it out again.
+func EditUserData(userData []byte, edit func(root *yaml.Node)) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(userData, &doc); err != nil {
 		return nil, fmt.Errorf("user-data: %w", err)
@@ -30,20 +48,7 @@ func SmokeUserData(userData []byte, script string) ([]byte, error) {
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("user-data: not a #cloud-config mapping")
 	}
-	root := doc.Content[0]
-	for i := 0; i < len(root.Content); i += 2 {
-		if slices.Contains(offlineKeys, root.Content[i].Value) {
-			root.Content = slices.Delete(root.Content, i, i+2)
-			i -= 2
-		}
-	}
-	files := seq(root, "write_files")
-	files.Content = append(files.Content,
-		writeFile(ScriptPath, "0755", script),
-		writeFile("/etc/systemd/system/"+UnitName, "0644", unit))
-	run := seq(root, "runcmd")
-	run.Content = append(run.Content, flowSeq("systemctl", "start", "--no-block", UnitName))
-
+	edit(doc.Content[0])
 	var out bytes.Buffer
 	out.WriteString("#cloud-config\n")
 	enc := yaml.NewEncoder(&out)
@@ -52,6 +57,13 @@ func SmokeUserData(userData []byte, script string) ([]byte, error) {
 		return nil, fmt.Errorf("user-data: %w", err)
 	}
 	return out.Bytes(), nil
+}
+
+// AddCommand appends a command (argv, in flow style) to the list under key
+// (bootcmd, runcmd) of a user-data mapping.
+func AddCommand(root *yaml.Node, key string, argv ...string) {
+	s := seq(root, key)
+	s.Content = append(s.Content, flowSeq(argv...))
 }
 
 // seq returns root's sequence under key, adding an empty one.

@@ -374,3 +374,47 @@ func TestSeedDisk(t *testing.T) {
 		t.Errorf("label: %s %v", label, err)
 	}
 }
+
+func TestPickPi(t *testing.T) {
+	inv := &inventory.Inventory{File: "lab.yaml", Nodes: []inventory.Node{
+		{Name: "mgr-01", Kind: inventory.KindVM},
+		{Name: "pi-r1-01", Kind: inventory.KindPi, Boot: inventory.BootSD},
+		{Name: "pi-r2-01", Kind: inventory.KindPi, Boot: inventory.BootNetboot},
+	}}
+	vmsOnly := &inventory.Inventory{File: "vms.yaml", Nodes: inv.Nodes[:1]}
+	for _, c := range []struct {
+		inv          *inventory.Inventory
+		name, prefer string
+		want, err    string
+	}{
+		{inv, "", "", "pi-r1-01", ""},
+		{inv, "", inventory.BootNetboot, "pi-r2-01", ""},
+		{inv, "", inventory.BootSD, "pi-r1-01", ""},
+		{&inventory.Inventory{Nodes: inv.Nodes[:2]}, "", inventory.BootNetboot, "pi-r1-01", ""},
+		{inv, "pi-r2-01", inventory.BootSD, "pi-r2-01", ""},
+		{inv, "pi-r9-01", "", "", "lab.yaml has no node pi-r9-01"},
+		{vmsOnly, "", "", "", "vms.yaml has no Raspberry Pi"},
+	} {
+		n, err := PickPi(c.inv, c.name, c.prefer)
+		got := ""
+		if n != nil {
+			got = n.Name
+		}
+		if got != c.want || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("PickPi(%q, %q) = %q, %v; want %q, %q", c.name, c.prefer, got, err, c.want, c.err)
+		}
+	}
+}
+
+func TestMilestone(t *testing.T) {
+	for line, want := range map[string]bool{
+		"[  OK  ] Reached target Multi-User System.":                      true,
+		"[  104.72] cloud-init[621]: * Applying /etc/sysctl.conf ...":     false,
+		"SMOKE hostname=pi-r1-01":                                         true,
+		"[   12.3] Kernel panic - not syncing: VFS: Unable to mount root": true,
+	} {
+		if got := Milestone(line); got != want {
+			t.Errorf("Milestone(%q) = %v", line, got)
+		}
+	}
+}

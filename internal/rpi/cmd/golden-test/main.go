@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -48,7 +47,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	n, err := pickNode(inv, *node)
+	n, err := smoke.PickPi(inv, *node, "")
 	if err != nil {
 		return err
 	}
@@ -87,12 +86,8 @@ func run() error {
 		Image: *image, Data: data, Seed: seed, Timeout: *timeout,
 		Console: cf, Progress: stamp,
 		OnLine: func(line string) {
-			// Milestones only; the whole console is in the file.
-			for _, m := range []string{"Welcome to", "Reached target", "cloud-init", "SMOKE ", "Kernel panic", "reboot: Power down"} {
-				if strings.Contains(line, m) {
-					stamp("console: %s", line)
-					return
-				}
+			if smoke.Milestone(line) { // the whole console is in the file
+				stamp("console: %s", line)
 			}
 		},
 	})
@@ -105,19 +100,6 @@ func run() error {
 	}
 	fmt.Printf("golden-test: %s passed as %s (%d checks)\n", *image, n.Name, len(out.Results))
 	return nil
-}
-
-func pickNode(inv *inventory.Inventory, name string) (*inventory.Node, error) {
-	for i := range inv.Nodes {
-		n := &inv.Nodes[i]
-		if (name == "" && n.Kind == inventory.KindPi) || (name != "" && n.Name == name) {
-			return n, nil
-		}
-	}
-	if name == "" {
-		return nil, fmt.Errorf("%s has no Raspberry Pi", inv.File)
-	}
-	return nil, fmt.Errorf("%s has no node %s", inv.File, name)
 }
 
 func readSeed(dir string) (render.Files, error) {

@@ -74,7 +74,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	n, err := pickNode(inv, *node)
+	n, err := smoke.PickPi(inv, *node, inventory.BootNetboot)
 	if err != nil {
 		return err
 	}
@@ -152,11 +152,8 @@ func run() error {
 				attached = true
 				stamp("root attached: %d NBD connection(s) to port %d", x.Status()[0].Clients, ex.Port)
 			}
-			for _, m := range []string{"Welcome to", "Reached target Multi-User", "Cloud-init v.", "SMOKE ", "Kernel panic", "reboot: Power down"} {
-				if strings.Contains(line, m) {
-					stamp("console: %s", line)
-					return
-				}
+			if smoke.Milestone(line) {
+				stamp("console: %s", line)
 			}
 		},
 	})
@@ -232,41 +229,10 @@ func run() error {
 // check still leaves it in the overlay), and a runcmd entry (before the
 // smoke check's) that prints it with where / and /var/lib/docker live.
 func addProof(userData []byte, proof string) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(userData, &doc); err != nil {
-		return nil, fmt.Errorf("user-data: %w", err)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, errors.New("user-data: not a #cloud-config mapping")
-	}
-	root := doc.Content[0]
-	add := func(key, script string) {
-		var list *yaml.Node
-		for i := 0; i+1 < len(root.Content); i += 2 {
-			if root.Content[i].Value == key {
-				list = root.Content[i+1]
-			}
-		}
-		if list == nil {
-			list = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-			root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, list)
-		}
-		cmd := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
-		for _, v := range []string{"sh", "-c", script} {
-			cmd.Content = append(cmd.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v})
-		}
-		list.Content = append(list.Content, cmd)
-	}
-	add("bootcmd", fmt.Sprintf(`mkdir -p %[1]s && echo '%[2]s' > %[3]s && sync`, filepath.Dir(proofPath), proof, proofPath))
-	add("runcmd", fmt.Sprintf(`echo "SMOKE netboot_proof=$(cat %[1]s) root=$(findmnt -no SOURCE /) docker=$(findmnt -no FSTYPE -T /var/lib/docker)" > /dev/console`, proofPath))
-	var b bytes.Buffer
-	b.WriteString("#cloud-config\n")
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return smoke.EditUserData(userData, func(root *yaml.Node) {
+		smoke.AddCommand(root, "bootcmd", "sh", "-c", fmt.Sprintf(`mkdir -p %[1]s && echo '%[2]s' > %[3]s && sync`, filepath.Dir(proofPath), proof, proofPath))
+		smoke.AddCommand(root, "runcmd", "sh", "-c", fmt.Sprintf(`echo "SMOKE netboot_proof=$(cat %[1]s) root=$(findmnt -no SOURCE /) docker=$(findmnt -no FSTYPE -T /var/lib/docker)" > /dev/console`, proofPath))
+	})
 }
 
 // debugfsCat reads path from the root file system of img (a disk image or
@@ -297,28 +263,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// pickNode is the named node, or the inventory's first netbooted Pi (its
-// first Pi when none is netbooted).
-func pickNode(inv *inventory.Inventory, name string) (*inventory.Node, error) {
-	var first *inventory.Node
-	for i := range inv.Nodes {
-		n := &inv.Nodes[i]
-		switch {
-		case name != "" && n.Name == name:
-			return n, nil
-		case name == "" && n.Kind == inventory.KindPi && n.Boot == inventory.BootNetboot:
-			return n, nil
-		case name == "" && n.Kind == inventory.KindPi && first == nil:
-			first = n
-		}
-	}
-	if first != nil {
-		return first, nil
-	}
-	if name == "" {
-		return nil, fmt.Errorf("%s has no Raspberry Pi", inv.File)
-	}
-	return nil, fmt.Errorf("%s has no node %s", inv.File, name)
 }
