@@ -23,7 +23,12 @@ type dhcpTest struct {
 
 func startDHCP(t *testing.T, mode DHCPMode) *dhcpTest {
 	t.Helper()
-	ns := newNetnsPair(t)
+	return startDHCPIn(t, newNetnsPair(t), mode)
+}
+
+// startDHCPIn serves DHCP in ns's server namespace.
+func startDHCPIn(t *testing.T, ns *netnsPair, mode DHCPMode) *dhcpTest {
+	t.Helper()
 	inv := testLab(t)
 	boards, err := NewBoards(inv, BySerial)
 	if err != nil {
