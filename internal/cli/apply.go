@@ -14,7 +14,7 @@ import (
 func (a *app) applyCommand() *cobra.Command {
 	var only []string
 	var yes, force, forceHosts, allowReboot bool
-	var outDir, nbListen, nbDHCP, nbDHCPIf, from string
+	var outDir, nbListen, nbDHCP, nbDHCPIf, nbImage, from string
 	cmd := &cobra.Command{
 		Use:   "apply -i FILE",
 		Short: "Run the runbook: every stage in order, each changing only what differs",
@@ -57,7 +57,7 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 			if err != nil {
 				return usage("apply: --netboot-dhcp %v", err)
 			}
-			d.Netboot = stages.PiBoot{Listen: nbListen, DHCP: mode, DHCPIf: nbDHCPIf}
+			d.Netboot = stages.PiBoot{Listen: nbListen, DHCP: mode, DHCPIf: nbDHCPIf, Image: nbImage}
 			if from != "" && len(only) > 0 {
 				return usage("apply: --from and --only do not go together: --from runs every stage from one on, --only the ones named")
 			}
@@ -85,6 +85,7 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 	cmd.Flags().StringVarP(&outDir, "output-dir", "o", "", "where seeds are rendered (default <state-dir>/cloud-init)")
 	cmd.Flags().StringVar(&nbListen, "netboot-listen", "", "pi-boot: TFTP address IP[:PORT] (default: this host's address in network.cidr, port 69)")
 	cmd.Flags().StringVar(&nbDHCP, "netboot-dhcp", "proxy", "pi-boot: DHCP for the Pi bootloader: proxy, full or off")
+	cmd.Flags().StringVar(&nbImage, "netboot-image", "", "pi-boot: the golden image to serve (default: the one provision image build made for the racks)")
 	cmd.Flags().StringVar(&nbDHCPIf, "netboot-dhcp-interface", "", "pi-boot: interface DHCP answers on (default: the one holding the TFTP address)")
 	return cmd
 }

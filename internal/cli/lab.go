@@ -30,7 +30,7 @@ real lab. A node costs about 26 MB.
 Needs root and Debian's docker.io, openssh-server, iproute2 and util-linux
 (scripts/install-deps.sh installs them).`,
 	}
-	cmd.AddCommand(a.labUpCommand(), a.labDownCommand(), a.labStatusCommand())
+	cmd.AddCommand(a.labUpCommand(), a.labBootCommand(), a.labDownCommand(), a.labStatusCommand())
 	return cmd
 }
 
@@ -77,14 +77,19 @@ func (a *app) labSession(cmd *cobra.Command) (*inventory.Inventory, *lab.Lab, *p
 
 func (a *app) labUpCommand() *cobra.Command {
 	var limit []string
+	var boot string
 	cmd := &cobra.Command{
-		Use:   "up -i FILE [--limit NODE,...]",
+		Use:   "up -i FILE [--limit NODE,...] [--boot sd|netboot]",
 		Short: "Start the emulated nodes (idempotent)",
 		Long: `Start one emulated node per inventory node (or only those named by --limit).
 Nodes already up are checked and kept; a second run changes nothing. Each
 node's Docker socket is recorded in the state file, so provision swarm
-reaches every node's own engine over SSH.`,
-		Example: "  provision lab up -i inventory/local.yaml\n  provision lab up -i inventory/local.yaml --limit mgr-1,mgr-2,mgr-3",
+reaches every node's own engine over SSH.
+
+With --boot netboot, the Pis of netbooted racks are powered on but do not
+start: each waits for its network boot, which provision lab boot does for
+it (DHCP and TFTP against the netboot server, as its bootloader would).`,
+		Example: "  provision lab up -i inventory/local.yaml\n  provision lab up -i inventory/local.yaml --limit mgr-1,mgr-2,mgr-3\n  provision lab up -i inventory/local.yaml --boot netboot",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, l, env, err := a.labSession(cmd)
@@ -95,9 +100,18 @@ reaches every node's own engine over SSH.`,
 			if err != nil {
 				return exitError{2, err}
 			}
-			specs, err := lab.SpecsFromInventory(nodes)
+			if boot != "sd" && boot != "netboot" {
+				return usage("lab up: --boot %q: use sd or netboot", boot)
+			}
+			specs, err := lab.SpecsFromInventory(nodes, boot == "netboot")
 			if err != nil {
 				return err
+			}
+			waiting := 0
+			for _, s := range specs {
+				if s.Netboot {
+					waiting++
+				}
 			}
 			done := env.Status.Start(fmt.Sprintf("lab up: %d nodes of %s", len(specs), inv.Lab.Metadata.Name))
 			up, err := l.Up(cmd.Context(), specs)
@@ -124,11 +138,15 @@ reaches every node's own engine over SSH.`,
 				return err
 			}
 			fmt.Fprintf(a.streams.Out, "lab %s is up: %d nodes on bridge %s (state in %s)\n", l.Prefix(), len(up), l.Bridge(), l.StateDir())
+			if waiting > 0 {
+				fmt.Fprintf(a.streams.Out, "%d Pis wait for their network boot: serve them (provision apply, or provision netboot serve) and run provision lab boot -i %s\n", waiting, inv.File)
+			}
 			fmt.Fprintf(a.streams.Out, "next: provision swarm -i %s   (tear down: provision lab down -i %s)\n", inv.File, inv.File)
 			return nil
 		},
 	}
 	cmd.Flags().StringSliceVar(&limit, "limit", nil, "bring up only these nodes (comma-separated names)")
+	cmd.Flags().StringVar(&boot, "boot", "sd", "sd: every node starts now; netboot: the netbooted racks' Pis wait for provision lab boot")
 	return cmd
 }
 
@@ -212,6 +230,10 @@ func (a *app) labStatusCommand() *cobra.Command {
 			for _, s := range sts {
 				if s.Up() {
 					up++
+				}
+				if s.Netboot && !s.Booted {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.IP, yes(s.Netns), "-", "-", "-", "(waiting for its network boot)")
+					continue
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.IP, yes(s.Netns), yes(s.Docker), yes(s.SSH), dashIfEmpty(s.Swarm), dashIfEmpty(s.Hostname))
 			}

@@ -354,7 +354,7 @@ func (a *app) labStarter(inv *inventory.Inventory) (func(context.Context, pvesim
 			a.log.Warn("pve-sim: started VM is not in the inventory; no lab node", "vm", vm.VMID, "name", vm.Name)
 			return nil
 		}
-		specs, err := lab.SpecsFromInventory([]inventory.Node{*node})
+		specs, err := lab.SpecsFromInventory([]inventory.Node{*node}, false)
 		if err != nil {
 			return err
 		}

@@ -82,7 +82,7 @@ func newTestLab(t *testing.T, n int) *testLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	specs, err := SpecsFromInventory(inv.Nodes)
+	specs, err := SpecsFromInventory(inv.Nodes, false)
 	if err != nil {
 		t.Fatal(err)
 	}

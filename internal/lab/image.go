@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -264,6 +265,8 @@ func (l *Lab) LoadImage(ctx context.Context, image []byte) error {
 	if len(nodes) == 0 {
 		return errors.New("load image: the lab has no nodes (lab up first)")
 	}
+	// A netboot node gets it when Boot starts its system.
+	nodes = slices.DeleteFunc(nodes, func(n Node) bool { return n.Netboot && !isNsfs(n.UTS) })
 	return par.Each(ctx, l.cfg.Concurrency, len(nodes), func(ctx context.Context, i int) error {
 		if err := LoadImage(ctx, nodes[i].DockerSocket, bytes.NewReader(image)); err != nil {
 			return fmt.Errorf("lab %s: %w", nodes[i].Name, err)

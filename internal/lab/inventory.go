@@ -2,9 +2,11 @@ package lab
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/rpi/netboot"
 )
 
 // ConfigFromInventory fills the lab settings an inventory gives: the
@@ -32,8 +34,10 @@ func ConfigFromInventory(inv *inventory.Inventory) (Config, error) {
 
 // SpecsFromInventory turns the inventory's nodes (VMs and Pis alike) into
 // lab nodes: each becomes a namespace with the node's name and address.
-// Existing hosts (kind host) are machines of their own and are left out.
-func SpecsFromInventory(nodes []inventory.Node) ([]NodeSpec, error) {
+// With netboot, the Pis of netbooted racks are Netboot nodes, which start
+// when Boot has netbooted them. Existing hosts (kind host) are machines of
+// their own and are left out.
+func SpecsFromInventory(nodes []inventory.Node, netboot bool) ([]NodeSpec, error) {
 	specs := make([]NodeSpec, 0, len(nodes))
 	for _, n := range nodes {
 		if n.Kind == inventory.KindHost {
@@ -43,7 +47,22 @@ func SpecsFromInventory(nodes []inventory.Node) ([]NodeSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node %s: address %q: %w", n.Name, n.IP, err)
 		}
-		specs = append(specs, NodeSpec{Name: n.Name, IP: ip})
+		specs = append(specs, NodeSpec{Name: n.Name, IP: ip,
+			Netboot: netboot && n.Kind == inventory.KindPi && n.Boot == inventory.BootNetboot})
 	}
 	return specs, nil
+}
+
+// PiBoots are the netbooted Pis of inv as their bootloaders know
+// themselves: MAC and TFTP directory (boards' naming).
+func PiBoots(inv *inventory.Inventory, boards *netboot.Boards) ([]PiBoot, error) {
+	var out []PiBoot
+	for _, n := range boards.Netbooted(inv) {
+		mac, err := net.ParseMAC(n.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: mac %q: %w", n.Name, n.MAC, err)
+		}
+		out = append(out, PiBoot{Name: n.Name, MAC: mac, Dir: boards.Dir(n)})
+	}
+	return out, nil
 }

@@ -70,10 +70,14 @@ type Config struct {
 	StopTimeout time.Duration
 }
 
-// NodeSpec is a node to bring up: its hostname and address.
+// NodeSpec is a node to bring up: its hostname and address. A Netboot
+// node is a Raspberry Pi that boots from the network: Up powers it on (its
+// namespace) but its system (hostname, dockerd, sshd) starts only when Boot
+// has fetched its boot files the way its bootloader would.
 type NodeSpec struct {
-	Name string
-	IP   netip.Addr
+	Name    string
+	IP      netip.Addr
+	Netboot bool
 }
 
 // Lab is one emulated lab. Its methods may be called from several

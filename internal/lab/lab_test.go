@@ -92,13 +92,13 @@ func TestCheckSpecs(t *testing.T) {
 	}
 	ip := netip.MustParseAddr
 	err = l.checkSpecs([]NodeSpec{
-		{"mgr-1", ip("198.51.100.11")},
-		{"mgr-1", ip("198.51.100.12")},    // twice
-		{"vm-1", ip("198.51.100.11")},     // shared address
-		{"out", ip("192.0.2.5")},          // outside
-		{"gw", ip("198.51.100.1")},        // the gateway
-		{"bad_name", ip("198.51.100.30")}, // not a hostname
-		{strings.Repeat("a", 63), ip("198.51.100.31")},
+		{Name: "mgr-1", IP: ip("198.51.100.11")},
+		{Name: "mgr-1", IP: ip("198.51.100.12")},    // twice
+		{Name: "vm-1", IP: ip("198.51.100.11")},     // shared address
+		{Name: "out", IP: ip("192.0.2.5")},          // outside
+		{Name: "gw", IP: ip("198.51.100.1")},        // the gateway
+		{Name: "bad_name", IP: ip("198.51.100.30")}, // not a hostname
+		{Name: strings.Repeat("a", 63), IP: ip("198.51.100.31")},
 	})
 	for _, want := range []string{"listed twice", "share address", "outside the lab network", "the network's or the host's", "not a valid hostname", "socket path"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -67,6 +67,8 @@ type Node struct {
 	// HostKeyFingerprint its SHA256 fingerprint as ssh-keygen -l prints it.
 	HostKey            string `json:"hostKey"`
 	HostKeyFingerprint string `json:"hostKeyFingerprint"`
+	// Netboot: the node's system starts when Boot has netbooted it.
+	Netboot bool `json:"netboot,omitempty"`
 }
 
 // DockerHost is the node's socket as a DOCKER_HOST value.
@@ -115,4 +117,13 @@ func (m *Manifest) node(name string) (Node, bool) {
 		}
 	}
 	return Node{}, false
+}
+
+// setNode replaces the manifest's node of n's name.
+func (m *Manifest) setNode(n Node) {
+	for i := range m.Nodes {
+		if m.Nodes[i].Name == n.Name {
+			m.Nodes[i] = n
+		}
+	}
 }

@@ -101,9 +101,9 @@ func (l *Lab) ensureNetns(ctx context.Context, n Node) error {
 	return nil
 }
 
-// ensureUTS keeps a UTS namespace with the node's hostname bound at
-// n.UTS, so the node's dockerd and sshd (and SSH sessions) see its name.
-func ensureUTS(n Node) error {
+// ensureUTS keeps a UTS namespace with hostname bound at n.UTS, so the
+// node's dockerd and sshd (and SSH sessions) see its name.
+func ensureUTS(n Node, hostname string) error {
 	if isNsfs(n.UTS) {
 		return nil
 	}
@@ -120,8 +120,8 @@ func ensureUTS(n Node) error {
 			errc <- fmt.Errorf("unshare UTS namespace: %w", err)
 			return
 		}
-		if err := unix.Sethostname([]byte(n.Name)); err != nil {
-			errc <- fmt.Errorf("set hostname %s: %w", n.Name, err)
+		if err := unix.Sethostname([]byte(hostname)); err != nil {
+			errc <- fmt.Errorf("set hostname %s: %w", hostname, err)
 			return
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/uts", unix.Gettid())
@@ -169,4 +169,41 @@ func prefixedLinks(prefix string) []string {
 		}
 	}
 	return names
+}
+
+// inNetns runs fn on a thread inside the network namespace bound at path;
+// the sockets fn opens stay in that namespace.
+func inNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer self.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			// The thread stays locked and ends with this goroutine.
+			errc <- fmt.Errorf("leave %s: %w", path, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
 }

@@ -25,6 +25,8 @@ type NodeStatus struct {
 	Swarm string
 	// Hostname is the name the node's dockerd reports (its UTS hostname).
 	Hostname string
+	// Netboot: a netboot node; Booted: Boot has started its system.
+	Netboot, Booted bool
 }
 
 // Up reports whether the node's namespace, dockerd and sshd all work.
@@ -48,8 +50,8 @@ func (l *Lab) Status(ctx context.Context) ([]NodeStatus, error) {
 }
 
 func nodeStatus(ctx context.Context, n Node) NodeStatus {
-	s := NodeStatus{Name: n.Name, IP: n.IP.String(), Netns: isNsfs(n.NetnsPath())}
-	if !s.Netns {
+	s := NodeStatus{Name: n.Name, IP: n.IP.String(), Netns: isNsfs(n.NetnsPath()), Netboot: n.Netboot, Booted: isNsfs(n.UTS)}
+	if !s.Netns || (s.Netboot && !s.Booted) {
 		return s
 	}
 	// Generous: a busy machine with many nodes answers slowly.
@@ -68,3 +70,6 @@ func nodeStatus(ctx context.Context, n Node) NodeStatus {
 	s.SSH = sshBanner(sctx, n.SSHAddr) == nil
 	return s
 }
+
+// NodeStatus checks one node as Status does.
+func (l *Lab) NodeStatus(ctx context.Context, n Node) NodeStatus { return nodeStatus(ctx, n) }

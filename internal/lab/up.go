@@ -116,8 +116,11 @@ func (l *Lab) plan(m *Manifest, specs []NodeSpec) ([]Node, error) {
 		if n.HostKey, n.HostKeyFingerprint, err = ensureHostKey(n.Dir); err != nil {
 			return nil, fmt.Errorf("lab up %s: %w", n.Name, err)
 		}
+		n.Netboot = s.Netboot
 		if !ok {
 			m.Nodes = append(m.Nodes, n)
+		} else {
+			m.setNode(n)
 		}
 		nodes = append(nodes, n)
 	}
@@ -157,16 +160,26 @@ func (l *Lab) upHost(ctx context.Context, m *Manifest) error {
 	return nil
 }
 
-// upNode brings one node up: namespaces, then dockerd and sshd.
+// upNode brings one node up: namespaces, then dockerd and sshd. A netboot
+// node gets only its network namespace: Boot starts the rest.
 func (l *Lab) upNode(ctx context.Context, n Node) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	start := time.Now()
 	if err := l.ensureNetns(ctx, n); err != nil {
 		return err
 	}
-	if err := ensureUTS(n); err != nil {
+	if n.Netboot && !isNsfs(n.UTS) {
+		return nil
+	}
+	return l.startSystem(ctx, n, n.Name)
+}
+
+// startSystem starts a node's system in its network namespace: its
+// hostname (UTS namespace), dockerd and sshd.
+func (l *Lab) startSystem(ctx context.Context, n Node, hostname string) error {
+	start := time.Now()
+	if err := ensureUTS(n, hostname); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(n.Dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {

@@ -181,7 +181,7 @@ pis:
 // Up brings up the lab nodes of these inventory nodes.
 func (f *Fixture) Up(t TB, ctx context.Context, nodes []inventory.Node) {
 	t.Helper()
-	specs, err := lab.SpecsFromInventory(nodes)
+	specs, err := lab.SpecsFromInventory(nodes, false)
 	if err != nil {
 		t.Fatalf("lab specs: %v", err)
 	}

@@ -28,6 +28,10 @@ type PiBoot struct {
 	Listen string
 	DHCP   netboot.DHCPMode
 	DHCPIf string
+	// Image, when set, is the golden image to serve (apply's
+	// --netboot-image: one built elsewhere, by CI say) instead of the one
+	// provision image build made for the racks.
+	Image string
 	// NBDPort is the first Pi's root export port (default 10809).
 	NBDPort int
 	// UnitActive says whether a systemd unit is active (default: asks
@@ -120,12 +124,16 @@ func (s PiBoot) Run(ctx context.Context, env *pipeline.Env) error {
 		env.Status.Progress("%d netbooted Pis: served by %s", len(netbooted), units.Serve)
 		return nil
 	}
-	built, err := BuiltImage("netboot", inv, env.StateDir, RacksOf(netbooted))
-	if errors.Is(err, ErrChooseImage) {
-		return fmt.Errorf("netboot: racks %s boot no single golden image: give them one (pis.image, or the racks' image:) in %s (see images/rpi)", strings.Join(RacksOf(netbooted), ", "), inv.File)
-	}
-	if err != nil {
-		return err
+	img := s.Image
+	if img == "" {
+		built, err := BuiltImage("netboot", inv, env.StateDir, RacksOf(netbooted))
+		if errors.Is(err, ErrChooseImage) {
+			return fmt.Errorf("netboot: racks %s boot no single golden image: give them one (pis.image, or the racks' image:) in %s (see images/rpi), or pass --netboot-image IMG", strings.Join(RacksOf(netbooted), ", "), inv.File)
+		}
+		if err != nil {
+			return err
+		}
+		img = built.Image
 	}
 	listen, err := NetbootListen(inv, s.Listen)
 	if err != nil {
@@ -133,7 +141,7 @@ func (s PiBoot) Run(ctx context.Context, env *pipeline.Env) error {
 	}
 	return env.Background("netboot", func(ctx context.Context) (func() error, error) {
 		nb, err := StartNetboot(ctx, inv, s.Renderer, NetbootConfig{
-			Image: built.Image, Listen: listen, DHCP: s.dhcpMode(), DHCPIf: s.DHCPIf, Prefix: netboot.BySerial,
+			Image: img, Listen: listen, DHCP: s.dhcpMode(), DHCPIf: s.DHCPIf, Prefix: netboot.BySerial,
 			Roots: true, NBDPort: cmp.Or(s.NBDPort, 10809), StateDir: env.StateDir, Log: env.Log, Lines: env.Status, Now: env.Now,
 		})
 		if err != nil {

@@ -31,7 +31,7 @@ func Apply(d Deps) pipeline.Pipeline {
 		Render{Renderer: d.Renderer},
 		VMs{Renderer: d.Renderer, TF: d.Terraform},
 		PiImage{Renderer: d.Renderer},
-		PiBoot{Renderer: d.Renderer, Listen: d.Netboot.Listen, DHCP: d.Netboot.DHCP, DHCPIf: d.Netboot.DHCPIf, UnitActive: d.Netboot.UnitActive},
+		PiBoot{Renderer: d.Renderer, Listen: d.Netboot.Listen, DHCP: d.Netboot.DHCP, DHCPIf: d.Netboot.DHCPIf, Image: d.Netboot.Image, UnitActive: d.Netboot.UnitActive},
 		Discover{SSH: d.SSH},
 		Hosts{Renderer: d.Renderer, SSH: d.SSH, Force: d.ForceHosts, AllowReboot: d.AllowReboot},
 		Swarm{SSH: d.SSH, Force: d.ForceSwarm},
