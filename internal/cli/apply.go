@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhlab/provision/internal/lab"
 	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/rpi/netboot"
 	"github.com/fhlab/provision/internal/stages"
@@ -14,7 +15,7 @@ import (
 func (a *app) applyCommand() *cobra.Command {
 	var only []string
 	var yes, force, forceHosts, allowReboot bool
-	var outDir, nbListen, nbDHCP, nbDHCPIf, nbImage, from string
+	var outDir, nbListen, nbDHCP, nbDHCPIf, nbImage, verifyImage, from string
 	cmd := &cobra.Command{
 		Use:   "apply -i FILE",
 		Short: "Run the runbook: every stage in order, each changing only what differs",
@@ -57,6 +58,7 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 			if err != nil {
 				return usage("apply: --netboot-dhcp %v", err)
 			}
+			d.VerifyImage = verifyImage
 			d.Netboot = stages.PiBoot{Listen: nbListen, DHCP: mode, DHCPIf: nbDHCPIf, Image: nbImage}
 			if from != "" && len(only) > 0 {
 				return usage("apply: --from and --only do not go together: --from runs every stage from one on, --only the ones named")
@@ -85,6 +87,7 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 	cmd.Flags().StringVarP(&outDir, "output-dir", "o", "", "where seeds are rendered (default <state-dir>/cloud-init)")
 	cmd.Flags().StringVar(&nbListen, "netboot-listen", "", "pi-boot: TFTP address IP[:PORT] (default: this host's address in network.cidr, port 69)")
 	cmd.Flags().StringVar(&nbDHCP, "netboot-dhcp", "proxy", "pi-boot: DHCP for the Pi bootloader: proxy, full or off")
+	cmd.Flags().StringVar(&verifyImage, "verify-image", lab.BusyboxImageTag, "verify: image for the test service (busybox sh and nc), present on the nodes (the emulated lab loads this one)")
 	cmd.Flags().StringVar(&nbImage, "netboot-image", "", "pi-boot: the golden image to serve (default: the one provision image build made for the racks)")
 	cmd.Flags().StringVar(&nbDHCPIf, "netboot-dhcp-interface", "", "pi-boot: interface DHCP answers on (default: the one holding the TFTP address)")
 	return cmd

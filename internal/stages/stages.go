@@ -18,13 +18,17 @@ type Deps struct {
 	AllowReboot bool
 	Terraform   Terraform
 	// Netboot is how the pi-boot stage serves the netbooted Pis (apply's
-	// --netboot-listen, --netboot-dhcp, --netboot-dhcp-interface).
+	// --netboot-listen, --netboot-dhcp, --netboot-dhcp-interface,
+	// --netboot-image).
 	Netboot PiBoot
+	// VerifyImage is the verify stage's test service image (apply's
+	// --verify-image).
+	VerifyImage string
 }
 
 // Apply is the runbook `provision apply` follows, kept as data:
 //
-//	validate → render → vms → pi-image → pi-boot → discover → hosts → swarm
+//	validate → render → vms → pi-image → pi-boot → discover → hosts → swarm → verify
 func Apply(d Deps) pipeline.Pipeline {
 	return pipeline.Pipeline{Stages: []pipeline.Stage{
 		Validate{},
@@ -35,5 +39,6 @@ func Apply(d Deps) pipeline.Pipeline {
 		Discover{SSH: d.SSH},
 		Hosts{Renderer: d.Renderer, SSH: d.SSH, Force: d.ForceHosts, AllowReboot: d.AllowReboot},
 		Swarm{SSH: d.SSH, Force: d.ForceSwarm},
+		Verify{SSH: d.SSH, Image: d.VerifyImage},
 	}}
 }
