@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -129,7 +130,8 @@ func TestCommandsWithoutAStateDirWriteNoLog(t *testing.T) {
 // TestFullRunKeepsSecretsOut runs what CI can run of a whole rehearsal —
 // preflight and template against the Proxmox simulator, then lab up,
 // swarm (twice, the second with -vv) and verify on a small emulated lab —
-// and searches every byte printed and every log file for the Proxmox token
+// and searches every byte printed, every log file and every file left in the
+// state directories (state.json, known_hosts, seeds) for the Proxmox token
 // secret, the swarm's real join tokens and the SSH private key. It also
 // checks that the default level printed no log record while provision.log
 // got them. Needs root, dockerd and sshd.
@@ -233,6 +235,22 @@ func TestFullRunKeepsSecretsOut(t *testing.T) {
 			t.Errorf("the log files lack %s", want)
 		}
 	}
+	// Every file the runs left in their state directories (state.json,
+	// known_hosts, seeds, boot events, logs), each searched on its own.
+	files := map[string]string{}
+	for _, dir := range []string{pveState, labState} {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				if data, err := os.ReadFile(p); err == nil {
+					files[p] = string(data)
+				}
+			}
+			return nil
+		})
+	}
+	if _, ok := files[filepath.Join(labState, "state.json")]; !ok {
+		t.Errorf("no state.json among the %d files of %s", len(files), labState)
+	}
 	everything := logs + printed.String()
 	for _, s := range []struct{ what, secret string }{
 		{"the Proxmox token secret", secret},
@@ -246,6 +264,11 @@ func TestFullRunKeepsSecretsOut(t *testing.T) {
 		}
 		if strings.Contains(everything, s.secret) {
 			t.Errorf("%s appears in the output or the log files", s.what)
+		}
+		for p, data := range files {
+			if strings.Contains(data, s.secret) {
+				t.Errorf("%s is in %s", s.what, p)
+			}
 		}
 	}
 }

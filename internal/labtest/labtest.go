@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -300,4 +301,21 @@ func (f *Fixture) StopSSHD(t TB, name string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("stop sshd %s: still running after 30 s", name)
+}
+
+// SetLink takes a node's link to the lab bridge down (a cut cable) or up
+// again: the host side of its veth pair.
+func (f *Fixture) SetLink(t TB, name string, up bool) {
+	t.Helper()
+	n, ok := f.nodes[name]
+	if !ok {
+		t.Fatalf("%s is not up", name)
+	}
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if out, err := exec.Command("ip", "link", "set", n.Veth, state).CombinedOutput(); err != nil {
+		t.Fatalf("link of %s %s: %v: %s", name, state, err, out)
+	}
 }

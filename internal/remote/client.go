@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -28,6 +29,9 @@ type Client struct {
 	target      string // user@host:port
 	redactor    *Redactor
 	cancelGrace time.Duration
+	done        chan struct{} // closed when the connection has ended
+	mu          sync.Mutex
+	lost        error // why keepalives closed the connection
 }
 
 func newClient(conn *ssh.Client, target string, cfg Config) *Client {
@@ -35,7 +39,67 @@ func newClient(conn *ssh.Client, target string, cfg Config) *Client {
 	if grace <= 0 {
 		grace = DefaultCancelGrace
 	}
-	return &Client{conn: conn, target: target, redactor: cfg.Redactor, cancelGrace: grace}
+	c := &Client{conn: conn, target: target, redactor: cfg.Redactor, cancelGrace: grace, done: make(chan struct{})}
+	go func() {
+		conn.Wait()
+		close(c.done)
+	}()
+	interval := cfg.Keepalive
+	if interval == 0 {
+		interval = DefaultKeepalive
+	}
+	if interval > 0 {
+		go c.keepalive(interval)
+	}
+	return c
+}
+
+// keepalive sends a keepalive request every interval and closes the
+// connection when one goes unanswered for keepaliveMisses intervals.
+func (c *Client) keepalive(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		answered := make(chan struct{})
+		go func() {
+			c.conn.SendRequest("keepalive@openssh.com", true, nil)
+			close(answered)
+		}()
+		select {
+		case <-answered:
+		case <-c.done:
+			return
+		case <-time.After(keepaliveMisses * interval):
+			c.mu.Lock()
+			c.lost = fmt.Errorf("ssh %s: connection lost: no answer to a keepalive for %s", c.target, keepaliveMisses*interval)
+			c.mu.Unlock()
+			c.conn.Close()
+			return
+		}
+	}
+}
+
+// Alive reports whether the connection is still up.
+func (c *Client) Alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Lost is why the keepalives closed the connection, nil while it is up
+// or when it ended otherwise.
+func (c *Client) Lost() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
 }
 
 // Target returns "user@host:port".

@@ -24,7 +24,12 @@ const (
 	DefaultInitialDelay   = 250 * time.Millisecond
 	DefaultMaxDelay       = 5 * time.Second
 	DefaultCancelGrace    = 2 * time.Second
+	DefaultKeepalive      = 5 * time.Second
 )
+
+// keepaliveMisses is how many keepalive intervals a connection may leave
+// unanswered before it is closed as dead (a cut cable, a node gone).
+const keepaliveMisses = 3
 
 // Config says how to reach one node.
 type Config struct {
@@ -49,6 +54,11 @@ type Config struct {
 	// context ended before it closes the session; 0 means
 	// DefaultCancelGrace.
 	CancelGrace time.Duration
+	// Keepalive is how often the connection is checked with an OpenSSH
+	// keepalive request (0: DefaultKeepalive; negative: never). One left
+	// unanswered for three intervals closes it, so that what runs over it
+	// fails instead of waiting for ever on a link that is gone.
+	Keepalive time.Duration
 	// Redactor hides secrets in the errors of Run and DialContext; nil
 	// hides only swarm tokens.
 	Redactor *Redactor

@@ -91,6 +91,10 @@ func (p *Pool) knownHosts(path string) *KnownHosts {
 func (p *Pool) Connect(ctx context.Context, d Dest) (*Client, error) {
 	p.mu.Lock()
 	cl := p.conns[d.Name]
+	if cl != nil && !cl.Alive() {
+		delete(p.conns, d.Name) // gone (keepalives, the node went away): dial again
+		cl = nil
+	}
 	p.mu.Unlock()
 	if cl != nil {
 		return cl, nil
@@ -110,7 +114,7 @@ func (p *Pool) Connect(ctx context.Context, d Dest) (*Client, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if old := p.conns[d.Name]; old != nil {
+	if old := p.conns[d.Name]; old != nil && old.Alive() {
 		cl.Close()
 		return old, nil
 	}

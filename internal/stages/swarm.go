@@ -100,7 +100,7 @@ func members(env *pipeline.Env, ssh *Connector) []*swarm.Member {
 					return swarm.Endpoint{}, err
 				}
 				sock := ssh.DockerSocket(env, n.Name)
-				return swarm.Endpoint{Dial: cl.UnixSocketDialer(sock), Where: "unix://" + sock + " over ssh " + cl.Target()}, nil
+				return swarm.Endpoint{Dial: cl.UnixSocketDialer(sock), Where: "unix://" + sock + " over ssh " + cl.Target(), Lost: cl.Lost}, nil
 			}}
 	}
 	return out

@@ -386,3 +386,112 @@ func ingressSubnet(t *testing.T, f *labtest.Fixture, manager string) string {
 	}
 	return ""
 }
+
+// TestIntegrationSwarmLeaderStopped: the leader's dockerd stops after the
+// swarm formed. The other two managers keep quorum and elect a leader; a
+// run then names the stopped manager and its cause and fails, having
+// reached the others; once its dockerd is back, the manager rejoins (its
+// node ID unchanged) and a re-run converges with three managers.
+func TestIntegrationSwarmLeaderStopped(t *testing.T) {
+	f := labtest.New(t, t.TempDir(), testWriter{t})
+	inv := f.Inventory(t, "leader.yaml", "    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n    - {name: vm-%d, count: 1, ipStart: {{ADDR 21}}}", "    - {name: p1, count: 1, ipStart: {{ADDR 101}}}")
+	ctx := context.Background()
+	f.Up(t, ctx, inv.Nodes)
+	if _, out, err := runSwarm(t, f, inv, &lockedBuffer{}); err != nil {
+		t.Fatalf("form: %v\n%s", err, out)
+	}
+	leader, others := "", []string{}
+	before := nodeList(t, f, "mgr-1")
+	for _, n := range before {
+		switch {
+		case n.ManagerStatus != nil && n.ManagerStatus.Leader:
+			leader = n.Description.Hostname
+		case n.ManagerStatus != nil:
+			others = append(others, n.Description.Hostname)
+		}
+	}
+	if leader == "" || len(others) != 2 {
+		t.Fatalf("leader %q, other managers %v", leader, others)
+	}
+	f.StopDockerd(t, leader)
+
+	// Quorum kept: one of the other two leads within Raft's election time.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		led := false
+		for _, n := range nodeList(t, f, others[0]) {
+			led = led || (n.ManagerStatus != nil && n.ManagerStatus.Leader && n.Description.Hostname != leader)
+		}
+		if led {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new leader among %v two minutes after %s stopped", others, leader)
+		}
+		time.Sleep(time.Second)
+	}
+
+	status := &lockedBuffer{}
+	_, out, err := runSwarm(t, f, inv, status)
+	if err == nil {
+		t.Fatalf("swarm with the leader %s stopped succeeded:\n%s%s", leader, status, out)
+	}
+	if !strings.Contains(err.Error(), leader) || !strings.Contains(err.Error(), "is dockerd running?") {
+		t.Errorf("error does not name %s and its engine: %v", leader, err)
+	}
+	if sum := status.String(); strings.Contains(sum, "nothing changed") || !strings.Contains(sum, "4 of 5 nodes reached, 1 failed") {
+		t.Errorf("summary with %s stopped:\n%s", leader, sum)
+	}
+
+	f.Up(t, ctx, inv.Nodes) // its dockerd again, with its swarm state
+	if _, out, err := runSwarm(t, f, inv, &lockedBuffer{}); err != nil {
+		t.Fatalf("re-run after restarting %s: %v\n%s", leader, err, out)
+	}
+	after := nodeList(t, f, others[0])
+	checkNodes(t, inv, after)
+	for name, id := range ids(before) {
+		if ids(after)[name] != id {
+			t.Errorf("%s changed node ID from %s to %s", name, id, ids(after)[name])
+		}
+	}
+}
+
+// TestIntegrationSwarmLinkCut: a worker's cable is pulled as the workers
+// start to join. The run does not hang: it names that worker and fails
+// within its SSH budget, the others joined; with the cable back, a re-run
+// converges.
+func TestIntegrationSwarmLinkCut(t *testing.T) {
+	f := labtest.New(t, t.TempDir(), testWriter{t})
+	f.Swarm = "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 1}"
+	inv := f.Inventory(t, "cut.yaml", "    - {name: mgr-%d, count: 1, role: manager, ipStart: {{ADDR 11}}}\n    - {name: vm-%d, count: 3, ipStart: {{ADDR 21}}}", "    - {name: p1, count: 1, ipStart: {{ADDR 101}}}")
+	ctx := context.Background()
+	f.Up(t, ctx, inv.Nodes)
+	cut := false
+	status := &lockedBuffer{}
+	status.on = func(line string) {
+		if !cut && regexp.MustCompile(`joining (\d+ )?workers`).MatchString(line) {
+			cut = true
+			f.SetLink(t, "vm-2", false)
+		}
+	}
+	start := time.Now()
+	_, out, err := runSwarmSSH(t, f, inv, status, stages.SSH{KeyPath: f.KeyPath, Timeout: 20 * time.Second})
+	took := time.Since(start)
+	if !cut {
+		t.Fatalf("the join wave never started:\n%s", status)
+	}
+	if err == nil || !strings.Contains(err.Error(), "join vm-2: engine on vm-2") || !strings.Contains(err.Error(), "connection lost: no answer to a keepalive") {
+		t.Fatalf("swarm with vm-2's cable pulled: %v (after %s)\n%s%s", err, took, status, out)
+	}
+	t.Logf("with vm-2 cut off the run failed after %s: %v", took.Round(time.Second), err)
+	for _, n := range nodeList(t, f, "mgr-1") {
+		if n.Description.Hostname != "vm-2" && n.Status.State != dswarm.NodeStateReady {
+			t.Errorf("%s is %s: the cut held up another node", n.Description.Hostname, n.Status.State)
+		}
+	}
+	f.SetLink(t, "vm-2", true)
+	if _, out, err := runSwarm(t, f, inv, &lockedBuffer{}); err != nil {
+		t.Fatalf("re-run with the cable back: %v\n%s", err, out)
+	}
+	checkNodes(t, inv, nodeList(t, f, "mgr-1"))
+}

@@ -35,6 +35,7 @@ type Member struct {
 
 	transport *http.Transport // below Engine, when Open made it
 	where     string          // the endpoint, for messages
+	lost      func() error    // the endpoint's Lost
 
 	mu      sync.Mutex
 	dialErr error // the last failed dial, the cause behind the client's "Cannot connect"
@@ -49,6 +50,9 @@ type Endpoint struct {
 	// Where names the socket and the way to it for messages, e.g.
 	// "unix:///var/run/docker.sock over ssh provision@192.0.2.13:22".
 	Where string
+	// Lost, when set, says why the way itself ended (an SSH connection
+	// whose keepalives went unanswered), nil while it is up.
+	Lost func() error
 }
 
 // Open connects to the member's engine through Connect and makes its
@@ -65,7 +69,7 @@ func (m *Member) Open(ctx context.Context, c *Counter) error {
 	if err != nil {
 		return err
 	}
-	m.where = ep.Where
+	m.where, m.lost = ep.Where, ep.Lost
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := ep.Dial(ctx, network, addr)
 		m.mu.Lock()
@@ -99,12 +103,17 @@ type EngineError struct {
 	Node  string
 	Where string
 	Err   error // the dial's error when known, else the client's
+	// Lost: the way to the engine went (Err says how), not the engine.
+	Lost bool
 }
 
 func (e *EngineError) Error() string {
 	where := ""
 	if e.Where != "" {
 		where = " (" + e.Where + ")"
+	}
+	if e.Lost {
+		return fmt.Sprintf("engine on %s%s: %v", e.Node, where, e.Err)
 	}
 	return fmt.Sprintf("engine on %s%s: is dockerd running? %v", e.Node, where, e.Err)
 }
@@ -120,6 +129,11 @@ func (m *Member) engineErr(err error) error {
 	var already *EngineError
 	if errors.As(err, &already) {
 		return err
+	}
+	if m.lost != nil {
+		if lost := m.lost(); lost != nil {
+			return &EngineError{Node: m.Name, Where: m.where, Err: lost, Lost: true}
+		}
 	}
 	m.mu.Lock()
 	cause := m.dialErr
