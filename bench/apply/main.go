@@ -1,0 +1,256 @@
+// Command apply benchmarks `provision apply` on the emulated lab at the
+// lab's full size: 3 manager VMs, 12 worker VMs and 4 racks of 36 Pis that
+// boot from the network (159 nodes), against the way it is done by hand.
+//
+//   - power-on (not timed as apply's): `provision lab up --boot netboot`
+//     makes the 159 nodes, the Pis powered on but waiting for a boot, and
+//     `provision lab boot` makes each Pi do what its bootloader does
+//     against whatever serves it;
+//   - provision: `provision apply --only validate,render,pi-boot,discover,
+//     swarm,verify` from nothing to a verified swarm, the Pis netbooted by
+//     its pi-boot stage (proxy DHCP, TFTP from a golden image, an NBD root
+//     each); its time per stage from its own ✓ lines, and a re-run;
+//   - anchor, measured in the same run: a sequential shell loop of one
+//     `ssh NODE docker info` per node (the cheapest step of the hand-run
+//     way); estimated from it: three such steps per node (copy the seed,
+//     join, label), which is still without writing 144 cards or starting a
+//     netboot server by hand.
+//
+// The golden image is a synthetic Raspberry Pi OS image (the build is
+// bench/image's). No image is built and the VMs are the emulated lab's, so
+// Terraform and the Proxmox simulator are not part of the figure. Needs
+// root.
+//
+//	go run ./bench/apply [-racks 4] [-keep]
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/labtest"
+	"github.com/fhlab/provision/internal/rpi/image/imagetest"
+)
+
+func main() {
+	racks := flag.Int("racks", 4, "racks of 36 netbooted Pis (beside 15 VMs)")
+	keep := flag.Bool("keep", false, "keep the work directory (inventory, provision's output)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tb := &benchTB{}
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r != tb {
+					panic(r)
+				}
+				err = tb.err // a Fatalf of labtest's
+			}
+		}()
+		return run(ctx, tb, *racks, *keep)
+	}()
+	tb.cleanup()
+	if err == nil {
+		err = tb.err
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench/apply: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, tb *benchTB, racks int, keep bool) error {
+	if racks < 1 || racks > 4 {
+		return fmt.Errorf("-racks %d: from 1 to 4 (the lab's /24 holds 4 racks of 36)", racks)
+	}
+	dir, err := os.MkdirTemp("", "provision-bench-apply-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Printf("work directory: %s\n", dir)
+	} else {
+		tb.Cleanup(func() { os.RemoveAll(dir) }) // the last cleanup: lab down reads the inventory
+	}
+	bin := filepath.Join(dir, "provision")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/provision")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build provision (run from the repository's root): %w", err)
+	}
+	f := labtest.New(tb, dir, io.Discard)
+	f.Swarm = "{defaultAddrPool: [10.128.0.0/12], defaultAddrPoolMaskLength: 20, managers: 3, ingress: {enabled: false}}"
+	var rackYAML []string
+	for r := 1; r <= racks; r++ {
+		var csv strings.Builder
+		csv.WriteString("slot,serial,mac\n")
+		for s := 1; s <= 36; s++ {
+			fmt.Fprintf(&csv, "%d,9ffe%02x%02x,dc:a6:32:b0:%02x:%02x\n", s, r, s, r, s)
+		}
+		name := fmt.Sprintf("r%d.csv", r)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(csv.String()), 0o644); err != nil {
+			return err
+		}
+		rackYAML = append(rackYAML, fmt.Sprintf("    - {name: r%d, count: 36, boot: netboot, ipStart: {{ADDR %d}}, nodes: %s}", r, 100+36*(r-1), name))
+	}
+	invName := fmt.Sprintf("bap%x.yaml", time.Now().UnixNano()&0xfffff)
+	inv := f.Inventory(tb, invName, "    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n    - {name: wrk-%02d, count: 12, ipStart: {{ADDR 21}}}", strings.Join(rackYAML, "\n"))
+	invPath := filepath.Join(dir, invName)
+	state := filepath.Join(dir, "state")
+	img, err := imagetest.MakeBase(dir, imagetest.Flavours()["raspios-trixie"])
+	if err != nil {
+		return err
+	}
+	p := func(ctx context.Context, args ...string) (time.Duration, string, error) {
+		cmd := exec.CommandContext(ctx, bin, append(args, "-i", invPath, "--state-dir", state)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.WaitDelay = 10 * time.Second
+		start := time.Now()
+		err := cmd.Run()
+		if err != nil {
+			err = fmt.Errorf("provision %s: %w\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return time.Since(start), out.String(), err
+	}
+	tb.Cleanup(func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		defer cancel()
+		if _, _, err := p(dctx, "lab", "down"); err != nil {
+			tb.err = err
+		}
+	})
+	pis := 36 * racks
+	fmt.Printf("bench/apply: %d nodes (3 manager VMs, 12 worker VMs, %d netbooted Pis) on %s, 2 cores\n", len(inv.Nodes), pis, f.Net)
+
+	up, _, err := p(ctx, "lab", "up", "--boot", "netboot")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  power-on (lab up --boot netboot, not part of the figure): %s\n", up.Round(10*time.Millisecond))
+
+	type done struct {
+		took time.Duration
+		out  string
+		err  error
+	}
+	booted := make(chan done, 1)
+	go func() {
+		d, out, err := p(ctx, "lab", "boot", "--image", img, "--retry", "1s", "--timeout", "15m")
+		booted <- done{d, out, err}
+	}()
+	applyArgs := []string{"apply", "--only", "validate,render,pi-boot,discover,swarm,verify", "--netboot-image", img, "--netboot-listen", f.Addr(1)}
+	took, out, err := p(ctx, applyArgs...)
+	b := <-booted
+	if b.err != nil {
+		return fmt.Errorf("the Pis' boot: %w", b.err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  the Pis' own boot (lab boot, beside apply): %s; %s", b.took.Round(10*time.Millisecond), lastLine(b.out))
+	fmt.Printf("(p) provision apply, nothing to a verified swarm: %s\n", took.Round(10*time.Millisecond))
+	for _, s := range stageTimes(out) {
+		fmt.Printf("      %s\n", s)
+	}
+	again, out2, err := p(ctx, applyArgs...)
+	if err != nil {
+		return fmt.Errorf("re-run: %w", err)
+	}
+	fmt.Printf("    re-run: %s (%s)\n", again.Round(10*time.Millisecond), changed(out2))
+
+	loop, err := sshLoop(ctx, f, inv, state)
+	if err != nil {
+		return err
+	}
+	perNode := loop / time.Duration(len(inv.Nodes))
+	est := 3 * loop
+	fmt.Printf("(a) anchor, measured: a sequential ssh loop of one `docker info` per node: %s (%s per node)\n", loop.Round(10*time.Millisecond), perNode.Round(time.Millisecond))
+	fmt.Printf("    anchor, estimated from it: three such steps per node (seed, join, label): %s, without writing %d cards or serving them by hand\n", est.Round(time.Second), pis)
+	fmt.Printf("ratio anchor/provision: measured loop %.2fx, estimated hand run %.2fx   goal: apply under 90 s (image builds excluded): %s\n",
+		loop.Seconds()/took.Seconds(), est.Seconds()/took.Seconds(), met(took < 90*time.Second))
+	return nil
+}
+
+var stageLine = regexp.MustCompile(`✓ (.+) \(([0-9.]+(?:ms|s|m[0-9.]*s?))\)`)
+
+// stageTimes are apply's ✓ lines: each stage's title and time.
+func stageTimes(out string) []string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if m := stageLine.FindStringSubmatch(l); m != nil && !strings.HasPrefix(l, "  ") {
+			lines = append(lines, fmt.Sprintf("%-60s %s", m[1], m[2]))
+		}
+	}
+	return lines
+}
+
+func changed(out string) string {
+	if strings.Contains(out, "nothing changed") {
+		return "nothing changed"
+	}
+	return "changes made: " + lastLine(out)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1] + "\n"
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+// sshLoop is the anchor: one ssh per node, one after the other, as a shell
+// loop runs it, with the host keys apply trusted.
+func sshLoop(ctx context.Context, f *labtest.Fixture, inv *inventory.Inventory, state string) (time.Duration, error) {
+	start := time.Now()
+	for _, n := range inv.Nodes {
+		cmd := exec.CommandContext(ctx, "ssh", "-i", f.KeyPath, "-o", "UserKnownHostsFile="+filepath.Join(state, "known_hosts"),
+			"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+			"provision@"+n.IP, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}")
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "active" {
+			return 0, fmt.Errorf("ssh %s docker info: %v: %s", n.Name, err, out)
+		}
+	}
+	return time.Since(start), nil
+}
+
+// benchTB is the part of testing.TB labtest needs, outside `go test`:
+// Fatalf ends run (main recovers it), Cleanup runs at the end.
+type benchTB struct {
+	cleanups []func()
+	err      error
+}
+
+func (b *benchTB) Helper() {}
+func (b *benchTB) Fatalf(format string, args ...any) {
+	b.err = fmt.Errorf(format, args...)
+	panic(b)
+}
+func (b *benchTB) Skipf(format string, args ...any) { b.Fatalf("cannot run here: "+format, args...) }
+func (b *benchTB) Cleanup(fn func())               { b.cleanups = append(b.cleanups, fn) }
+func (b *benchTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+func (b *benchTB) cleanup() {
+	for i := len(b.cleanups) - 1; i >= 0; i-- {
+		b.cleanups[i]()
+	}
+}
