@@ -36,7 +36,8 @@ demo: build
 # for Swarm2k's 15 VMs and 4 racks); bench/swarm2k runs up to 2,384 fake
 # engines; bench/preflight runs the Proxmox simulator on loopback;
 # bench/tftp runs provision's TFTP server and dnsmasq's on loopback (root:
-# dnsmasq binds port 69); bench/discover sweeps 127.20.0.0/16 against nmap.
+# dnsmasq binds port 69); bench/discover sweeps 127.20.0.0/16 against nmap;
+# bench/apply runs apply on a 159-node emulated lab, the Pis netbooted (root).
 bench: build
 	$(GO) run ./bench/render
 	$(GO) run ./bench/preflight
@@ -46,6 +47,7 @@ bench: build
 	$(GO) run ./bench/flash
 	$(GO) run ./bench/tftp
 	$(GO) run ./bench/discover
+	$(GO) run ./bench/apply
 
 # The Raspberry Pi golden image (root; Debian packages from `make deps`).
 # `make golden` is `provision image build --image debian-pi4`: the Debian

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fhlab/provision/internal/netns"
 	"github.com/fhlab/provision/internal/rpi/netboot"
 )
 
@@ -102,9 +103,19 @@ func (l *Lab) bootPi(ctx context.Context, n Node, pi PiBoot, o BootOptions, star
 		say("already booted")
 	} else {
 		bl := &netboot.Bootloader{MAC: pi.MAC, Dir: pi.Dir, Interface: "eth0", Addr: n.IP, Retry: o.Retry,
-			In:       func(fn func() error) error { return inNetns(n.NetnsPath(), fn) },
+			In:       func(fn func() error) error { return netns.In(n.NetnsPath(), fn) },
 			Progress: func(step string) { say("%s", step) }}
-		boot, err := bl.Boot(ctx)
+		// A Pi whose server stops answering starts its boot over, as the
+		// bootloader does; a refusal or a wrong answer ends it.
+		var boot *netboot.Boot
+		var err error
+		for {
+			boot, err = bl.Boot(ctx)
+			if err == nil || !errors.Is(err, netboot.ErrNoAnswer) || ctx.Err() != nil {
+				break
+			}
+			say("%v; starting over", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -80,17 +80,19 @@ func (b *Bootloader) Boot(ctx context.Context) (*Boot, error) {
 	if err := b.dhcp(ctx, out); err != nil {
 		return nil, err
 	}
-	var conn net.PacketConn
-	err := b.in(func() (err error) {
-		conn, err = DefaultListen(ctx, "udp4", "0.0.0.0:0")
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("tftp: %w", err)
-	}
-	defer conn.Close()
 	server := netip.AddrPortFrom(out.Server, 69)
 	read := func(name string) ([]byte, error) {
+		// A port of its own per file, as TFTP has it: a late answer to
+		// the request before cannot be taken for this one's.
+		var conn net.PacketConn
+		err := b.in(func() (err error) {
+			conn, err = DefaultListen(ctx, "udp4", "0.0.0.0:0")
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("tftp: %w", err)
+		}
+		defer conn.Close()
 		var buf bytes.Buffer
 		if _, err := Fetch(ctx, conn, server, b.Dir+"/"+name, FetchOptions{Blksize: 1468, TSize: true}, &buf); err != nil {
 			return nil, fmt.Errorf("tftp %s/%s from %s: %w", b.Dir, name, out.Server, err)

@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// ErrNoAnswer is a Fetch whose server stopped answering (a lost or
+// overloaded link, not a refusal): a Pi's bootloader starts its boot over.
+var ErrNoAnswer = errors.New("no answer")
+
 // FetchOptions are what a Fetch asks the server for; zero values send no
 // option (a plain RFC 1350 transfer of 512-byte blocks).
 type FetchOptions struct {
@@ -80,7 +84,7 @@ func Fetch(ctx context.Context, conn net.PacketConn, server netip.AddrPort, name
 			if isNetTimeout(err) {
 				misses++
 				if misses > o.Retries {
-					return total, fmt.Errorf("tftp %s: no answer after %d re-sends", name, o.Retries)
+					return total, fmt.Errorf("tftp %s: %w after %d re-sends", name, ErrNoAnswer, o.Retries)
 				}
 				if err := sendLast(); err != nil {
 					return total, err
