@@ -2,14 +2,17 @@
 // lab's full size: 3 manager VMs, 12 worker VMs and 4 racks of 36 Pis that
 // boot from the network (159 nodes), against the way it is done by hand.
 //
-//   - power-on (not timed as apply's): `provision lab up --boot netboot`
-//     makes the 159 nodes, the Pis powered on but waiting for a boot, and
-//     `provision lab boot` makes each Pi do what its bootloader does
-//     against whatever serves it;
+//   - power-on and the Pis' own boot (timed, not part of the figure):
+//     `provision lab up --boot netboot` makes the 159 nodes, the Pis
+//     powered on but waiting; `provision netboot serve` (the server apply's
+//     pi-boot stage starts) and `provision lab boot` make each Pi do what
+//     its bootloader does and start its system. On hardware every Pi boots
+//     on its own CPU during apply's discover stage; here their 144 systems
+//     start on two shared cores, so that time is measured apart;
 //   - provision: `provision apply --only validate,render,pi-boot,discover,
-//     swarm,verify` from nothing to a verified swarm, the Pis netbooted by
-//     its pi-boot stage (proxy DHCP, TFTP from a golden image, an NBD root
-//     each); its time per stage from its own ✓ lines, and a re-run;
+//     swarm,verify` from nothing to a verified swarm (pi-boot serving the
+//     racks: proxy DHCP, TFTP from a golden image, an NBD root each); its
+//     time per stage from its own ✓ lines, and a re-run;
 //   - anchor, measured in the same run: a sequential shell loop of one
 //     `ssh NODE docker info` per node (the cheapest step of the hand-run
 //     way); estimated from it: three such steps per node (copy the seed,
@@ -142,26 +145,35 @@ func run(ctx context.Context, tb *benchTB, racks int, keep bool) error {
 	}
 	fmt.Printf("  power-on (lab up --boot netboot, not part of the figure): %s\n", up.Round(10*time.Millisecond))
 
-	type done struct {
-		took time.Duration
-		out  string
-		err  error
+	// The Pis' own boot: the same server as apply's pi-boot stage
+	// (netboot serve), and lab boot to the end. On real hardware each Pi
+	// boots on its own CPU while apply waits in its discover stage; here
+	// the 144 daemons start on two shared cores, which would outlast
+	// discover's SSH budget, so that cost is measured on its own.
+	srvCtx, stopServe := context.WithCancel(ctx)
+	serve := exec.CommandContext(srvCtx, bin, "netboot", "serve", "-i", invPath, "--state-dir", state, "--image", img, "--listen", f.Addr(1), "--dhcp", "proxy")
+	serve.Cancel = func() error { return serve.Process.Signal(os.Interrupt) }
+	serve.WaitDelay = 30 * time.Second
+	var serveOut bytes.Buffer
+	serve.Stdout, serve.Stderr = &serveOut, &serveOut
+	if err := serve.Start(); err != nil {
+		stopServe()
+		return err
 	}
-	booted := make(chan done, 1)
-	go func() {
-		d, out, err := p(ctx, "lab", "boot", "--image", img, "--retry", "1s", "--timeout", "15m")
-		booted <- done{d, out, err}
-	}()
+	boot, bout, err := p(ctx, "lab", "boot", "--image", img, "--retry", "1s", "--timeout", "20m")
+	stopServe()
+	serve.Wait()
+	if err != nil {
+		return fmt.Errorf("the Pis' boot: %w\nnetboot serve:\n%s", err, serveOut.String())
+	}
+	fmt.Printf("  the Pis' own boot (netboot serve + lab boot: DHCP, TFTP, then %d emulated systems started on 2 cores; not part of the figure): %s; %s",
+		pis, boot.Round(10*time.Millisecond), lastLine(bout))
+
 	applyArgs := []string{"apply", "--only", "validate,render,pi-boot,discover,swarm,verify", "--netboot-image", img, "--netboot-listen", f.Addr(1)}
 	took, out, err := p(ctx, applyArgs...)
-	b := <-booted
-	if b.err != nil {
-		return fmt.Errorf("the Pis' boot: %w", b.err)
-	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  the Pis' own boot (lab boot, beside apply): %s; %s", b.took.Round(10*time.Millisecond), lastLine(b.out))
 	fmt.Printf("(p) provision apply, nothing to a verified swarm: %s\n", took.Round(10*time.Millisecond))
 	for _, s := range stageTimes(out) {
 		fmt.Printf("      %s\n", s)
