@@ -258,8 +258,8 @@ func (b *benchTB) Fatalf(format string, args ...any) {
 	panic(b)
 }
 func (b *benchTB) Skipf(format string, args ...any) { b.Fatalf("cannot run here: "+format, args...) }
-func (b *benchTB) Cleanup(fn func())               { b.cleanups = append(b.cleanups, fn) }
-func (b *benchTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (b *benchTB) Cleanup(fn func())                { b.cleanups = append(b.cleanups, fn) }
+func (b *benchTB) Logf(format string, args ...any)  { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
 func (b *benchTB) cleanup() {
 	for i := len(b.cleanups) - 1; i >= 0; i-- {

@@ -11,7 +11,7 @@ import (
 // stage added or moved there shows up everywhere or fails here.
 func TestRunbookOrderWrittenOnce(t *testing.T) {
 	order := runbook()
-	if !strings.HasPrefix(order, "validate → render → ") || !strings.HasSuffix(order, " → swarm") {
+	if !strings.HasPrefix(order, "validate → render → ") || !strings.HasSuffix(order, " → swarm → verify") {
 		t.Fatalf("runbook() = %q", order)
 	}
 	for _, args := range [][]string{{"--help"}, {"apply", "--help"}, {"plan", "--help"}} {
