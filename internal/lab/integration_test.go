@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,6 +52,19 @@ func TestIntegrationUpDown(t *testing.T) {
 		if route := sh(t, "ip", "-n", n.Netns, "route", "show", "default"); strings.TrimSpace(route) != "" {
 			t.Errorf("%s has a default route: %s", n.Name, route)
 		}
+		// A manager's daemons run at a higher priority, the others' not.
+		pid, _ := pidFromFile(filepath.Join(n.Dir, "dockerd.pid"), n.Dir+"/")
+		prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, pid)
+		want := 0
+		if n.Manager {
+			want = managerNice
+		}
+		if nice := 20 - prio; err != nil || nice != want {
+			t.Errorf("%s (manager %v): dockerd's nice is %d (%v), want %d", n.Name, n.Manager, nice, err, want)
+		}
+	}
+	if !nodes[0].Manager {
+		t.Errorf("%s, the first node of local.yaml, is not marked a manager", nodes[0].Name)
 	}
 
 	// A key login as the inventory's user, host key checked; inside the

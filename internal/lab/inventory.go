@@ -47,7 +47,7 @@ func SpecsFromInventory(nodes []inventory.Node, netboot bool) ([]NodeSpec, error
 		if err != nil {
 			return nil, fmt.Errorf("node %s: address %q: %w", n.Name, n.IP, err)
 		}
-		specs = append(specs, NodeSpec{Name: n.Name, IP: ip,
+		specs = append(specs, NodeSpec{Name: n.Name, IP: ip, Manager: n.Role == inventory.Manager,
 			Netboot: netboot && n.Kind == inventory.KindPi && n.Boot == inventory.BootNetboot})
 	}
 	return specs, nil

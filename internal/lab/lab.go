@@ -78,6 +78,8 @@ type NodeSpec struct {
 	Name    string
 	IP      netip.Addr
 	Netboot bool
+	// Manager: a swarm manager, whose daemons get a higher CPU priority.
+	Manager bool
 }
 
 // Lab is one emulated lab. Its methods may be called from several

@@ -69,6 +69,8 @@ type Node struct {
 	HostKeyFingerprint string `json:"hostKeyFingerprint"`
 	// Netboot: the node's system starts when Boot has netbooted it.
 	Netboot bool `json:"netboot,omitempty"`
+	// Manager: its daemons run at a higher CPU priority.
+	Manager bool `json:"manager,omitempty"`
 }
 
 // DockerHost is the node's socket as a DOCKER_HOST value.

@@ -116,7 +116,7 @@ func (l *Lab) plan(m *Manifest, specs []NodeSpec) ([]Node, error) {
 		if n.HostKey, n.HostKeyFingerprint, err = ensureHostKey(n.Dir); err != nil {
 			return nil, fmt.Errorf("lab up %s: %w", n.Name, err)
 		}
-		n.Netboot = s.Netboot
+		n.Netboot, n.Manager = s.Netboot, s.Manager
 		if !ok {
 			m.Nodes = append(m.Nodes, n)
 		} else {

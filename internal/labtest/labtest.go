@@ -190,29 +190,9 @@ func (f *Fixture) Up(t TB, ctx context.Context, nodes []inventory.Node) {
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
+	// The managers' daemons run at a higher priority (lab.NodeSpec.Manager).
 	for _, n := range up {
 		f.nodes[n.Name] = n
-	}
-	// In the real lab the managers are VMs with cores of their own; on one
-	// small machine running many emulated nodes, Raft on the managers must
-	// not starve behind the workers' daemons, or the swarm loses its leader.
-	for _, n := range nodes {
-		if n.Role == inventory.Manager {
-			f.prioritise(t, n.Name)
-		}
-	}
-}
-
-// prioritise gives a node's dockerd, and the containerd and shims it
-// starts, a higher CPU priority: every thread of its process group (the lab
-// starts each daemon in a session of its own).
-func (f *Fixture) prioritise(t TB, name string) {
-	pgid, err := syscall.Getpgid(f.dockerdPID(t, name))
-	if err == nil {
-		err = syscall.Setpriority(syscall.PRIO_PGRP, pgid, -10)
-	}
-	if err != nil {
-		t.Fatalf("prioritise %s: %v", name, err)
 	}
 }
 
