@@ -75,16 +75,13 @@ one that gets no answer keeps asking until --timeout.`,
 			start := a.now()
 			bootErr := l.Boot(ctx, pis, lab.BootOptions{Golden: golden, Image: busybox.Bytes(), Retry: retry,
 				Progress: func(node, step string) { a.status.Progress("%-12s %s", node, step) }})
-			nodes, err := l.Nodes()
+			sts, err := l.Status(cmd.Context())
 			if err != nil {
 				return err
 			}
 			booted := 0
-			for _, n := range nodes {
-				if !n.Netboot {
-					continue
-				}
-				if st := l.NodeStatus(cmd.Context(), n); st.Booted && st.Up() {
+			for _, st := range sts {
+				if st.Netboot && st.Booted && st.Up() {
 					booted++
 				}
 			}

@@ -50,8 +50,8 @@ func (l *Lab) Status(ctx context.Context) ([]NodeStatus, error) {
 }
 
 func nodeStatus(ctx context.Context, n Node) NodeStatus {
-	s := NodeStatus{Name: n.Name, IP: n.IP.String(), Netns: isNsfs(n.NetnsPath()), Netboot: n.Netboot, Booted: isNsfs(n.UTS)}
-	if !s.Netns || (s.Netboot && !s.Booted) {
+	s := NodeStatus{Name: n.Name, IP: n.IP.String(), Netns: isNsfs(n.NetnsPath()), Netboot: n.Netboot, Booted: !n.waitingForBoot()}
+	if !s.Netns || n.waitingForBoot() {
 		return s
 	}
 	// Generous: a busy machine with many nodes answers slowly.
@@ -70,6 +70,3 @@ func nodeStatus(ctx context.Context, n Node) NodeStatus {
 	s.SSH = sshBanner(sctx, n.SSHAddr) == nil
 	return s
 }
-
-// NodeStatus checks one node as Status does.
-func (l *Lab) NodeStatus(ctx context.Context, n Node) NodeStatus { return nodeStatus(ctx, n) }

@@ -169,7 +169,7 @@ func (l *Lab) upNode(ctx context.Context, n Node) error {
 	if err := l.ensureNetns(ctx, n); err != nil {
 		return err
 	}
-	if n.Netboot && !isNsfs(n.UTS) {
+	if n.waitingForBoot() {
 		return nil
 	}
 	return l.startSystem(ctx, n, n.Name)
