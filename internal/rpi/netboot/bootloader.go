@@ -71,6 +71,16 @@ func (b *Boot) File(name string) ([]byte, bool) {
 // pxeClass is the vendor class the Pi 4 bootloader sends (option 60).
 const pxeClass = "PXEClient:Arch:00000:UNDI:002001"
 
+// piDiscovery is the DISCOVER a Pi 4 bootloader sends from mac: option 60
+// class (pxeClass), option 93 = 0 and option 97 guid.
+func piDiscovery(mac net.HardwareAddr, class string, guid []byte) (*dhcpv4.DHCPv4, error) {
+	return dhcpv4.NewDiscovery(mac,
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(class)),
+		dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{0, 0}),
+		dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, guid),
+	)
+}
+
 // Boot runs the bootloader to the end of cmdline.txt or until ctx ends. A
 // DHCP answer without the Pi's option 43, or a full answer with another
 // address than Addr, is an error; so is any file the server refuses.
@@ -147,13 +157,10 @@ func (b *Bootloader) dhcp(ctx context.Context, out *Boot) error {
 	if retry <= 0 {
 		retry = 2 * time.Second
 	}
+	// GUID: "RPi4" and the low bytes of the MAC (a real one goes on with
+	// the board revision and serial).
 	guid := append([]byte{0}, []byte("RPi4")...)
-	guid = append(guid, b.MAC[2:]...)
-	disc, err := dhcpv4.NewDiscovery(b.MAC,
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(pxeClass)),
-		dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{0, 0}),
-		dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, guid),
-	)
+	disc, err := piDiscovery(b.MAC, pxeClass, append(guid, b.MAC[2:]...))
 	if err != nil {
 		return fmt.Errorf("dhcp: %w", err)
 	}

@@ -79,18 +79,14 @@ func piDiscover(t *testing.T, mac string, class string) *dhcpv4.DHCPv4 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := dhcpv4.NewDiscovery(hw,
-		dhcpv4.WithOption(dhcpv4.OptClassIdentifier(class)),
-		dhcpv4.WithGeneric(dhcpv4.OptionClientSystemArchitectureType, []byte{0, 0}),
-		dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, append([]byte{0}, []byte("RPi4\x00\x31\x11\xc0\x01\x00\x00\x01\x01\xfd\xfe\x9f")...)),
-	)
+	m, err := piDiscovery(hw, class, append([]byte{0}, []byte("RPi4\x00\x31\x11\xc0\x01\x00\x00\x01\x01\xfd\xfe\x9f")...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
-const piClass = "PXEClient:Arch:00000:UNDI:002001"
+const piClass = pxeClass
 
 func (d *dhcpTest) send(t *testing.T, b []byte) {
 	t.Helper()
