@@ -26,7 +26,9 @@ func (a *app) applyCommand() *cobra.Command {
 Each stage reads what is there first and changes only what differs, so a
 re-run after a failure or on a finished lab is safe. Stages that do not
 apply to this inventory are skipped with the reason. The state file is
-saved after every stage.
+saved after every stage. The run ends with the Engine API calls that
+changed something, counted by stage: "none" on a lab that already matched
+(verify's own test network and services, removed again, are named apart).
 
 pi-boot serves the netbooted racks (TFTP and DHCP for the Pi bootloader
 from the golden image, an NBD root per Pi, as 'provision netboot serve')
@@ -71,6 +73,7 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 				return exitError{2, err}
 			}
 			err = p.Run(cmd.Context(), env)
+			writeCalls(env.Out, env.Calls)
 			var se *pipeline.StageError
 			if errors.As(err, &se) && cmd.Context().Err() == nil {
 				fmt.Fprintf(a.status, "to go on from there once it is fixed: provision apply -i %s --from %s\n", a.settings.Inventory, se.Stage)

@@ -64,7 +64,7 @@ func (a *app) destroyCommand() *cobra.Command {
 			s := stages.Destroy{
 				SSH: d.SSH, Nodes: nodes, Force: force, KeepVMs: keepVMs,
 				Prompt:  ui.Prompt{In: a.streams.In, Out: a.status, TTY: ui.IsTerminal(a.streams.In), Yes: yes},
-				Options: swarm.RemoveOptions{DrainTimeout: drain},
+				Options: swarm.RemoveOptions{DrainTimeout: drain, Counter: d.Engines},
 			}
 			if env.Inventory.Lab.Proxmox != nil {
 				tf := a.terraformSettings(yes)

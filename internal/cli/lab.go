@@ -107,16 +107,14 @@ it (DHCP and TFTP against the netboot server, as its bootloader would).`,
 			if err != nil {
 				return err
 			}
-			waiting := 0
-			for _, s := range specs {
-				if s.Netboot {
-					waiting++
-				}
-			}
 			done := env.Status.Start(fmt.Sprintf("lab up: %d nodes of %s", len(specs), inv.Lab.Metadata.Name))
 			up, err := l.Up(cmd.Context(), specs)
 			done(err)
+			waiting := 0
 			for _, n := range up {
+				if n.WaitingForBoot() {
+					waiting++
+				}
 				f := env.State.Node(n.Name)
 				f.IP, f.DockerSocket, f.SSHHostKey = n.IP.String(), n.DockerSocket, n.HostKeyFingerprint
 			}

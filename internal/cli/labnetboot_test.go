@@ -3,10 +3,16 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/fhlab/provision/internal/inventory"
+	"github.com/fhlab/provision/internal/lab"
+	statefile "github.com/fhlab/provision/internal/state"
 
 	"github.com/fhlab/provision/internal/labtest"
 	"github.com/fhlab/provision/internal/rpi/image/imagetest"
@@ -14,16 +20,20 @@ import (
 	"github.com/fhlab/provision/internal/testtool"
 )
 
-// TestApplyWithNetbootedPis rehearses the Pis' own boot on the emulated
-// lab: lab up --boot netboot powers the netbooted rack's Pis on without
-// starting them; lab boot with no server running gives up, saying how
-// often each Pi asked for DHCP; then apply serves them (pi-boot: proxy
-// DHCP and TFTP from a golden image, an NBD root each) while lab boot does
-// what each Pi's bootloader does (DISCOVER, its boot files, checked against
-// the golden image and its inventory entry) and starts them; apply goes on
-// to discover, swarm and verify with the Pis in the swarm, and the netboot
-// events record both Pis' files.
-func TestApplyWithNetbootedPis(t *testing.T) {
+// TestEndToEndWithNetbootedPis rehearses the lab's life on the emulated
+// lab, with the Pis' own boot: lab up --boot netboot powers the netbooted
+// rack's Pis on without starting them; lab boot with no server running
+// gives up, saying how often each Pi asked for DHCP; then apply serves
+// them (pi-boot: proxy DHCP and TFTP from a golden image, an NBD root
+// each) while lab boot does what each Pi's bootloader does (DISCOVER, its
+// boot files, checked against the golden image and its inventory entry)
+// and starts them; apply goes on to discover, swarm and verify with the
+// Pis in the swarm, and the netboot events record both Pis' files. A
+// second apply makes no changing Engine API call (counted) outside
+// verify's own test service. rack add, lab up and apply then touch only
+// the new rack's Pi: one seed, one join. destroy takes every node out of
+// the swarm, its roots and state entries; lab down leaves nothing.
+func TestEndToEndWithNetbootedPis(t *testing.T) {
 	labtest.Require(t)
 	testtool.NeedAll(t, "mkfs.vfat:dosfstools", "mcopy:mtools", "mke2fs:e2fsprogs", "debugfs:e2fsprogs", "qemu-img:qemu-utils", "qemu-nbd:qemu-utils")
 	f := labtest.New(t, t.TempDir(), &bytes.Buffer{})
@@ -70,33 +80,21 @@ func TestApplyWithNetbootedPis(t *testing.T) {
 		t.Errorf("lab boot without a server: exit %d\n%s\n%s", code, out, errs)
 	}
 
-	type result struct {
-		code      int
-		out, errs string
-	}
-	booted := make(chan result, 1)
-	go func() {
-		code, out, errs := run(t, "lab", "boot", "-i", inv, "--state-dir", state, "--image", img, "--timeout", "3m", "--retry", "500ms")
-		booted <- result{code, out, errs}
-	}()
-	code, out, errs = run(t, "apply", "-i", inv, "--state-dir", state, "--only", "validate,render,pi-boot,discover,swarm,verify",
-		"--netboot-image", img, "--netboot-listen", f.Addr(1))
-	b := <-booted
-	if b.code != 0 || !strings.Contains(b.out, "2 of 2 netbooted Pis run") {
-		t.Errorf("lab boot: exit %d\n%s\n%s", b.code, b.out, b.errs)
-	}
+	applyArgs := []string{"apply", "-i", inv, "--state-dir", state, "--only", "validate,render,pi-boot,discover,swarm,verify",
+		"--netboot-image", img, "--netboot-listen", f.Addr(1)}
+	out, errs, bootErrs := applyWhileBooting(t, applyArgs, []string{"lab", "boot", "-i", inv, "--state-dir", state, "--image", img, "--timeout", "3m", "--retry", "500ms"}, "2 of 2 netbooted Pis run")
 	for _, want := range []string{"pi-q1-01     DHCP: proxy answer from " + f.Addr(1), "pi-q1-02     read cmdline.txt", "boot files match the golden image", "running as pi-q1-02"} {
-		if !strings.Contains(b.errs, want) {
-			t.Errorf("lab boot's progress lacks %q:\n%s", want, b.errs)
+		if !strings.Contains(bootErrs, want) {
+			t.Errorf("lab boot's progress lacks %q:\n%s", want, bootErrs)
 		}
-	}
-	if code != 0 {
-		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
 	}
 	for _, want := range []string{"netboot: 2 Pis", "✓ form the Docker Swarm", "✓ verify"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("apply's progress lacks %q:\n%s", want, errs)
 		}
+	}
+	if !strings.Contains(changingCalls(out), "swarm ") {
+		t.Errorf("the first apply counted no changing call of the swarm stage:\n%s", out)
 	}
 	out, _ = must("lab", "status", "-i", inv, "--state-dir", state)
 	if !strings.Contains(out, "3 of 3 nodes up") || strings.Count(out, "active") != 3 {
@@ -111,4 +109,130 @@ func TestApplyWithNetbootedPis(t *testing.T) {
 			t.Errorf("%s's last netboot step: %+v", pi, r)
 		}
 	}
+
+	// A second apply changes nothing: no changing Engine API call outside
+	// verify's own test service, nothing rendered.
+	out, errs = must(applyArgs...)
+	if got := changingCalls(out); !strings.HasPrefix(got, "verify ") {
+		t.Errorf("the second apply made changing calls outside verify: %q\n%s", got, out)
+	}
+	for _, want := range []string{"0 written, 3 unchanged", "the swarm already matches the inventory: nothing changed"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("the second apply's progress lacks %q:\n%s", want, errs)
+		}
+	}
+
+	// A rack added touches only its node: one seed written, one join.
+	if err := os.WriteFile(filepath.Join(f.Dir, "q2.csv"), []byte("slot,serial,mac\n1,9ffe0d11,dc:a6:32:0d:00:11\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must("rack", "add", "q2", "-i", inv, "--state-dir", state, "--count", "1", "--csv", filepath.Join(f.Dir, "q2.csv"), "--boot", "netboot")
+	out, _ = must("lab", "up", "-i", inv, "--state-dir", state, "--boot", "netboot")
+	if !strings.Contains(out, "1 Pis wait for their network boot") {
+		t.Errorf("lab up after rack add:\n%s", out)
+	}
+	out, errs, _ = applyWhileBooting(t, applyArgs, []string{"lab", "boot", "-i", inv, "--state-dir", state, "--image", img, "--timeout", "3m", "--retry", "500ms"}, "3 of 3 netbooted Pis run")
+	for _, want := range []string{"1 written, 3 unchanged", "joined 1 (pi-q2-01)"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("apply after rack add: progress lacks %q:\n%s", want, errs)
+		}
+	}
+	if m := regexp.MustCompile(`updated (\d+)(?: \(([^)]*)\))?`).FindStringSubmatch(errs); m == nil || (m[1] != "0" && m[2] != "pi-q2-01") {
+		t.Errorf("apply after rack add updated other nodes than pi-q2-01: %q", m)
+	}
+	if got := changingCalls(out); !strings.Contains(got, "swarm ") || !strings.Contains(got, "POST /swarm/join ×1") {
+		t.Errorf("apply after rack add: changing calls %q, want one join", got)
+	}
+
+	// destroy takes every node out (the lab's "VMs" are emulated: kept),
+	// then lab down leaves nothing of the lab on this machine.
+	out, errs = must("destroy", "-i", inv, "--state-dir", state, "--keep-vms", "--yes")
+	st, err := statefile.Load(state, strings.TrimSuffix(invName, ".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 0 || st.Swarm != nil {
+		t.Errorf("state after destroy: %d nodes, swarm %+v\n%s\n%s", len(st.Nodes), st.Swarm, out, errs)
+	}
+	if roots := findFiles(t, state, ".qcow2"); len(roots) > 0 {
+		t.Errorf("netboot roots left after destroy: %v", roots)
+	}
+	out, _ = must("lab", "status", "-i", inv, "--state-dir", state)
+	if strings.Count(out, " inactive ") != 4 {
+		t.Errorf("lab status after destroy: want every node out of the swarm:\n%s", out)
+	}
+	must("lab", "down", "-i", inv, "--state-dir", state)
+	for _, left := range labOf(t, inv).Leftovers() {
+		t.Errorf("left after destroy and lab down: %s", left)
+	}
+}
+
+// applyWhileBooting runs apply while lab boot boots the waiting Pis beside
+// it, as they power on together; lab boot must end with bootWant in its
+// output. It returns apply's output and lab boot's progress.
+func applyWhileBooting(t *testing.T, apply, boot []string, bootWant string) (out, errs, bootErrs string) {
+	t.Helper()
+	type result struct {
+		code      int
+		out, errs string
+	}
+	booted := make(chan result, 1)
+	go func() {
+		code, out, errs := run(t, boot...)
+		booted <- result{code, out, errs}
+	}()
+	code, out, errs := run(t, apply...)
+	b := <-booted
+	if b.code != 0 || !strings.Contains(b.out, bootWant) {
+		t.Errorf("lab boot: exit %d\n%s\n%s", b.code, b.out, b.errs)
+	}
+	if code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	return out, errs, b.errs
+}
+
+// labOf is the emulated lab of an inventory file.
+func labOf(t *testing.T, path string) *lab.Lab {
+	t.Helper()
+	inv, err := inventory.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := lab.ConfigFromInventory(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// findFiles lists the files below dir whose names end in suffix.
+func findFiles(t *testing.T, dir, suffix string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, suffix) {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// changingCalls is what apply's last line counts, after its colon.
+func changingCalls(out string) string {
+	const head = "changing Engine API calls: "
+	i := strings.LastIndex(out, head)
+	if i < 0 {
+		return ""
+	}
+	line, _, _ := strings.Cut(out[i+len(head):], "\n")
+	return line
 }

@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"fmt"
+	"io"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/render"
 	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/internal/state"
+	"github.com/fhlab/provision/internal/swarm"
 	"github.com/fhlab/provision/templates"
 )
 
@@ -43,7 +48,37 @@ func (a *app) session(outDir string) (*pipeline.Env, stages.Deps, error) {
 		return nil, stages.Deps{}, err
 	}
 	d, err := a.deps()
+	env.Meter = d.Engines
 	return env, d, err
+}
+
+// writeCalls prints, after a run, the Engine API calls that changed
+// something, by stage: "none" on a lab that already matched. verify's are
+// its own test network and services, removed again.
+func writeCalls(w io.Writer, calls []pipeline.StageCalls) {
+	var parts []string
+	for _, c := range calls {
+		if c.Total() == 0 {
+			continue
+		}
+		byCall := make([]string, 0, len(c.Calls))
+		for call, n := range c.Calls {
+			byCall = append(byCall, fmt.Sprintf("%s ×%d", call, n))
+		}
+		slices.Sort(byCall)
+		detail := strings.Join(byCall, ", ")
+		if c.Stage == "verify" {
+			detail = "its own test network and services, removed again: " + detail
+		}
+		parts = append(parts, fmt.Sprintf("%s %d (%s)", c.Stage, c.Total(), detail))
+	}
+	if len(calls) == 0 {
+		return
+	}
+	if len(parts) == 0 {
+		parts = []string{"none"}
+	}
+	fmt.Fprintf(w, "changing Engine API calls: %s\n", strings.Join(parts, "; "))
 }
 
 // deps builds the stages' dependencies once.
@@ -60,5 +95,6 @@ func (a *app) deps() (stages.Deps, error) {
 			Redactor:     a.redactor,
 		}),
 		Terraform: a.terraformSettings(false),
+		Engines:   &swarm.Counter{},
 	}, nil
 }

@@ -62,7 +62,7 @@ Then 'provision plan' shows the rack's nodes as the only ones to create, and
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.count, "count", 0, "how many Pis the rack holds (required)")
-	fl.StringVar(&f.csv, "csv", "", "the rack's slot,serial,mac CSV (required with --boot netboot)")
+	fl.StringVar(&f.csv, "csv", "", "the rack's slot,serial,mac CSV, a path from the current directory, written into the inventory relative to it (required with --boot netboot)")
 	fl.StringVar(&f.boot, "boot", inventory.BootSD, "how its Pis boot: sd or netboot")
 	fl.StringVar(&f.ipStart, "ip-start", "", "the first Pi's address (default: after the highest address of any node)")
 	fl.StringVar(&f.image, "image", "", "the golden image its Pis boot (default: pis.image)")
@@ -99,6 +99,9 @@ func (a *app) runRackAdd(name string, f rackAddFlags) error {
 		abs, err := filepath.Abs(f.csv)
 		if err != nil {
 			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return usage("rack add: --csv: %v (a path from the current directory)", err)
 		}
 		dir, err := filepath.Abs(inv.Dir)
 		if err != nil {

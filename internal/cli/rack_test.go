@@ -35,6 +35,7 @@ func TestRackAdd(t *testing.T) {
 		{"addresses taken", []string{"r5", "--count", "2", "--ip-start", "192.168.11.5"}, 1, "is also the address of pi-r1-05"},
 		{"netboot without serials", []string{"r5", "--count", "2", "--boot", "netboot"}, 1, "needs a CSV of slot,serial,mac"},
 		{"no count", []string{"r5"}, 2, "--count N is required"},
+		{"a CSV that is not there", []string{"r5", "--count", "2", "--boot", "netboot", "--csv", "no-such.csv"}, 2, "rack add: --csv: stat "},
 		{"dry run", []string{"r5", "--count", "3", "--dry-run"}, 0, "dry run:"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -42,7 +42,8 @@ while the others are formed. Then:
      trades the single-use ticket in its seed for the join; label each as
      it appears. When all are in the swarm, no endpoint is started.
 
-A re-run on a formed swarm makes no change at all and says so; nodes added
+A re-run on a formed swarm makes no change at all and says so (and counts
+its changing Engine API calls: "none"); nodes added
 to the inventory are the only ones joined. Join tokens are never printed or
 logged. The summary says how many nodes were reached and names each node
 that failed with the cause; the others are still formed, and the exit
@@ -55,8 +56,10 @@ status is non-zero.`,
 				return err
 			}
 			defer d.SSH.Close()
-			s := stages.Swarm{SSH: d.SSH, Force: force, SelfJoinWait: selfJoinWait}
-			return pipeline.Pipeline{Stages: []pipeline.Stage{s}}.Run(cmd.Context(), env)
+			s := stages.Swarm{SSH: d.SSH, Force: force, SelfJoinWait: selfJoinWait, Counter: d.Engines}
+			err = pipeline.Pipeline{Stages: []pipeline.Stage{s}}.Run(cmd.Context(), env)
+			writeCalls(env.Out, env.Calls)
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "make nodes that are in another swarm leave it and join this one")

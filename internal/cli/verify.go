@@ -34,7 +34,7 @@ with busybox sh and nc that is present on the nodes (the emulated lab loads
 				return err
 			}
 			defer d.SSH.Close()
-			return pipeline.Pipeline{Stages: []pipeline.Stage{stages.Verify{SSH: d.SSH, Image: image}}}.Run(cmd.Context(), env)
+			return pipeline.Pipeline{Stages: []pipeline.Stage{stages.Verify{SSH: d.SSH, Image: image, Counter: d.Engines}}}.Run(cmd.Context(), env)
 		},
 	}
 	cmd.Flags().StringVar(&image, "image", lab.BusyboxImageTag, "image for the test service (busybox sh and nc)")

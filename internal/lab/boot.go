@@ -99,7 +99,7 @@ func (l *Lab) Boot(ctx context.Context, pis []PiBoot, o BootOptions) error {
 
 func (l *Lab) bootPi(ctx context.Context, n Node, pi PiBoot, o BootOptions, starting chan struct{}, say func(string, ...any)) error {
 	hostname := n.Name
-	if !n.waitingForBoot() {
+	if !n.WaitingForBoot() {
 		say("already booted")
 	} else {
 		bl := &netboot.Bootloader{MAC: pi.MAC, Dir: pi.Dir, Interface: "eth0", Addr: n.IP, Retry: o.Retry,

@@ -93,6 +93,11 @@ func (l *Lab) Down(ctx context.Context) error {
 		add(removeHostPaths(base, l.hostPathInUse()))
 	}
 	_ = syscall.Rmdir(base) // when no other lab is in it
+	if len(errs) == 0 {
+		if left := l.Leftovers(); len(left) > 0 {
+			add(fmt.Errorf("left behind: %s", strings.Join(left, "; ")))
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("lab down: %w", errors.Join(errs...))
 	}

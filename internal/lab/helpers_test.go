@@ -168,35 +168,19 @@ func freeSubnet(t *testing.T, seed byte) (netip.Prefix, netip.Addr) {
 // the state directory.
 func assertNothingLeft(t *testing.T, l *Lab, userName string, userExisted bool) {
 	t.Helper()
+	for _, left := range l.Leftovers() {
+		t.Errorf("left: %s", left)
+	}
+	// Leftovers' own checks, done here the way a person would.
 	prefix, dir := l.Prefix(), l.StateDir()
 	if out := sh(t, "ip", "netns", "list"); strings.Contains(out, prefix+"-") {
 		t.Errorf("namespaces left:\n%s", out)
 	}
-	if out := sh(t, "ip", "-o", "link"); strings.Contains(out, prefix+"-") {
-		t.Errorf("links left:\n%s", out)
-	}
 	if out, _ := exec.Command("pgrep", "-af", dir+"/").CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("processes left:\n%s", out)
 	}
-	mounts, _ := os.ReadFile("/proc/mounts")
-	for _, line := range strings.Split(string(mounts), "\n") {
-		if strings.Contains(line, dir) || strings.Contains(line, l.DataDir()) || strings.Contains(line, "/run/netns/"+prefix+"-") {
-			t.Errorf("mount left: %s", line)
-		}
-	}
-	if cgs, _ := labCgroups(prefix); len(cgs) > 0 {
-		t.Errorf("cgroups left: %v", cgs)
-	}
-	if _, err := user.LookupGroup(prefix); err == nil {
-		t.Errorf("group %s left", prefix)
-	}
 	if out, err := exec.Command("getent", "passwd", userName).CombinedOutput(); err == nil && !userExisted && len(l.otherManifests()) == 0 {
 		t.Errorf("user %s left: %s", userName, out)
-	}
-	for _, d := range []string{dir, l.DataDir()} {
-		if _, err := os.Stat(d); err == nil {
-			t.Errorf("lab directory %s left", d)
-		}
 	}
 }
 

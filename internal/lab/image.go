@@ -266,7 +266,7 @@ func (l *Lab) LoadImage(ctx context.Context, image []byte) error {
 		return errors.New("load image: the lab has no nodes (lab up first)")
 	}
 	// A netboot node gets it when Boot starts its system.
-	nodes = slices.DeleteFunc(nodes, Node.waitingForBoot)
+	nodes = slices.DeleteFunc(nodes, Node.WaitingForBoot)
 	return par.Each(ctx, l.cfg.Concurrency, len(nodes), func(ctx context.Context, i int) error {
 		if err := LoadImage(ctx, nodes[i].DockerSocket, bytes.NewReader(image)); err != nil {
 			return fmt.Errorf("lab %s: %w", nodes[i].Name, err)

@@ -32,6 +32,13 @@ func TestIntegrationUpDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("up %d nodes in %s", len(nodes), time.Since(start).Round(time.Millisecond))
+	// What Down must remove, Leftovers sees while the lab runs.
+	seen := strings.Join(tl.Leftovers(), "\n")
+	for _, want := range []string{"network namespace " + tl.Prefix() + "-", "link " + tl.Prefix() + "-", "dockerd", "sshd", "directory " + tl.StateDir(), "group " + tl.Prefix()} {
+		if !strings.Contains(seen, want) {
+			t.Errorf("Leftovers of a running lab lacks %q:\n%s", want, seen)
+		}
+	}
 
 	for _, n := range nodes {
 		c, err := NewEngine(n.DockerSocket)

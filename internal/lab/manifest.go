@@ -76,9 +76,10 @@ type Node struct {
 // DockerHost is the node's socket as a DOCKER_HOST value.
 func (n Node) DockerHost() string { return "unix://" + n.DockerSocket }
 
-// waitingForBoot: a netboot node whose system Boot has not started yet
-// (its UTS namespace, made with the hostname it booted with, is missing).
-func (n Node) waitingForBoot() bool { return n.Netboot && !isNsfs(n.UTS) }
+// WaitingForBoot reports whether the node is a netboot Pi whose system
+// Boot has not started yet (its UTS namespace, made with the hostname it
+// booted with, is missing).
+func (n Node) WaitingForBoot() bool { return n.Netboot && !isNsfs(n.UTS) }
 
 // NetnsPath is the node's network namespace file.
 func (n Node) NetnsPath() string { return filepath.Join(netnsDir, n.Netns) }

@@ -50,8 +50,8 @@ func (l *Lab) Status(ctx context.Context) ([]NodeStatus, error) {
 }
 
 func nodeStatus(ctx context.Context, n Node) NodeStatus {
-	s := NodeStatus{Name: n.Name, IP: n.IP.String(), Netns: isNsfs(n.NetnsPath()), Netboot: n.Netboot, Booted: !n.waitingForBoot()}
-	if !s.Netns || n.waitingForBoot() {
+	s := NodeStatus{Name: n.Name, IP: n.IP.String(), Netns: isNsfs(n.NetnsPath()), Netboot: n.Netboot, Booted: !n.WaitingForBoot()}
+	if !s.Netns || n.WaitingForBoot() {
 		return s
 	}
 	// Generous: a busy machine with many nodes answers slowly.

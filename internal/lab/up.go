@@ -169,7 +169,7 @@ func (l *Lab) upNode(ctx context.Context, n Node) error {
 	if err := l.ensureNetns(ctx, n); err != nil {
 		return err
 	}
-	if n.waitingForBoot() {
+	if n.WaitingForBoot() {
 		return nil
 	}
 	return l.startSystem(ctx, n, n.Name)

@@ -29,8 +29,51 @@ type Env struct {
 	Out         io.Writer // program output (tables, summaries)
 	Status      *Status   // progress lines
 	Now         func() time.Time
+	// Meter, when set, counts the calls that change something outside
+	// provision (the engines' API); Run notes each stage's in Calls.
+	Meter Meter
+	// Calls are the changing calls each stage of the last Run made, in
+	// runbook order (filled only with a Meter).
+	Calls []StageCalls
 
 	bg *background // services left running for the rest of a Run
+}
+
+// Meter counts calls that change something, by "METHOD /path".
+type Meter interface {
+	Calls() map[string]int
+}
+
+// StageCalls are the changing calls one stage made, by "METHOD /path".
+type StageCalls struct {
+	Stage string
+	Calls map[string]int
+}
+
+// Total is the number of calls.
+func (s StageCalls) Total() int {
+	n := 0
+	for _, c := range s.Calls {
+		n += c
+	}
+	return n
+}
+
+// measure runs f and notes the calls it made under stage.
+func (e *Env) measure(stage string, f func() error) error {
+	if e.Meter == nil {
+		return f()
+	}
+	before := e.Meter.Calls()
+	err := f()
+	delta := map[string]int{}
+	for call, n := range e.Meter.Calls() {
+		if d := n - before[call]; d > 0 {
+			delta[call] = d
+		}
+	}
+	e.Calls = append(e.Calls, StageCalls{Stage: stage, Calls: delta})
+	return err
 }
 
 // background is what Env.Background started during a Run.
@@ -197,6 +240,7 @@ func (p Pipeline) Plan(ctx context.Context, env *Env) ([]Plan, error) {
 func (p Pipeline) Run(ctx context.Context, env *Env) (err error) {
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	env.bg = &background{ctx: bgCtx}
+	env.Calls = nil
 	defer func() {
 		// The services stop with the run, the last started first.
 		stopBackground()
@@ -223,7 +267,7 @@ func (p Pipeline) Run(ctx context.Context, env *Env) (err error) {
 		}
 		done := env.Status.Start(s.Title())
 		start := env.Now()
-		err := s.Run(ctx, env)
+		err := env.measure(s.Name(), func() error { return s.Run(ctx, env) })
 		if serr := env.State.Save(env.StateDir, env.Now()); serr != nil && err == nil {
 			err = serr
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -24,6 +25,19 @@ type recorder struct {
 	skip    string
 	cancel  context.CancelFunc
 	changes []pipeline.Change
+	meter   *meter // calls made on it by Run
+	call    string
+}
+
+// meter is a pipeline.Meter the recorder calls on.
+type meter map[string]int
+
+func (m meter) Calls() map[string]int {
+	out := map[string]int{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 func (r recorder) Name() string  { return r.name }
@@ -34,6 +48,9 @@ func (r recorder) Plan(context.Context, *pipeline.Env) (pipeline.Plan, error) {
 }
 func (r recorder) Run(_ context.Context, env *pipeline.Env) error {
 	*r.calls = append(*r.calls, "run "+r.name)
+	if r.call != "" {
+		(*r.meter)[r.call]++
+	}
 	env.State.Node("n1").IP = "192.0.2.1"
 	if r.cancel != nil {
 		r.cancel()
@@ -220,5 +237,40 @@ func TestBackgroundServices(t *testing.T) {
 				t.Error("a service started outside a run")
 			}
 		})
+	}
+}
+
+// TestRunNotesEachStagesCalls: with a Meter, Run notes the changing calls
+// each stage made (only its own, none for a stage that made none), also
+// for the stage that failed, and starts afresh on the next Run.
+func TestRunNotesEachStagesCalls(t *testing.T) {
+	var calls []string
+	m := meter{"POST /swarm/join": 3}
+	env := newEnv(t, io.Discard)
+	env.Meter = m
+	p := pipeline.Pipeline{Stages: []pipeline.Stage{
+		recorder{name: "a", calls: &calls, meter: &m, call: "POST /swarm/join"},
+		recorder{name: "b", calls: &calls},
+		recorder{name: "c", calls: &calls, meter: &m, call: "POST /nodes/{id}/update", fail: errors.New("boom")},
+	}}
+	if err := p.Run(context.Background(), env); err == nil {
+		t.Fatal("Run of a failing stage: no error")
+	}
+	want := []pipeline.StageCalls{
+		{Stage: "a", Calls: map[string]int{"POST /swarm/join": 1}},
+		{Stage: "b", Calls: map[string]int{}},
+		{Stage: "c", Calls: map[string]int{"POST /nodes/{id}/update": 1}},
+	}
+	if fmt.Sprint(env.Calls) != fmt.Sprint(want) {
+		t.Errorf("Calls = %v, want %v", env.Calls, want)
+	}
+	if env.Calls[0].Total() != 1 || env.Calls[1].Total() != 0 {
+		t.Errorf("totals %d, %d", env.Calls[0].Total(), env.Calls[1].Total())
+	}
+	if err := (pipeline.Pipeline{Stages: p.Stages[1:2]}).Run(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if len(env.Calls) != 1 || env.Calls[0].Stage != "b" {
+		t.Errorf("a second Run's Calls = %v, want only b's", env.Calls)
 	}
 }

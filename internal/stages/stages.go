@@ -5,6 +5,7 @@ package stages
 import (
 	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/swarm"
 )
 
 // Deps are the dependencies the stages need, built once by the CLI.
@@ -24,6 +25,9 @@ type Deps struct {
 	// VerifyImage is the verify stage's test service image (apply's
 	// --verify-image).
 	VerifyImage string
+	// Engines counts the Engine API calls that change something, on every
+	// node (may be nil).
+	Engines *swarm.Counter
 }
 
 // Apply is the runbook `provision apply` follows, kept as data:
@@ -38,7 +42,7 @@ func Apply(d Deps) pipeline.Pipeline {
 		PiBoot{Renderer: d.Renderer, Listen: d.Netboot.Listen, DHCP: d.Netboot.DHCP, DHCPIf: d.Netboot.DHCPIf, Image: d.Netboot.Image, UnitActive: d.Netboot.UnitActive},
 		Discover{SSH: d.SSH},
 		Hosts{Renderer: d.Renderer, SSH: d.SSH, Force: d.ForceHosts, AllowReboot: d.AllowReboot},
-		Swarm{SSH: d.SSH, Force: d.ForceSwarm},
-		Verify{SSH: d.SSH, Image: d.VerifyImage},
+		Swarm{SSH: d.SSH, Force: d.ForceSwarm, Counter: d.Engines},
+		Verify{SSH: d.SSH, Image: d.VerifyImage, Counter: d.Engines},
 	}}
 }

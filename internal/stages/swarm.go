@@ -107,10 +107,11 @@ func members(env *pipeline.Env, ssh *Connector) []*swarm.Member {
 }
 
 // open connects to every member at once; those that cannot be reached are
-// named in the error and left without an engine.
-func open(ctx context.Context, ms []*swarm.Member, concurrency int) error {
+// named in the error and left without an engine. Changing calls on the
+// engines are counted in c (may be nil).
+func open(ctx context.Context, ms []*swarm.Member, concurrency int, c *swarm.Counter) error {
 	return par.Each(ctx, concurrency, len(ms), func(ctx context.Context, i int) error {
-		if err := ms[i].Open(ctx, nil); err != nil {
+		if err := ms[i].Open(ctx, c); err != nil {
 			return fmt.Errorf("reach %s: %w", ms[i].Name, err)
 		}
 		return nil

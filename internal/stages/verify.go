@@ -14,8 +14,9 @@ import (
 // overlay network's subnet inside the pool, and a replicated service
 // reachable across nodes.
 type Verify struct {
-	SSH   *Connector
-	Image string // an image with busybox sh and nc, present on the nodes
+	SSH     *Connector
+	Image   string         // an image with busybox sh and nc, present on the nodes
+	Counter *swarm.Counter // counts its changing Engine API calls (may be nil)
 }
 
 func (Verify) Name() string  { return "verify" }
@@ -29,7 +30,7 @@ func (s Verify) Run(ctx context.Context, env *pipeline.Env) error {
 	// Every inventory node is checked, reachable over SSH or not.
 	all := members(env, s.SSH)
 	defer closeMembers(all)
-	connErr := open(ctx, all, env.Concurrency)
+	connErr := open(ctx, all, env.Concurrency, s.Counter)
 	var manager *swarm.Member
 	for _, m := range all {
 		if m.Role == swarm.Manager && m.Engine != nil {

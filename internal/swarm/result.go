@@ -52,8 +52,17 @@ func (r *Result) changes() string {
 	if r.Ingress {
 		parts = append(parts, "ingress network changed")
 	}
-	parts = append(parts, fmt.Sprintf("joined %d, updated %d, removed %d stale", len(r.Joined), len(r.Updated), len(r.Removed)))
+	parts = append(parts, "joined "+counted(r.Joined), "updated "+counted(r.Updated), "removed "+counted(r.Removed)+" stale")
 	return strings.Join(parts, ", ")
+}
+
+// counted is how many names there are, and which when they are few: "0",
+// "2 (pi-r5-01, pi-r5-02)", "40".
+func counted(names []string) string {
+	if len(names) == 0 || len(names) > 6 {
+		return fmt.Sprint(len(names))
+	}
+	return fmt.Sprintf("%d (%s)", len(names), strings.Join(names, ", "))
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
