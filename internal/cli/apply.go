@@ -3,6 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +45,10 @@ stage shows Terraform's plan per VM and asks before applying it (--yes
 answers for you; without a terminal and without --yes it changes nothing);
 the swarm stage leaves nodes of another swarm alone unless --force-swarm;
 the hosts stage leaves a host in another swarm or with conflicting sysctls
-alone unless --force-hosts, and reboots none unless --allow-reboot.`,
+alone unless --force-hosts, and reboots none unless --allow-reboot.
+
+A failed run says how to go on from the stage that failed (--from); where
+nodes failed one by one, it lists each with its cause first.`,
 		Example: "  provision plan -i inventory/example.yaml\n" +
 			"  provision apply -i inventory/example.yaml\n" +
 			"  provision apply -i lab.yaml --only validate,render,vms --yes",
@@ -76,7 +82,12 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 			writeCalls(env.Out, env.Calls)
 			var se *pipeline.StageError
 			if errors.As(err, &se) && cmd.Context().Err() == nil {
-				fmt.Fprintf(a.status, "to go on from there once it is fixed: provision apply -i %s --from %s\n", a.settings.Inventory, se.Stage)
+				retry := fmt.Sprintf("provision apply -i %s --from %s", a.settings.Inventory, se.Stage)
+				if failed := pipeline.Failed(err); len(failed) > 0 {
+					writeFailed(env.Out, se.Stage, failed, retry)
+				} else {
+					fmt.Fprintf(a.status, "to go on from there once it is fixed: %s\n", retry)
+				}
 			}
 			return err
 		},
@@ -94,4 +105,18 @@ alone unless --force-hosts, and reboots none unless --allow-reboot.`,
 	cmd.Flags().StringVar(&nbImage, "netboot-image", "", "pi-boot: the golden image to serve (default: the one provision image build made for the racks)")
 	cmd.Flags().StringVar(&nbDHCPIf, "netboot-dhcp-interface", "", "pi-boot: interface DHCP answers on (default: the one holding the TFTP address)")
 	return cmd
+}
+
+// writeFailed is a failed run's report: each node that failed in the
+// stage, its cause, and the command that retries them (every stage changes
+// only what differs, so the nodes that already match are left alone).
+func writeFailed(w io.Writer, stage string, failed []*pipeline.NodeError, retry string) {
+	fmt.Fprintf(w, "\n%s failed on %s:\n", stage, plural(len(failed), "node"))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tCAUSE")
+	for _, f := range failed {
+		fmt.Fprintf(tw, "  %s\t%s\n", f.Node, strings.Join(strings.Fields(f.Error()), " "))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "to retry just them once fixed: %s (the nodes that already match are left alone)\n", retry)
 }

@@ -79,6 +79,18 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 	if code == 0 || !strings.Contains(errs, "boot pi-q1-01: dhcp: no answer to") || !strings.Contains(out, "0 of 2 netbooted Pis run") {
 		t.Errorf("lab boot without a server: exit %d\n%s\n%s", code, out, errs)
 	}
+	// Not booted, the Pis cannot be reached: apply's report names each with
+	// its cause (the netboot server never saw it) and the retry.
+	code, out, errs = run(t, "apply", "-i", inv, "--state-dir", state, "--only", "validate,discover", "--ssh-timeout", "2s")
+	for _, want := range []string{"discover failed on 2 nodes:", "pi-q1-01  reach pi-q1-01: ", "the netboot server never saw it (no DHCP request or TFTP read for serial 9ffe0d02)",
+		"to retry just them once fixed: provision apply -i " + inv + " --from discover"} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("apply with the Pis not booted: exit %d, want 1 and %q in the report:\n%s\n%s", code, want, out, errs)
+		}
+	}
+	if strings.Contains(out, "  nm-1 ") {
+		t.Errorf("the report names a node that answered:\n%s", out)
+	}
 
 	applyArgs := []string{"apply", "-i", inv, "--state-dir", state, "--only", "validate,render,pi-boot,discover,swarm,verify",
 		"--netboot-image", img, "--netboot-listen", f.Addr(1)}

@@ -91,6 +91,7 @@ func (a *app) deps() (stages.Deps, error) {
 		Renderer: r,
 		SSH: stages.NewConnector(stages.SSH{
 			KeyPath:      a.settings.SSHKey,
+			Timeout:      a.settings.SSHTimeout,
 			DockerSocket: a.settings.DockerSocket,
 			Redactor:     a.redactor,
 		}),

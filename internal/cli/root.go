@@ -39,20 +39,21 @@ type Streams struct {
 // Settings are the tool's own settings (not the lab's: those are in the
 // inventory).
 type Settings struct {
-	Inventory    string `mapstructure:"inventory"`
-	StateDir     string `mapstructure:"state-dir"`
-	Concurrency  int    `mapstructure:"concurrency"`
-	SSHKey       string `mapstructure:"ssh-key"`
-	Terraform    string `mapstructure:"terraform"`
-	TFMirror     string `mapstructure:"terraform-mirror"`
-	DockerSocket string `mapstructure:"docker-socket"`
-	LogLevel     string `mapstructure:"log-level"`
-	LogFormat    string `mapstructure:"log-format"`
-	Verbose      int    `mapstructure:"verbose"`
+	Inventory    string        `mapstructure:"inventory"`
+	StateDir     string        `mapstructure:"state-dir"`
+	Concurrency  int           `mapstructure:"concurrency"`
+	SSHKey       string        `mapstructure:"ssh-key"`
+	SSHTimeout   time.Duration `mapstructure:"ssh-timeout"`
+	Terraform    string        `mapstructure:"terraform"`
+	TFMirror     string        `mapstructure:"terraform-mirror"`
+	DockerSocket string        `mapstructure:"docker-socket"`
+	LogLevel     string        `mapstructure:"log-level"`
+	LogFormat    string        `mapstructure:"log-format"`
+	Verbose      int           `mapstructure:"verbose"`
 }
 
 // settingKeys are the keys provision.yaml may hold; anything else is a typo.
-var settingKeys = []string{"inventory", "state-dir", "concurrency", "ssh-key", "docker-socket", "terraform", "terraform-mirror", "log-level", "log-format", "verbose"}
+var settingKeys = []string{"inventory", "state-dir", "concurrency", "ssh-key", "ssh-timeout", "docker-socket", "terraform", "terraform-mirror", "log-level", "log-format", "verbose"}
 
 // app is one invocation: its streams, settings and output (see package
 // ui): log records go to log (the log file, and the terminal as the
@@ -206,6 +207,7 @@ func (a *app) rootCommand() *cobra.Command {
 	f.String("state-dir", "", "where discovered facts are kept (default .provision/<lab name>)")
 	f.Int("concurrency", 32, "how many nodes are worked on at once")
 	f.String("ssh-key", "", "private key to log in with (default: the inventory's ssh.privateKeyFile)")
+	f.Duration("ssh-timeout", 2*time.Minute, "how long to keep trying to reach each node over SSH, retries included (nodes still booting)")
 	f.String("docker-socket", "/var/run/docker.sock", "Docker Engine socket on the nodes (the emulated lab records its own)")
 	f.String("terraform", "", "terraform binary (default: found on PATH)")
 	f.String("terraform-mirror", "", "provider mirror directory for terraform init, for labs without internet (PROVISION_TERRAFORM_MIRROR)")
@@ -282,6 +284,9 @@ func (a *app) loadSettings(flags *pflag.FlagSet, configFile string) error {
 	}
 	if a.settings.Concurrency < 1 {
 		return fmt.Errorf("settings: concurrency must be at least 1, not %d", a.settings.Concurrency)
+	}
+	if a.settings.SSHTimeout <= 0 {
+		return fmt.Errorf("settings: ssh-timeout must be more than 0, not %s", a.settings.SSHTimeout)
 	}
 	return a.setUpOutput()
 }

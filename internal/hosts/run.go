@@ -95,6 +95,18 @@ func (r *Runner) Apply(ctx context.Context, nodes []inventory.Node, progress fun
 	return out
 }
 
+// Failure is why the host was not prepared: its error, or why it was
+// refused; nil when it was.
+func (o *Outcome) Failure() error {
+	switch {
+	case o.Err != nil:
+		return o.Err
+	case o.Plan != nil && o.Plan.Refused != "":
+		return fmt.Errorf("%s refused: %s", o.Node.Name, o.Plan.Refused)
+	}
+	return nil
+}
+
 // Summary counts the outcomes: "3 hosts: 5 changes on 1, 2 unchanged" or
 // "nothing changed". The error names every host that failed or was refused.
 func Summary(out []*Outcome, applied bool) (string, error) {
@@ -102,10 +114,8 @@ func Summary(out []*Outcome, applied bool) (string, error) {
 	var errs []error
 	for _, o := range out {
 		switch {
-		case o.Err != nil:
-			errs = append(errs, o.Err)
-		case o.Plan.Refused != "":
-			errs = append(errs, fmt.Errorf("%s refused: %s", o.Node.Name, o.Plan.Refused))
+		case o.Failure() != nil:
+			errs = append(errs, o.Failure())
 		case applied && o.Result != nil && len(o.Result.Changed) > 0:
 			changes += len(o.Result.Changed)
 			changedHosts++

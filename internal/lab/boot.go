@@ -130,13 +130,8 @@ func (l *Lab) bootPi(ctx context.Context, n Node, pi PiBoot, o BootOptions, star
 		return ctx.Err()
 	}
 	defer func() { <-starting }()
-	if err := l.startSystem(ctx, n, hostname); err != nil {
+	if err := l.startSystem(ctx, n, hostname, o.Image); err != nil {
 		return err
-	}
-	if o.Image != nil {
-		if err := LoadImage(ctx, n.DockerSocket, bytes.NewReader(o.Image)); err != nil {
-			return err
-		}
 	}
 	say("running as %s: dockerd and sshd answer", hostname)
 	return nil

@@ -112,24 +112,36 @@ func ensureUTS(n Node, hostname string) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		// The thread joins a new UTS namespace and is never given back:
-		// without UnlockOSThread the runtime ends it with the goroutine.
+		// The thread makes the new UTS namespace, binds it and goes back to
+		// its own. A thread that cannot go back is never reused: without
+		// UnlockOSThread the runtime ends it with the goroutine. Ending
+		// threads is avoided otherwise: a child started from one with
+		// Pdeathsig (qemu-nbd) would be killed with it.
 		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/uts")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open own UTS namespace: %w", err)
+			return
+		}
+		defer self.Close()
 		if err := unix.Unshare(unix.CLONE_NEWUTS); err != nil {
 			runtime.UnlockOSThread() // unshare failed: the thread is clean
 			errc <- fmt.Errorf("unshare UTS namespace: %w", err)
 			return
 		}
-		if err := unix.Sethostname([]byte(hostname)); err != nil {
-			errc <- fmt.Errorf("set hostname %s: %w", hostname, err)
+		err = unix.Sethostname([]byte(hostname))
+		if err != nil {
+			err = fmt.Errorf("set hostname %s: %w", hostname, err)
+		} else if err = unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/uts", unix.Gettid()), n.UTS, "", unix.MS_BIND, ""); err != nil {
+			err = fmt.Errorf("bind UTS namespace to %s: %w", n.UTS, err)
+		}
+		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWUTS); serr != nil {
+			errc <- errors.Join(err, fmt.Errorf("leave the new UTS namespace: %w", serr))
 			return
 		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/uts", unix.Gettid())
-		if err := unix.Mount(src, n.UTS, "", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("bind UTS namespace to %s: %w", n.UTS, err)
-			return
-		}
-		errc <- nil
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	return <-errc
 }

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -172,12 +173,14 @@ func (l *Lab) upNode(ctx context.Context, n Node) error {
 	if n.WaitingForBoot() {
 		return nil
 	}
-	return l.startSystem(ctx, n, n.Name)
+	return l.startSystem(ctx, n, n.Name, nil)
 }
 
 // startSystem starts a node's system in its network namespace: its
-// hostname (UTS namespace), dockerd and sshd.
-func (l *Lab) startSystem(ctx context.Context, n Node, hostname string) error {
+// hostname (UTS namespace), dockerd, image loaded into it when there is one
+// (as if it were on the node's disk), then sshd: a node that answers over
+// SSH is ready to be used.
+func (l *Lab) startSystem(ctx context.Context, n Node, hostname string, image []byte) error {
 	start := time.Now()
 	if err := ensureUTS(n, hostname); err != nil {
 		return err
@@ -187,6 +190,11 @@ func (l *Lab) startSystem(ctx context.Context, n Node, hostname string) error {
 	}
 	if err := l.ensureDockerd(ctx, n); err != nil {
 		return err
+	}
+	if image != nil {
+		if err := LoadImage(ctx, n.DockerSocket, bytes.NewReader(image)); err != nil {
+			return err
+		}
 	}
 	if err := l.ensureSSHD(ctx, n); err != nil {
 		return err

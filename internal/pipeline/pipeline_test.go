@@ -274,3 +274,39 @@ func TestRunNotesEachStagesCalls(t *testing.T) {
 		t.Errorf("a second Run's Calls = %v, want only b's", env.Calls)
 	}
 }
+
+// TestFailed finds every node's failure in an error tree (a stage's joined
+// errors, a summary carrying its nodes, wrapped in a StageError), each
+// node once with its first cause, and none in an error without nodes.
+func TestFailed(t *testing.T) {
+	a1 := pipeline.NodeErr("a", errors.New("reach a: refused"))
+	b := pipeline.NodeErr("b", errors.New("reach b: timeout"))
+	a2 := pipeline.NodeErr("a", errors.New("join a: later"))
+	summary := pipeline.WithNodes(errors.New("2 of 3 nodes failed"), []*pipeline.NodeError{a1.(*pipeline.NodeError), b.(*pipeline.NodeError)})
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"none", errors.New("boom"), ""},
+		{"nil", nil, ""},
+		{"joined", errors.Join(a1, errors.New("other"), b), "a: reach a: refused; b: reach b: timeout"},
+		{"summary in a stage", &pipeline.StageError{Stage: "swarm", Err: fmt.Errorf("form: %w", summary)}, "a: reach a: refused; b: reach b: timeout"},
+		{"first cause kept", errors.Join(a1, a2), "a: reach a: refused"},
+		{"nil node error", pipeline.NodeErr("c", nil), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, f := range pipeline.Failed(tt.err) {
+				got = append(got, f.Node+": "+f.Error())
+			}
+			if strings.Join(got, "; ") != tt.want {
+				t.Errorf("Failed = %q, want %q", strings.Join(got, "; "), tt.want)
+			}
+		})
+	}
+	if summary.Error() != "2 of 3 nodes failed" {
+		t.Errorf("WithNodes changed the message: %q", summary.Error())
+	}
+}

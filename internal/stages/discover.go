@@ -59,7 +59,7 @@ func (s Discover) Run(ctx context.Context, env *pipeline.Env) error {
 	boots := sync.OnceValues(func() (*netboot.Boots, error) { return netboot.LoadBoots(env.StateDir) })
 	err := par.Each(ctx, env.Concurrency, len(nodes), func(ctx context.Context, i int) error {
 		if _, err := s.SSH.Connect(ctx, env, &nodes[i]); err != nil {
-			return fmt.Errorf("reach %s: %w%s", nodes[i].Name, err, lastBootStep(boots, &nodes[i]))
+			return pipeline.NodeErr(nodes[i].Name, fmt.Errorf("reach %s: %w%s", nodes[i].Name, err, lastBootStep(boots, &nodes[i])))
 		}
 		ips[i] = nodes[i].IP
 		return nil

@@ -140,5 +140,11 @@ func (s Hosts) Run(ctx context.Context, env *pipeline.Env) error {
 	}
 	line, err := hosts.Summary(out, true)
 	env.Status.Progress("%s", line)
-	return err
+	var failed []*pipeline.NodeError
+	for _, o := range out {
+		if f := o.Failure(); f != nil {
+			failed = append(failed, &pipeline.NodeError{Node: o.Node.Name, Err: f})
+		}
+	}
+	return pipeline.WithNodes(err, failed)
 }

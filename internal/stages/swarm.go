@@ -83,7 +83,11 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	if err := s.awaitSelfJoin(ctx, env, members, res, self); err != nil {
 		formErr = errors.Join(formErr, err)
 	}
-	return formErr
+	failed := make([]*pipeline.NodeError, len(res.Failed))
+	for i, f := range res.Failed {
+		failed[i] = &pipeline.NodeError{Node: f.Node, Err: f.Err}
+	}
+	return pipeline.WithNodes(formErr, failed)
 }
 
 // members are the inventory's nodes as swarm members, in inventory order,
@@ -112,7 +116,7 @@ func members(env *pipeline.Env, ssh *Connector) []*swarm.Member {
 func open(ctx context.Context, ms []*swarm.Member, concurrency int, c *swarm.Counter) error {
 	return par.Each(ctx, concurrency, len(ms), func(ctx context.Context, i int) error {
 		if err := ms[i].Open(ctx, c); err != nil {
-			return fmt.Errorf("reach %s: %w", ms[i].Name, err)
+			return pipeline.NodeErr(ms[i].Name, fmt.Errorf("reach %s: %w", ms[i].Name, err))
 		}
 		return nil
 	})

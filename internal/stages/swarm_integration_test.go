@@ -3,6 +3,7 @@ package stages_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -301,6 +302,16 @@ func loadBusybox(t *testing.T, f *labtest.Fixture) {
 
 func nodeList(t *testing.T, f *labtest.Fixture, manager string) []dswarm.Node {
 	t.Helper()
+	nodes, err := tryNodeList(t, f, manager)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+// tryNodeList is nodeList for a swarm that may have no leader yet.
+func tryNodeList(t *testing.T, f *labtest.Fixture, manager string) ([]dswarm.Node, error) {
+	t.Helper()
 	n, ok := f.Node(manager)
 	if !ok {
 		t.Fatalf("%s is not up", manager)
@@ -312,9 +323,9 @@ func nodeList(t *testing.T, f *labtest.Fixture, manager string) []dswarm.Node {
 	defer c.Close()
 	nodes, err := c.NodeList(context.Background(), dswarm.NodeListOptions{})
 	if err != nil {
-		t.Fatalf("node list on %s: %v", manager, err)
+		return nil, fmt.Errorf("node list on %s: %w", manager, err)
 	}
-	return nodes
+	return nodes, nil
 }
 
 func ids(nodes []dswarm.Node) map[string]string {
@@ -415,18 +426,20 @@ func TestIntegrationSwarmLeaderStopped(t *testing.T) {
 	}
 	f.StopDockerd(t, leader)
 
-	// Quorum kept: one of the other two leads within Raft's election time.
+	// Quorum kept: one of the other two leads within Raft's election time
+	// (until then a manager may answer that it has no leader).
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		led := false
-		for _, n := range nodeList(t, f, others[0]) {
+		nodes, err := tryNodeList(t, f, others[0])
+		for _, n := range nodes {
 			led = led || (n.ManagerStatus != nil && n.ManagerStatus.Leader && n.Description.Hostname != leader)
 		}
 		if led {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no new leader among %v two minutes after %s stopped", others, leader)
+			t.Fatalf("no new leader among %v two minutes after %s stopped (last answer: %v)", others, leader, err)
 		}
 		time.Sleep(time.Second)
 	}
