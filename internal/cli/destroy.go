@@ -32,10 +32,11 @@ which are reachable, and changes nothing. Destroying every node of the
 swarm dissolves it (the last manager leaves with force) and needs no quorum.
 
 VMs: without --node, every VM terraform manages for the lab is destroyed
-through the same path as 'provision vms destroy' (its plan is shown). With
---node, VMs are kept: that path has no -target yet; remove the nodes from
-the inventory and run 'provision vms apply' to destroy their VMs.
---keep-vms keeps them in every case.
+through the same path as 'provision vms destroy' (its plan is shown); with
+--node, exactly those nodes' VMs (terraform -target). Nodes still in the
+inventory are created again by the next apply: remove them from it to keep
+them gone. The destroyed VMs' cloud-init snippets are then removed from
+their Proxmox hosts. --keep-vms keeps the VMs in every case.
 
 The destroyed nodes' entries leave the state file. A second destroy of the
 same nodes finds nothing to do and says so.`

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/stages"
 	"github.com/fhlab/provision/internal/ui"
 	"github.com/fhlab/provision/internal/vms"
@@ -70,6 +71,7 @@ const vmsExample = `  provision vms plan -i inventory/example.yaml
 
 func (a *app) vmsCommand() *cobra.Command {
 	var yes, install, noSnippets bool
+	var nodes []string
 	var parallel int
 	cmd := &cobra.Command{
 		Use:     "vms plan|apply|destroy -i FILE",
@@ -110,7 +112,15 @@ func (a *app) vmsCommand() *cobra.Command {
 			case "plan":
 				return s.ShowPlan(ctx, env, false)
 			default:
-				err := s.Apply(ctx, env, what == "destroy")
+				var err error
+				if what == "destroy" {
+					if err := vmNodes(inv, nodes); err != nil {
+						return exitError{2, err}
+					}
+					err = s.Destroy(ctx, env, nodes)
+				} else {
+					err = s.Apply(ctx, env)
+				}
 				if serr := env.State.Save(env.StateDir, env.Now()); serr != nil && err == nil {
 					err = serr
 				}
@@ -132,18 +142,41 @@ func (a *app) vmsCommand() *cobra.Command {
 	}
 	destroy := &cobra.Command{
 		Use: "destroy -i FILE", Short: "Destroy the lab's VMs, after showing the destroy plan",
-		Long:    "Plan the destruction of every VM terraform manages, print it, ask (or take --yes) and apply exactly that plan.",
-		Example: "  provision vms destroy -i inventory/local.yaml --yes",
+		Long: `Plan the destruction of every VM terraform manages (with --node, of
+those VMs only: terraform -target), print it, ask (or take --yes), apply
+exactly that plan, then remove the VMs' snippets from the Proxmox hosts
+over SFTP (--no-snippets leaves them).
+
+This is the low-level path: the VMs' nodes are not taken out of the swarm
+first. 'provision destroy --node NAME' drains them, keeps the managers'
+quorum, then comes here.`,
+		Example: "  provision vms destroy -i inventory/local.yaml --yes\n  provision vms destroy -i lab.yaml --node vm-6",
 		Args:    cobra.NoArgs, RunE: run("destroy"),
 	}
 	for _, c := range []*cobra.Command{apply, destroy} {
 		c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask: apply the plan shown (needed without a terminal)")
 	}
 	apply.Flags().BoolVar(&noSnippets, "no-snippets", false, "do not upload snippets (they are already on a shared snippets storage)")
+	destroy.Flags().StringArrayVar(&nodes, "node", nil, "destroy only this VM (repeat for more); none: every VM of the lab")
+	destroy.Flags().BoolVar(&noSnippets, "no-snippets", false, "leave the snippets on the Proxmox hosts (a shared snippets storage others manage)")
 	for _, c := range []*cobra.Command{plan, apply, destroy} {
 		c.Flags().BoolVar(&install, "install-terraform", false, "download the latest terraform release when none is found")
 		c.Flags().IntVar(&parallel, "parallel", vms.DefaultParallel, "VMs the provider works on at once (pm_parallel)")
 	}
 	cmd.AddCommand(plan, apply, destroy)
 	return cmd
+}
+
+// vmNodes checks that every name is a VM of the inventory.
+func vmNodes(inv *inventory.Inventory, names []string) error {
+	for _, name := range names {
+		n := inv.Node(name)
+		switch {
+		case n == nil:
+			return fmt.Errorf("--node %s: not a node of the inventory %s (see provision inventory -i %s)", name, inv.File, inv.File)
+		case n.Kind != inventory.KindVM:
+			return fmt.Errorf("--node %s: a %s, not a VM: provision destroy --node %s takes it out of the swarm", name, n.Kind, name)
+		}
+	}
+	return nil
 }

@@ -250,12 +250,55 @@ func TestVMsApplyAgainstSimulator(t *testing.T) {
 		t.Errorf("start of vm-1 without %s: %q", userVolid, ex)
 	}
 
-	out, _ = vmsRun("destroy", "--yes")
-	if !strings.Contains(out, "9 to DESTROY") {
+	// One VM destroyed (-target): only it, and only its snippets.
+	snippets := func() map[string]bool {
+		out := map[string]bool{}
+		for _, n := range inv.Lab.Proxmox.Nodes {
+			ents, _ := os.ReadDir(sim.SnippetsDir(n.Name, inv.Lab.Proxmox.SnippetsStorage))
+			for _, e := range ents {
+				out[e.Name()] = true
+			}
+		}
+		return out
+	}
+	out, errs = vmsRun("destroy", "--yes", "--node", "vm-6")
+	if !strings.Contains(out, "VMs: 0 to create, 0 to update, 0 to REPLACE, 1 to DESTROY") || !strings.HasSuffix(out, "\n0 created, 0 changed, 1 destroyed\n") {
+		t.Errorf("destroy --node vm-6:\n%s", out)
+	}
+	if !strings.Contains(errs, "snippets: 3 removed, 0 gone already, on 1 Proxmox hosts") {
+		t.Errorf("destroy --node vm-6 did not remove its 3 snippets:\n%s", errs)
+	}
+	left := snippets()
+	for _, vm := range sim.VMs() {
+		if vm.Name == "vm-6" {
+			t.Errorf("vm-6 (%d) still exists after destroy --node vm-6", vm.VMID)
+		}
+	}
+	for name, v := range d.TFVars.VMs {
+		for _, f := range strings.Split(v.CICustom, ",") {
+			_, volid, _ := strings.Cut(f, "=")
+			file := strings.TrimPrefix(volid, inv.Lab.Proxmox.SnippetsStorage+":snippets/")
+			if gone := !left[file]; gone != (name == "vm-6" || volid == userVolid) {
+				t.Errorf("after destroy --node vm-6, snippet %s of %s: gone %v", file, name, gone)
+			}
+		}
+	}
+	if got := len(sim.VMs()); got != 8+3 {
+		t.Errorf("%d VMs and templates after destroy --node vm-6, want 8 VMs and 3 templates", got)
+	}
+
+	out, errs = vmsRun("destroy", "--yes")
+	if !strings.Contains(out, "8 to DESTROY") {
 		t.Errorf("destroy plan:\n%s", out)
 	}
-	if !strings.HasSuffix(out, "\n0 created, 0 changed, 9 destroyed\n") {
+	if !strings.HasSuffix(out, "\n0 created, 0 changed, 8 destroyed\n") {
 		t.Errorf("destroy's stdout does not end with what was applied:\n%s", out)
+	}
+	if !strings.Contains(errs, "snippets: 23 removed, 4 gone already, on 3 Proxmox hosts") {
+		t.Errorf("destroy did not remove the other 23 snippets:\n%s", errs)
+	}
+	if left := snippets(); len(left) > 0 {
+		t.Errorf("snippets left on the hosts after destroy: %v", left)
 	}
 	for _, vm := range sim.VMs() {
 		if !vm.Template {

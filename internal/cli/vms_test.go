@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,5 +30,23 @@ func TestVMsHelpTeaches(t *testing.T) {
 	}
 	if code, out, _ := run(t, "vms", "apply", "--help"); code != 0 || !strings.Contains(out, "--yes") || !strings.Contains(out, "--no-snippets") {
 		t.Errorf("vms apply --help: %d\n%s", code, out)
+	}
+}
+
+// TestVMsDestroyNodeMustBeAVM: --node names a VM of the inventory, or the
+// destroy is a usage error that runs nothing.
+func TestVMsDestroyNodeMustBeAVM(t *testing.T) {
+	for _, c := range []struct{ node, want string }{
+		{"nope", "--node nope: not a node of the inventory ../../inventory/local.yaml"},
+		{"pi-p1-01", "--node pi-p1-01: a pi, not a VM: provision destroy --node pi-p1-01 takes it out of the swarm"},
+	} {
+		state := t.TempDir()
+		code, _, errs := run(t, "vms", "destroy", "-i", "../../inventory/local.yaml", "--state-dir", state, "--node", c.node, "--yes")
+		if code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("vms destroy --node %s: exit %d, want 2 and %q:\n%s", c.node, code, c.want, errs)
+		}
+		if _, err := os.Stat(filepath.Join(state, "terraform")); err == nil {
+			t.Errorf("vms destroy --node %s wrote the terraform module before refusing", c.node)
+		}
 	}
 }

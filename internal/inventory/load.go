@@ -213,3 +213,13 @@ func checkHeader(path string, root *yaml.Node) Problems {
 	}
 	return probs
 }
+
+// Node returns the node named name, or nil.
+func (inv *Inventory) Node(name string) *Node {
+	for i := range inv.Nodes {
+		if inv.Nodes[i].Name == name {
+			return &inv.Nodes[i]
+		}
+	}
+	return nil
+}

@@ -92,6 +92,57 @@ func (c *Client) Upload(ctx context.Context, dir string, files []File, opts Uplo
 	return res, nil
 }
 
+// RemoveResult says what a Remove did, by file name.
+type RemoveResult struct {
+	Removed []string
+	Absent  []string // not there (removed before, or never written)
+}
+
+// Remove deletes the named files from dir over SFTP; a file that is not
+// there is no error. Only plain files are removed: a name that is a
+// directory or a link fails.
+func (c *Client) Remove(ctx context.Context, dir string, names []string) (RemoveResult, error) {
+	var res RemoveResult
+	fail := func(name string, err error) (RemoveResult, error) {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		return res, fmt.Errorf("sftp %s: remove %s: %w", c.target, path.Join(dir, name), err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail("", err)
+	}
+	sc, err := sftp.NewClient(c.conn)
+	if err != nil {
+		return fail("", fmt.Errorf("start the sftp subsystem: %w", err))
+	}
+	defer sc.Close()
+	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	defer stop()
+	for _, name := range names {
+		if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+			return fail(name, errors.New("not a plain file name"))
+		}
+		p := path.Join(dir, name)
+		fi, err := sc.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			res.Absent = append(res.Absent, name)
+			continue
+		}
+		if err != nil {
+			return fail(name, fmt.Errorf("stat: %w", err))
+		}
+		if !fi.Mode().IsRegular() {
+			return fail(name, fmt.Errorf("not a regular file (%s): left alone", fi.Mode()))
+		}
+		if err := sc.Remove(p); err != nil {
+			return fail(name, err)
+		}
+		res.Removed = append(res.Removed, name)
+	}
+	return res, nil
+}
+
 // sameFile reports whether path holds exactly content with mode.
 func sameFile(sc *sftp.Client, p string, content []byte, mode os.FileMode) (bool, error) {
 	fi, err := sc.Stat(p)

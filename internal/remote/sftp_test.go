@@ -165,3 +165,45 @@ func TestUploadCancelled(t *testing.T) {
 		t.Error("a cancelled upload wrote the file")
 	}
 }
+
+// TestRemove deletes the named files over SFTP, counts one not there as
+// absent, leaves the others, and refuses a directory, a link and a name
+// with a slash.
+func TestRemove(t *testing.T) {
+	t.Parallel()
+	key := newClientKey(t)
+	srv := newSSHD(t, sshdOptions{}, key.PublicKey())
+	kh := remote.NewKnownHosts(filepath.Join(t.TempDir(), "known_hosts"))
+	c := mustDial(t, srv.config(key, kh))
+	dir := t.TempDir()
+	for _, name := range []string{"lab-vm-1-user.yaml", "lab-vm-1-meta.yaml", "other.yaml"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := c.Remove(t.Context(), dir, []string{"lab-vm-1-user.yaml", "lab-vm-1-meta.yaml", "lab-vm-1-network.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Removed, []string{"lab-vm-1-user.yaml", "lab-vm-1-meta.yaml"}) || !slices.Equal(res.Absent, []string{"lab-vm-1-network.yaml"}) {
+		t.Errorf("Remove = %+v", res)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 || left[0].Name() != "other.yaml" {
+		t.Errorf("left in the directory: %v, want only other.yaml", left)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("other.yaml", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"sub", "link", "../other.yaml"} {
+		if _, err := c.Remove(t.Context(), dir, []string{name}); err == nil {
+			t.Errorf("Remove %q: no error", name)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "link")); err != nil {
+		t.Errorf("the link was removed: %v", err)
+	}
+}

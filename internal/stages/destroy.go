@@ -78,7 +78,7 @@ func (p DestroyPlan) Write(w io.Writer, lab string) {
 		fmt.Fprintf(w, "  swarm:  not in the swarm: %s\n", strings.Join(p.Swarm.Absent, ", "))
 	}
 	if len(p.VMs) > 0 {
-		fmt.Fprintf(w, "  vms:    terraform destroys %s (its plan follows)\n", strings.Join(p.VMs, ", "))
+		fmt.Fprintf(w, "  vms:    terraform destroys %s (its plan follows), and their snippets leave the Proxmox hosts\n", strings.Join(p.VMs, ", "))
 	}
 	if p.VMNote != "" {
 		fmt.Fprintf(w, "  vms:    %s\n", p.VMNote)
@@ -102,7 +102,7 @@ func (d Destroy) targets(inv *inventory.Inventory) ([]string, error) {
 	}
 	var unknown []string
 	for _, name := range d.Nodes {
-		if nodeNamed(inv, name) == nil {
+		if inv.Node(name) == nil {
 			unknown = append(unknown, name)
 		}
 	}
@@ -112,15 +112,6 @@ func (d Destroy) targets(inv *inventory.Inventory) ([]string, error) {
 	out := slices.Clone(d.Nodes)
 	slices.Sort(out)
 	return slices.Compact(out), nil
-}
-
-func nodeNamed(inv *inventory.Inventory, name string) *inventory.Node {
-	for i := range inv.Nodes {
-		if inv.Nodes[i].Name == name {
-			return &inv.Nodes[i]
-		}
-	}
-	return nil
 }
 
 // Plan reads the swarm through the managers and the state file and says
@@ -158,7 +149,7 @@ func (d Destroy) Plan(ctx context.Context, env *pipeline.Env, ms []*swarm.Member
 	all := len(d.Nodes) == 0
 	var vmTargets []string
 	for _, name := range targets {
-		if n := nodeNamed(inv, name); n != nil && n.Kind == inventory.KindVM && env.State.Terraform["vms."+name+".id"] != "" {
+		if n := inv.Node(name); n != nil && n.Kind == inventory.KindVM && env.State.Terraform["vms."+name+".id"] != "" {
 			vmTargets = append(vmTargets, name)
 		}
 	}
@@ -171,10 +162,8 @@ func (d Destroy) Plan(ctx context.Context, env *pipeline.Env, ms []*swarm.Member
 	case all:
 		p.VMs = vmTargets
 	default:
-		// The vms path plans the whole lab; it has no -target for a
-		// subset yet. Terraform destroys a VM that left the inventory.
-		p.VMsLeft = vmTargets
-		p.VMNote = "kept: " + strings.Join(vmTargets, ", ") + " (provision vms destroys only the whole lab; to destroy these VMs, remove them from the inventory and run provision vms apply)"
+		p.VMs = vmTargets
+		p.VMNote = "they stay in the inventory: the next apply creates them again (remove them from " + inv.File + " to keep them gone)"
 	}
 	for _, name := range targets {
 		if _, ok := env.State.Nodes[name]; ok {
@@ -257,7 +246,11 @@ func (d Destroy) Run(ctx context.Context, env *pipeline.Env) error {
 	}
 	if len(p.VMs) > 0 && len(errs) == 0 {
 		env.Status.Progress("destroying the VMs with terraform")
-		if err := d.VMs.Apply(ctx, env, true); err != nil {
+		var names []string // every VM of the lab
+		if len(d.Nodes) > 0 {
+			names = p.VMs
+		}
+		if err := d.VMs.Destroy(ctx, env, names); err != nil {
 			errs = append(errs, fmt.Errorf("destroy VMs: %w", err))
 		}
 	}

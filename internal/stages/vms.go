@@ -95,14 +95,25 @@ func (s VMs) estimate(env *pipeline.Env, why error) pipeline.Plan {
 // Run plans, prints the plan, asks (or takes --yes), uploads the snippets
 // and applies exactly the plan shown; the outputs go into the state.
 func (s VMs) Run(ctx context.Context, env *pipeline.Env) error {
-	return s.Apply(ctx, env, false)
+	return s.Apply(ctx, env)
 }
 
 // Apply is Run; with destroy it shows and applies a destroy plan instead
 // (no snippets are uploaded).
-func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
+func (s VMs) Apply(ctx context.Context, env *pipeline.Env) error {
+	return s.apply(ctx, env, false, nil)
+}
+
+// Destroy destroys the VMs named (every VM of the lab when names is empty)
+// with terraform (-target for the named ones), after showing the plan and
+// asking, then removes their snippets from the Proxmox hosts.
+func (s VMs) Destroy(ctx context.Context, env *pipeline.Env, names []string) error {
+	return s.apply(ctx, env, true, names)
+}
+
+func (s VMs) apply(ctx context.Context, env *pipeline.Env, destroy bool, names []string) error {
 	var dial vms.Dialer
-	if !destroy && !s.TF.NoSnippets {
+	if !s.TF.NoSnippets {
 		// The key is checked before terraform plans (a plan that cannot
 		// be applied for want of a key is time lost), together with the
 		// token, so both problems are reported at once.
@@ -111,7 +122,7 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 			return fmt.Errorf("%w; nothing was planned or changed", errors.Join(vms.CheckCredentials(env.Inventory, nil), keyErr))
 		}
 	}
-	sess, p, changes, err := s.showPlan(ctx, env, destroy)
+	sess, p, changes, err := s.showPlan(ctx, env, destroy, names...)
 	if err != nil {
 		return err
 	}
@@ -125,6 +136,10 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 			return err
 		}
 		fmt.Fprintln(env.Out, vms.AppliedSummary(nil))
+		if destroy {
+			// The VMs are gone; snippets an earlier run left are not.
+			return s.removeSnippets(ctx, env, sess.Data, names, dial)
+		}
 		return nil
 	}
 	question := fmt.Sprintf("Apply this plan to the Proxmox VMs of lab %s?", env.Inventory.Lab.Metadata.Name)
@@ -150,6 +165,9 @@ func (s VMs) Apply(ctx context.Context, env *pipeline.Env, destroy bool) error {
 		return recErr
 	}
 	fmt.Fprintln(env.Out, vms.AppliedSummary(changes))
+	if destroy {
+		return s.removeSnippets(ctx, env, sess.Data, names, dial)
+	}
 	return nil
 }
 
@@ -159,13 +177,18 @@ func (s VMs) ShowPlan(ctx context.Context, env *pipeline.Env, destroy bool) erro
 	return err
 }
 
-// showPlan makes terraform's plan (to a file) and prints it per VM.
-func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool) (*vms.Session, *terraform.Plan, []vms.Change, error) {
+// showPlan makes terraform's plan (to a file), of the VMs named only when
+// names are given, and prints it per VM.
+func (s VMs) showPlan(ctx context.Context, env *pipeline.Env, destroy bool, names ...string) (*vms.Session, *terraform.Plan, []vms.Change, error) {
 	sess, err := s.session(ctx, env)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	p, err := sess.Runner.Plan(ctx, destroy)
+	targets := make([]string, len(names))
+	for i, n := range names {
+		targets[i] = vms.Address(n)
+	}
+	p, err := sess.Runner.Plan(ctx, destroy, targets...)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -190,6 +213,21 @@ func (s VMs) dialer(env *pipeline.Env) (vms.Dialer, error) {
 		Signer: signer, KnownHosts: remote.NewKnownHosts(filepath.Join(env.StateDir, "known_hosts")),
 		Logger: env.Log,
 	}), nil
+}
+
+// removeSnippets removes the destroyed VMs' snippets (every VM's when names
+// is empty) from the Proxmox hosts.
+func (s VMs) removeSnippets(ctx context.Context, env *pipeline.Env, d *vms.Data, names []string, dial vms.Dialer) error {
+	if s.TF.NoSnippets {
+		env.Status.Progress("snippets: left on the Proxmox hosts (--no-snippets)")
+		return nil
+	}
+	rep, err := vms.RemoveSnippets(ctx, d, names, dial, env.Concurrency, env.Log)
+	env.Status.Progress("snippets: %d removed, %d gone already, on %d Proxmox hosts", rep.Removed, rep.Absent, rep.Hosts)
+	if err != nil {
+		return fmt.Errorf("the VMs are destroyed, but not all their snippets were removed (run the destroy again to retry): %w", err)
+	}
+	return nil
 }
 
 func (s VMs) upload(ctx context.Context, env *pipeline.Env, d *vms.Data, dial vms.Dialer) error {

@@ -76,7 +76,7 @@ func TestVMsApplyMissingKeyFailsBeforeTerraform(t *testing.T) {
 	}
 	missing := filepath.Join(t.TempDir(), "id_missing")
 	s := stages.VMs{Renderer: r, TF: stages.Terraform{KeyPath: missing, Prompt: ui.Prompt{Yes: true}}}
-	err = s.Apply(t.Context(), env, false)
+	err = s.Apply(t.Context(), env)
 	if err == nil {
 		t.Fatal("apply without the SSH key succeeded")
 	}

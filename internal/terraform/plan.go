@@ -74,7 +74,9 @@ func (p *Plan) Count(a Action) int {
 
 // Plan runs `terraform plan -out` (with -destroy for a destroy plan) and
 // reads the saved plan back. The plan file is readable by its owner only.
-func (r *Runner) Plan(ctx context.Context, destroy bool) (*Plan, error) {
+// With targets (resource addresses), only they and what they depend on
+// are planned (-target).
+func (r *Runner) Plan(ctx context.Context, destroy bool, targets ...string) (*Plan, error) {
 	name, cmd := PlanFile, "plan"
 	if destroy {
 		name, cmd = DestroyPlanFile, "plan -destroy"
@@ -82,6 +84,9 @@ func (r *Runner) Plan(ctx context.Context, destroy bool) (*Plan, error) {
 	file := filepath.Join(r.cfg.Dir, name)
 	os.Remove(file) // a stale plan must never be applied
 	opts := []tfexec.PlanOption{tfexec.Out(name), tfexec.Destroy(destroy)}
+	for _, t := range targets {
+		opts = append(opts, tfexec.Target(t))
+	}
 	if r.cfg.Parallelism > 0 {
 		opts = append(opts, tfexec.Parallelism(r.cfg.Parallelism))
 	}

@@ -250,6 +250,67 @@ func (c fakeConn) Upload(ctx context.Context, dir string, files []remote.File, _
 	return res, nil
 }
 
+func (c fakeConn) Remove(_ context.Context, dir string, names []string) (remote.RemoveResult, error) {
+	h := c.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var res remote.RemoveResult
+	if c.host == h.fail {
+		return res, errors.New("permission denied")
+	}
+	for _, name := range names {
+		if dir != "/var/lib/vz/snippets" {
+			return res, fmt.Errorf("dir %s", dir)
+		}
+		if _, ok := h.files[c.host][name]; !ok {
+			res.Absent = append(res.Absent, name)
+			continue
+		}
+		delete(h.files[c.host], name)
+		res.Removed = append(res.Removed, name)
+	}
+	return res, nil
+}
+
+// TestRemoveSnippets removes the named VMs' snippets from their hosts only
+// (the others' stay), then every VM's; files gone already count as absent
+// and a failing host is named.
+func TestRemoveSnippets(t *testing.T) {
+	d := build(t, "../../inventory/example.yaml")
+	h := &fakeHosts{files: map[string]map[string][]byte{}}
+	dial := func(_ context.Context, host inventory.ProxmoxNode) (vms.Uploader, func() error, error) {
+		return fakeConn{h: h, host: host.Name}, func() error { return nil }, nil
+	}
+	if _, err := vms.UploadSnippets(t.Context(), d, dial, 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	victim := d.VMs[0]
+	rep, err := vms.RemoveSnippets(t.Context(), d, []string{victim.Name}, dial, 4, nil)
+	if err != nil || rep != (vms.RemoveReport{Hosts: 1, Removed: 3}) {
+		t.Errorf("remove %s = %+v, %v; want 3 removed on 1 host", victim.Name, rep, err)
+	}
+	total := 0
+	for host, files := range h.files {
+		total += len(files)
+		for _, f := range victim.Snippets {
+			if _, ok := files[f.Name]; ok {
+				t.Errorf("%s left on %s", f.Name, host)
+			}
+		}
+	}
+	if total != 15*3-3 {
+		t.Errorf("%d snippets left, want the other VMs' %d", total, 15*3-3)
+	}
+	rep, err = vms.RemoveSnippets(t.Context(), d, nil, dial, 4, nil)
+	if err != nil || rep != (vms.RemoveReport{Hosts: 5, Removed: 42, Absent: 3}) {
+		t.Errorf("remove all = %+v, %v; want 42 removed, 3 absent, on 5 hosts", rep, err)
+	}
+	h.fail = "pve2"
+	if _, err := vms.RemoveSnippets(t.Context(), d, nil, dial, 4, nil); err == nil || !strings.Contains(err.Error(), "remove snippets from pve2 (") {
+		t.Errorf("failed host: %v", err)
+	}
+}
+
 func TestUploadSnippets(t *testing.T) {
 	d := build(t, "../../inventory/example.yaml")
 	h := &fakeHosts{files: map[string]map[string][]byte{}}

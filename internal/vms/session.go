@@ -140,3 +140,9 @@ func (s *Session) Record(ctx context.Context, st *state.State) error {
 	}
 	return nil
 }
+
+// Address is the terraform address of a VM's resource, for -target:
+// proxmox_vm_qemu.vm["mgr-1"].
+func Address(vm string) string {
+	return fmt.Sprintf("%s.%s[%q]", ResourceType, ResourceName, vm)
+}

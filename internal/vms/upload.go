@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,9 +15,11 @@ import (
 	"github.com/fhlab/provision/internal/remote"
 )
 
-// Uploader puts files into a directory of one host; *remote.Client is one.
+// Uploader puts files into, and removes them from, a directory of one
+// host; *remote.Client is one.
 type Uploader interface {
 	Upload(ctx context.Context, dir string, files []remote.File, opts remote.UploadOptions) (remote.UploadResult, error)
+	Remove(ctx context.Context, dir string, names []string) (remote.RemoveResult, error)
 }
 
 // Dialer connects to a Proxmox host for uploads. The returned close
@@ -35,65 +38,115 @@ type UploadReport struct {
 // once. Files already right are left alone. Every host is tried; the
 // errors of all failed hosts are returned together, each naming its host.
 func UploadSnippets(ctx context.Context, d *Data, dial Dialer, concurrency int, log *slog.Logger) (UploadReport, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	hosts, files := snippetsByHost(d, nil)
+	var mu sync.Mutex
+	rep := UploadReport{Hosts: len(hosts)}
+	err := eachHost(ctx, hosts, dial, concurrency, "snippets to", func(ctx context.Context, up Uploader, host inventory.ProxmoxNode) error {
+		res, err := up.Upload(ctx, d.SnippetsDir, files[host.Name], remote.UploadOptions{})
+		if err != nil {
+			return err
+		}
+		logger(log).Debug("snippets uploaded", "host", host.Name, "written", len(res.Written), "unchanged", len(res.Unchanged))
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Written += len(res.Written)
+		rep.Unchanged += len(res.Unchanged)
+		return nil
+	})
+	return rep, err
+}
+
+// RemoveReport counts what a removal of snippets did.
+type RemoveReport struct {
+	Hosts   int
+	Removed int
+	Absent  int // not there any more
+}
+
+// RemoveSnippets removes the snippets of the VMs named (every VM of the
+// lab when vmNames is empty) from their Proxmox hosts, as UploadSnippets
+// put them there; files of other VMs are left alone.
+func RemoveSnippets(ctx context.Context, d *Data, vmNames []string, dial Dialer, concurrency int, log *slog.Logger) (RemoveReport, error) {
+	hosts, files := snippetsByHost(d, vmNames)
+	var mu sync.Mutex
+	rep := RemoveReport{Hosts: len(hosts)}
+	err := eachHost(ctx, hosts, dial, concurrency, "remove snippets from", func(ctx context.Context, up Uploader, host inventory.ProxmoxNode) error {
+		names := make([]string, len(files[host.Name]))
+		for i, f := range files[host.Name] {
+			names[i] = f.Name
+		}
+		res, err := up.Remove(ctx, d.SnippetsDir, names)
+		logger(log).Debug("snippets removed", "host", host.Name, "removed", len(res.Removed), "absent", len(res.Absent))
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Removed += len(res.Removed)
+		rep.Absent += len(res.Absent)
+		return err
+	})
+	return rep, err
+}
+
+func logger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
 	}
+	return l
+}
+
+// snippetsByHost groups the snippets of the VMs named (all when names is
+// empty) by host, hosts in name order.
+func snippetsByHost(d *Data, names []string) ([]inventory.ProxmoxNode, map[string][]remote.File) {
+	files := map[string][]remote.File{}
+	byName := map[string]inventory.ProxmoxNode{}
+	for _, vm := range d.VMs {
+		if len(names) > 0 && !slices.Contains(names, vm.Name) {
+			continue
+		}
+		files[vm.Host.Name] = append(files[vm.Host.Name], vm.Snippets...)
+		byName[vm.Host.Name] = vm.Host
+	}
+	hosts := make([]inventory.ProxmoxNode, 0, len(byName))
+	for _, h := range byName {
+		hosts = append(hosts, h)
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Name < hosts[j].Name })
+	return hosts, files
+}
+
+// eachHost runs fn with a connection to every host, at most concurrency
+// hosts at once. Every host is tried; the errors of all failed hosts are
+// returned together, each as "<what> <host> (<address>): ...".
+func eachHost(ctx context.Context, hosts []inventory.ProxmoxNode, dial Dialer, concurrency int, what string,
+	fn func(ctx context.Context, up Uploader, host inventory.ProxmoxNode) error) error {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	byHost := map[string][]remote.File{}
-	hosts := map[string]inventory.ProxmoxNode{}
-	for _, vm := range d.VMs {
-		byHost[vm.Host.Name] = append(byHost[vm.Host.Name], vm.Snippets...)
-		hosts[vm.Host.Name] = vm.Host
-	}
-	names := make([]string, 0, len(byHost))
-	for n := range byHost {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-
 	var (
-		mu   sync.Mutex
-		rep  = UploadReport{Hosts: len(names)}
-		errs = make([]error, len(names))
+		errs = make([]error, len(hosts))
 		wg   sync.WaitGroup
 		sem  = make(chan struct{}, concurrency)
 	)
-	for i, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i, host := range hosts {
+		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
 			case <-ctx.Done():
-				errs[i] = fmt.Errorf("snippets to %s: %w", name, ctx.Err())
+				errs[i] = fmt.Errorf("%s %s: %w", what, host.Name, ctx.Err())
 				return
 			}
-			res, err := uploadHost(ctx, hosts[name], d.SnippetsDir, byHost[name], dial)
+			up, closeFn, err := dial(ctx, host)
+			if err == nil {
+				err = fn(ctx, up, host)
+				closeFn()
+			}
 			if err != nil {
-				errs[i] = fmt.Errorf("snippets to %s (%s): %w", name, hosts[name].Address, err)
-				return
+				errs[i] = fmt.Errorf("%s %s (%s): %w", what, host.Name, host.Address, err)
 			}
-			log.Debug("snippets uploaded", "host", name, "written", len(res.Written), "unchanged", len(res.Unchanged))
-			mu.Lock()
-			rep.Written += len(res.Written)
-			rep.Unchanged += len(res.Unchanged)
-			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
-	return rep, errors.Join(errs...)
-}
-
-func uploadHost(ctx context.Context, host inventory.ProxmoxNode, dir string, files []remote.File, dial Dialer) (remote.UploadResult, error) {
-	up, closeFn, err := dial(ctx, host)
-	if err != nil {
-		return remote.UploadResult{}, err
-	}
-	defer closeFn()
-	return up.Upload(ctx, dir, files, remote.UploadOptions{})
+	return errors.Join(errs...)
 }
 
 // Proxmox hosts are up already (they serve the API): unlike a booting VM
