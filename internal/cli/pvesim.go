@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,7 +60,9 @@ written there (mode 0600). The secret is never printed: load the file with
 
 --state keeps the simulated cluster (VMs, volumes) between runs; it never
 holds the token. --lab starts the emulated lab node of a VM when the VM
-starts (provision lab; needs root), with the address of its ipconfig0.
+starts (provision lab; needs root), with the address of its ipconfig0 and
+the verify image loaded; a stop is a power cut of the node (its daemons
+end, its namespace and disk stay), a reboot both.
 download-url only fetches from loopback hosts; --offline-downloads stores a
 placeholder for other URLs instead (checksums are then not verified).
 
@@ -93,7 +94,7 @@ prints is absolute.`,
 	fl.BoolVar(&f.tls, "tls", true, "serve HTTPS with a generated CA (its PEM is written next to the token file)")
 	fl.StringVar(&f.stateFile, "state", "", "load the simulated cluster from FILE if it exists and save it there on exit")
 	fl.StringVar(&f.tokenFile, "token-file", "", "env file with the token (default <state-dir>/pve-sim.env)")
-	fl.BoolVar(&f.withLab, "lab", false, "start a VM's emulated lab node when the VM starts (needs root)")
+	fl.BoolVar(&f.withLab, "lab", false, "start a VM's emulated lab node when the VM starts, power it off when it stops (needs root)")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a --listen address that is not loopback")
 	fl.BoolVar(&f.templates, "templates", true, "seed the inventory's template on every node")
 	fl.BoolVar(&f.offlineDownloads, "offline-downloads", false, "download-url of a non-loopback URL stores a placeholder instead of failing")
@@ -155,11 +156,11 @@ func (a *app) runPVESim(ctx context.Context, f pveSimFlags) error {
 		// Starting a lab node takes seconds: run tasks in the background,
 		// as PVE does, instead of answering the POST when they are done.
 		opts.TaskDuration = 100 * time.Millisecond
-		start, err := a.labStarter(inv)
+		start, stop, err := a.labHooks(inv)
 		if err != nil {
 			return err
 		}
-		opts.OnStart = start
+		opts.OnStart, opts.OnStop = start, stop
 	}
 	sim, err := pvesim.New(opts)
 	if err != nil {
@@ -324,48 +325,65 @@ func simToken(p *inventory.Proxmox, file string) (id, secret, fromFile string, e
 	return id, secret, file, nil
 }
 
-// labStarter returns an OnStart hook that brings up the emulated lab node
-// of the inventory node named like the VM, at the address of its
-// ipconfig0 (else the inventory's). Stopping a VM leaves its node up;
-// provision lab down removes them all.
-func (a *app) labStarter(inv *inventory.Inventory) (func(context.Context, pvesim.VMEvent) error, error) {
+// labHooks returns the hooks that make the emulated lab follow the VMs:
+// a VM's start brings up the lab node of the inventory node named like the
+// VM (at the address of its ipconfig0, else the inventory's; the verify
+// image loaded, as lab up does), its stop is a power cut of that node (its
+// daemons end, its namespace and disk stay); a reboot is both. provision
+// lab down removes them all.
+func (a *app) labHooks(inv *inventory.Inventory) (start, stop func(context.Context, pvesim.VMEvent) error, err error) {
 	if err := lab.Preflight(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg, err := lab.ConfigFromInventory(inv)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.Logger = a.log
 	cfg.Concurrency = a.settings.Concurrency
 	l, err := lab.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var mu sync.Mutex // one lab up at a time; Up serialises on a lock file anyway
-	return func(ctx context.Context, vm pvesim.VMEvent) error {
-		var node *inventory.Node
-		for i := range inv.Nodes {
-			if inv.Nodes[i].Name == vm.Name {
-				node = &inv.Nodes[i]
-			}
+	var busybox bytes.Buffer
+	if _, err := lab.WriteBusyboxImage(&busybox, lab.ImageOptions{}); err != nil {
+		return nil, nil, err
+	}
+	node := func(vm pvesim.VMEvent) *inventory.Node {
+		n := inv.Node(vm.Name)
+		if n == nil {
+			a.log.Warn("pve-sim: VM is not in the inventory; no lab node", "vm", vm.VMID, "name", vm.Name)
 		}
-		if node == nil {
-			a.log.Warn("pve-sim: started VM is not in the inventory; no lab node", "vm", vm.VMID, "name", vm.Name)
+		return n
+	}
+	start = func(ctx context.Context, vm pvesim.VMEvent) error {
+		n := node(vm)
+		if n == nil {
 			return nil
 		}
-		specs, err := lab.SpecsFromInventory([]inventory.Node{*node}, false)
+		specs, err := lab.SpecsFromInventory([]inventory.Node{*n}, false)
 		if err != nil {
 			return err
 		}
 		if vm.IP.IsValid() {
 			specs[0].IP = vm.IP.Addr()
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if _, err := l.Up(ctx, specs); err != nil {
+		up, err := l.Up(ctx, specs)
+		if err == nil {
+			err = lab.LoadImage(ctx, up[0].DockerSocket, bytes.NewReader(busybox.Bytes()))
+		}
+		if err != nil {
 			return fmt.Errorf("lab node %s: %w", vm.Name, err)
 		}
 		return nil
-	}, nil
+	}
+	stop = func(ctx context.Context, vm pvesim.VMEvent) error {
+		if n := node(vm); n != nil {
+			if err := l.PowerOff(ctx, n.Name); err != nil {
+				return fmt.Errorf("lab node %s: %w", vm.Name, err)
+			}
+		}
+		return nil
+	}
+	return start, stop, nil
 }

@@ -207,7 +207,30 @@ var ownBinaries = map[string]bool{
 // namespace (SSH sessions, host-network containers) and anything in the
 // lab's cgroups. Killed shims leave their sockets behind; those go too.
 func (l *Lab) killLeftovers(ctx context.Context, nodes []Node) error {
-	mark := l.cfg.StateDir + "/"
+	return l.kill(ctx, nodes, true)
+}
+
+// kill SIGKILLs the processes of nodes: by command line naming their
+// directories (the whole lab's state directory when whole), by namespace,
+// and in their cgroups (every cgroup of the lab when whole).
+func (l *Lab) kill(ctx context.Context, nodes []Node, whole bool) error {
+	marks := []string{l.cfg.StateDir + "/"}
+	ours := map[string]bool{}
+	if !whole {
+		marks = marks[:0]
+		for _, n := range nodes {
+			marks = append(marks, n.Dir+"/")
+			ours[cgroupName(l.cfg.Prefix, n.Name)] = true
+		}
+	}
+	named := func(cmdline string) bool {
+		for _, m := range marks {
+			if strings.Contains(cmdline, m) {
+				return true
+			}
+		}
+		return false
+	}
 	nets, uts := map[string]bool{}, map[string]bool{}
 	for _, n := range nodes {
 		if id := nsID("net", n.NetnsPath()); id != "" {
@@ -228,7 +251,7 @@ func (l *Lab) killLeftovers(ctx context.Context, nodes []Node) error {
 		left = left[:0]
 		for _, p := range procs {
 			argv0 := filepath.Base(strings.SplitN(p.cmdline, " ", 2)[0])
-			if (strings.Contains(p.cmdline, mark) && ownBinaries[argv0]) || nets[p.net] || uts[p.uts] {
+			if (named(p.cmdline) && ownBinaries[argv0]) || nets[p.net] || uts[p.uts] {
 				victims = append(victims, p.pid)
 				left = append(left, fmt.Sprintf("%d %s", p.pid, p.cmdline))
 				if s := shimSocket(p.cmdline); s != "" {
@@ -238,7 +261,9 @@ func (l *Lab) killLeftovers(ctx context.Context, nodes []Node) error {
 		}
 		if cgs, err := labCgroups(l.cfg.Prefix); err == nil {
 			for _, d := range cgs {
-				victims = append(victims, cgroupPids(d)...)
+				if whole || ours[filepath.Base(d)] {
+					victims = append(victims, cgroupPids(d)...)
+				}
 			}
 		}
 		if len(victims) == 0 {

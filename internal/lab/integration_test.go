@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,6 +124,33 @@ func TestIntegrationUpDown(t *testing.T) {
 	if got := daemonPids(t, nodes); strings.Join(got, ",") != strings.Join(pids, ",") {
 		t.Errorf("second Up restarted daemons: %v -> %v", pids, got)
 	}
+
+	// A power cut of one node ends its daemons only; the next Up is its
+	// power-on: the same namespace and address, new daemons.
+	off := nodes[1]
+	if err := tl.PowerOff(ctx, off.Name); err != nil {
+		t.Fatal(err)
+	}
+	for i, pid := range pids {
+		p, _ := strconv.Atoi(pid)
+		if alive := syscall.Kill(p, 0) == nil; alive != (i/2 != 1) {
+			t.Errorf("after PowerOff %s: daemon %d (of node %s) alive %v", off.Name, p, nodes[i/2].Name, alive)
+		}
+	}
+	if st, err := tl.Status(ctx); err != nil || st[1].Up() || !st[1].Netns || !st[0].Up() {
+		t.Errorf("status after PowerOff %s: %+v, %v", off.Name, st, err)
+	}
+	if _, err := tl.Up(ctx, tl.specs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewEngine(off.DockerSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Ping(ctx); err != nil {
+		t.Errorf("%s after power-on: %v", off.Name, err)
+	}
+	c.Close()
 
 	start = time.Now()
 	if err := tl.Down(ctx); err != nil {
