@@ -208,7 +208,7 @@ func (a *app) rootCommand() *cobra.Command {
 	f.Int("concurrency", 32, "how many nodes are worked on at once")
 	f.String("ssh-key", "", "private key to log in with (default: the inventory's ssh.privateKeyFile)")
 	f.Duration("ssh-timeout", 2*time.Minute, "how long to keep trying to reach each node over SSH, retries included (nodes still booting)")
-	f.String("docker-socket", "/var/run/docker.sock", "Docker Engine socket on the nodes (the emulated lab records its own)")
+	f.String("docker-socket", "/var/run/docker.sock", "Docker Engine socket on nodes whose SSH login sets no DOCKER_HOST=unix://... (a node's own, as the emulated lab's set, wins)")
 	f.String("terraform", "", "terraform binary (default: found on PATH)")
 	f.String("terraform-mirror", "", "provider mirror directory for terraform init, for labs without internet (PROVISION_TERRAFORM_MIRROR)")
 	f.CountP("verbose", "v", "print log records on stderr: -v from info up, -vv everything (debug)")

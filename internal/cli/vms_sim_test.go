@@ -25,7 +25,6 @@ import (
 	"github.com/fhlab/provision/internal/pvesim"
 	"github.com/fhlab/provision/internal/remote"
 	"github.com/fhlab/provision/internal/render"
-	"github.com/fhlab/provision/internal/terraform"
 	"github.com/fhlab/provision/internal/vms"
 	"github.com/fhlab/provision/templates"
 )
@@ -61,12 +60,7 @@ func providerMirror(t *testing.T) string {
 // every VM start: a VM whose snippets are missing does not start.
 func TestVMsApplyAgainstSimulator(t *testing.T) {
 	mirror := providerMirror(t)
-	if _, err := terraform.Find(t.Context(), terraform.FindOptions{}); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but terraform cannot be found: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
+	requireTerraform(t)
 	requireSSHD(t)
 	ctx := t.Context()
 	// The guest agent answers with the VM's static address, as a booted

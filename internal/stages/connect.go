@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,9 @@ type Connector struct {
 	cfg  SSH
 	once sync.Once
 	pool *remote.Pool
+
+	mu      sync.Mutex
+	sockets map[string]string // node -> socket its login's DOCKER_HOST names
 }
 
 // NewConnector returns a Connector; nothing is dialled until Connect.
@@ -69,11 +73,35 @@ func (c *Connector) Connect(ctx context.Context, env *pipeline.Env, n *inventory
 	})
 }
 
-// DockerSocket is the socket of a node's engine: the recorded fact, or the
-// default.
-func (c *Connector) DockerSocket(env *pipeline.Env, name string) string {
+// DockerSocket is the socket of a node's engine: the recorded fact, else
+// the unix socket the DOCKER_HOST of the node's SSH login names (a rootless
+// engine's, or the emulated lab's nodes' own), asked once per run over cl,
+// else the default (--docker-socket).
+func (c *Connector) DockerSocket(ctx context.Context, env *pipeline.Env, name string, cl *remote.Client) string {
 	if f, ok := env.State.Nodes[name]; ok && f.DockerSocket != "" {
 		return f.DockerSocket
+	}
+	c.mu.Lock()
+	sock, asked := c.sockets[name]
+	c.mu.Unlock()
+	if !asked {
+		out, _, err := cl.Run(ctx, "printenv DOCKER_HOST")
+		var exit *remote.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			return c.cfg.DockerSocket // not asked: the next use asks again
+		}
+		if s, ok := strings.CutPrefix(strings.TrimSpace(string(out)), "unix://"); err == nil && ok && strings.HasPrefix(s, "/") {
+			sock = s
+		}
+		c.mu.Lock()
+		if c.sockets == nil {
+			c.sockets = map[string]string{}
+		}
+		c.sockets[name] = sock
+		c.mu.Unlock()
+	}
+	if sock != "" {
+		return sock
 	}
 	return c.cfg.DockerSocket
 }

@@ -103,7 +103,7 @@ func members(env *pipeline.Env, ssh *Connector) []*swarm.Member {
 				if err != nil {
 					return swarm.Endpoint{}, err
 				}
-				sock := ssh.DockerSocket(env, n.Name)
+				sock := ssh.DockerSocket(ctx, env, n.Name, cl)
 				return swarm.Endpoint{Dial: cl.UnixSocketDialer(sock), Where: "unix://" + sock + " over ssh " + cl.Target(), Lost: cl.Lost}, nil
 			}}
 	}
