@@ -17,7 +17,7 @@ import (
 
 func (a *app) applyCommand() *cobra.Command {
 	var only []string
-	var yes, force, forceHosts, allowReboot bool
+	var yes, force, forceHosts, allowReboot, allAtOnce bool
 	var outDir, nbListen, nbDHCP, nbDHCPIf, nbImage, verifyImage, from string
 	cmd := &cobra.Command{
 		Use:   "apply -i FILE",
@@ -42,9 +42,14 @@ with 'provision flash'; the stage says which.
 
 Run 'provision plan' first to see what every stage would change. The vms
 stage shows Terraform's plan per VM and asks before applying it (--yes
-answers for you; without a terminal and without --yes it changes nothing);
-the swarm stage leaves nodes of another swarm alone unless --force-swarm;
-the hosts stage leaves a host in another swarm or with conflicting sysctls
+answers for you; without a terminal and without --yes it changes nothing).
+When the plan restarts or replaces VMs that are swarm nodes (the provider
+reboots every running VM whose memory or cores changed, all at once), they
+go one failure domain at a time: the workers of one Proxmox host, then each
+manager alone (never below quorum): drained, changed (terraform -target),
+waited for until Ready, then active again; --all-at-once keeps terraform's
+way. The swarm stage leaves nodes of another swarm alone unless
+--force-swarm; the hosts stage leaves a host in another swarm or with conflicting sysctls
 alone unless --force-hosts, and reboots none unless --allow-reboot.
 
 A failed run says how to go on from the stage that failed (--from); where
@@ -61,7 +66,7 @@ nodes failed one by one, it lists each with its cause first.`,
 			defer d.SSH.Close()
 			d.Terraform = a.terraformSettings(yes)
 			d.ForceSwarm = force
-			d.ForceHosts, d.AllowReboot = forceHosts, allowReboot
+			d.ForceHosts, d.AllowReboot, d.AllAtOnce = forceHosts, allowReboot, allAtOnce
 			mode, err := netboot.ParseDHCPMode(nbDHCP)
 			if err != nil {
 				return usage("apply: --netboot-dhcp %v", err)
@@ -95,6 +100,7 @@ nodes failed one by one, it lists each with its cause first.`,
 	cmd.Flags().StringSliceVar(&only, "only", nil, "run only these stages (comma-separated), in runbook order")
 	cmd.Flags().StringVar(&from, "from", "", "run the stages from this one on (resume after a failure)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "apply the VM plan shown without asking")
+	cmd.Flags().BoolVar(&allAtOnce, "all-at-once", false, "vms: restart or replace VMs that are swarm nodes all at once, as terraform does (default: one failure domain at a time, drained first)")
 	cmd.Flags().BoolVar(&force, "force-swarm", false, "make nodes that are in another swarm leave it and join this one")
 	cmd.Flags().BoolVar(&forceHosts, "force-hosts", false, "hosts stage: prepare hosts in another swarm and overwrite sysctls set by hand")
 	cmd.Flags().BoolVar(&allowReboot, "allow-reboot", false, "hosts stage: reboot a host whose kernel command line must change")

@@ -20,6 +20,16 @@ func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return runIn(t, "", args...)
 }
 
+// mustRun runs provision and fails the test unless it exits 0.
+func mustRun(t *testing.T, args ...string) (stdout, stderr string) {
+	t.Helper()
+	code, out, errs := run(t, args...)
+	if code != 0 {
+		t.Fatalf("provision %s: exit %d\n%s\n%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out, errs
+}
+
 // runIn runs provision with stdin. A run in the package directory that
 // names no state dir gets a temporary one, so that no test leaves a
 // .provision/ (and its log file) in the source tree.

@@ -56,20 +56,12 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 			t.Errorf("lab down: exit %d\n%s\n%s", code, out, errs)
 		}
 	})
-	must := func(args ...string) (string, string) {
-		t.Helper()
-		code, out, errs := run(t, args...)
-		if code != 0 {
-			t.Fatalf("provision %s: exit %d\n%s\n%s", strings.Join(args, " "), code, out, errs)
-		}
-		return out, errs
-	}
 
-	out, _ := must("lab", "up", "-i", inv, "--state-dir", state, "--boot", "netboot")
+	out, _ := mustRun(t, "lab", "up", "-i", inv, "--state-dir", state, "--boot", "netboot")
 	if !strings.Contains(out, "2 Pis wait for their network boot") {
 		t.Errorf("lab up:\n%s", out)
 	}
-	out, _ = must("lab", "status", "-i", inv, "--state-dir", state)
+	out, _ = mustRun(t, "lab", "status", "-i", inv, "--state-dir", state)
 	if strings.Count(out, "(waiting for its network boot)") != 2 || !strings.Contains(out, "1 of 3 nodes up") {
 		t.Errorf("lab status before the boot:\n%s", out)
 	}
@@ -108,7 +100,7 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 	if !strings.Contains(changingCalls(out), "swarm ") {
 		t.Errorf("the first apply counted no changing call of the swarm stage:\n%s", out)
 	}
-	out, _ = must("lab", "status", "-i", inv, "--state-dir", state)
+	out, _ = mustRun(t, "lab", "status", "-i", inv, "--state-dir", state)
 	if !strings.Contains(out, "3 of 3 nodes up") || strings.Count(out, "active") != 3 {
 		t.Errorf("lab status after apply:\n%s", out)
 	}
@@ -124,7 +116,7 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 
 	// A second apply changes nothing: no changing Engine API call outside
 	// verify's own test service, nothing rendered.
-	out, errs = must(applyArgs...)
+	out, errs = mustRun(t, applyArgs...)
 	if got := changingCalls(out); !strings.HasPrefix(got, "verify ") {
 		t.Errorf("the second apply made changing calls outside verify: %q\n%s", got, out)
 	}
@@ -138,8 +130,8 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(f.Dir, "q2.csv"), []byte("slot,serial,mac\n1,9ffe0d11,dc:a6:32:0d:00:11\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	must("rack", "add", "q2", "-i", inv, "--state-dir", state, "--count", "1", "--csv", filepath.Join(f.Dir, "q2.csv"), "--boot", "netboot")
-	out, _ = must("lab", "up", "-i", inv, "--state-dir", state, "--boot", "netboot")
+	mustRun(t, "rack", "add", "q2", "-i", inv, "--state-dir", state, "--count", "1", "--csv", filepath.Join(f.Dir, "q2.csv"), "--boot", "netboot")
+	out, _ = mustRun(t, "lab", "up", "-i", inv, "--state-dir", state, "--boot", "netboot")
 	if !strings.Contains(out, "1 Pis wait for their network boot") {
 		t.Errorf("lab up after rack add:\n%s", out)
 	}
@@ -158,7 +150,7 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 
 	// destroy takes every node out (the lab's "VMs" are emulated: kept),
 	// then lab down leaves nothing of the lab on this machine.
-	out, errs = must("destroy", "-i", inv, "--state-dir", state, "--keep-vms", "--yes")
+	out, errs = mustRun(t, "destroy", "-i", inv, "--state-dir", state, "--keep-vms", "--yes")
 	st, err := statefile.Load(state, strings.TrimSuffix(invName, ".yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -169,11 +161,11 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 	if roots := findFiles(t, state, ".qcow2"); len(roots) > 0 {
 		t.Errorf("netboot roots left after destroy: %v", roots)
 	}
-	out, _ = must("lab", "status", "-i", inv, "--state-dir", state)
+	out, _ = mustRun(t, "lab", "status", "-i", inv, "--state-dir", state)
 	if strings.Count(out, " inactive ") != 4 {
 		t.Errorf("lab status after destroy: want every node out of the swarm:\n%s", out)
 	}
-	must("lab", "down", "-i", inv, "--state-dir", state)
+	mustRun(t, "lab", "down", "-i", inv, "--state-dir", state)
 	for _, left := range labOf(t, inv).Leftovers() {
 		t.Errorf("left after destroy and lab down: %s", left)
 	}

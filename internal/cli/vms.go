@@ -70,7 +70,7 @@ const vmsExample = `  provision vms plan -i inventory/example.yaml
   provision vms destroy -i lab.yaml`
 
 func (a *app) vmsCommand() *cobra.Command {
-	var yes, install, noSnippets bool
+	var yes, install, noSnippets, allAtOnce bool
 	var nodes []string
 	var parallel int
 	cmd := &cobra.Command{
@@ -87,7 +87,7 @@ func (a *app) vmsCommand() *cobra.Command {
 		tf := a.terraformSettings(yes)
 		tf.Install, tf.NoSnippets = install, noSnippets
 		tf.Settings = vms.Settings{Parallel: parallel}
-		return &stages.VMs{Renderer: d.Renderer, TF: tf}, d.SSH.Close, nil
+		return &stages.VMs{Renderer: d.Renderer, TF: tf, SSH: d.SSH, Counter: d.Engines, AllAtOnce: allAtOnce}, d.SSH.Close, nil
 	}
 	run := func(what string) func(cmd *cobra.Command, _ []string) error {
 		return func(cmd *cobra.Command, _ []string) error {
@@ -136,7 +136,15 @@ func (a *app) vmsCommand() *cobra.Command {
 	}
 	apply := &cobra.Command{
 		Use: "apply -i FILE", Short: "Upload snippets and apply the plan shown, after confirmation",
-		Long:    "Plan, print the plan per VM, ask (or take --yes), upload the snippets over SFTP, apply exactly that plan and record the outputs in the state file.",
+		Long: `Plan, print the plan per VM, ask (or take --yes), upload the snippets over
+SFTP, apply exactly that plan and record the outputs in the state file.
+
+VMs that are swarm nodes and that the plan restarts (the provider reboots a
+running VM whose memory or cores changed) or replaces go one failure domain
+at a time: the workers of one Proxmox host, then each manager alone (never
+below quorum): drained, changed (terraform -target), waited for until
+Ready, then active again. --all-at-once applies the plan as terraform
+would.`,
 		Example: "  provision vms apply -i inventory/example.yaml\n  provision vms apply -i lab.yaml --yes",
 		Args:    cobra.NoArgs, RunE: run("apply"),
 	}
@@ -157,6 +165,7 @@ quorum, then comes here.`,
 		c.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask: apply the plan shown (needed without a terminal)")
 	}
 	apply.Flags().BoolVar(&noSnippets, "no-snippets", false, "do not upload snippets (they are already on a shared snippets storage)")
+	apply.Flags().BoolVar(&allAtOnce, "all-at-once", false, "restart or replace VMs that are swarm nodes all at once, as terraform does (default: one failure domain at a time, drained first)")
 	destroy.Flags().StringArrayVar(&nodes, "node", nil, "destroy only this VM (repeat for more); none: every VM of the lab")
 	destroy.Flags().BoolVar(&noSnippets, "no-snippets", false, "leave the snippets on the Proxmox hosts (a shared snippets storage others manage)")
 	for _, c := range []*cobra.Command{plan, apply, destroy} {

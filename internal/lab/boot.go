@@ -54,15 +54,11 @@ func (l *Lab) Boot(ctx context.Context, pis []PiBoot, o BootOptions) error {
 	if o.Golden == nil {
 		return errors.New("lab boot: no golden image to check the boot files against")
 	}
-	unlock, err := l.lock(ctx)
+	m, unlock, err := l.lockedManifest(ctx, "lab boot")
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	m, err := loadManifest(l.manifestPath())
-	if err != nil {
-		return fmt.Errorf("lab boot: %w", err)
-	}
 	if m == nil {
 		return fmt.Errorf("lab boot: lab %s is not up (provision lab up --boot netboot)", l.cfg.Prefix)
 	}

@@ -54,7 +54,7 @@ func (l *Lab) Down(ctx context.Context) error {
 	// Stopping is mostly waiting: every node at once.
 	_ = par.Each(ctx, len(nodes), len(nodes), func(ctx context.Context, i int) error {
 		lbDirs[i] = loadBalancerDirs(ctx, nodes[i])
-		l.stopNode(ctx, nodes[i], cgs)
+		l.stopNode(ctx, nodes[i], cgs, l.cfg.StopTimeout)
 		return nil
 	})
 	if err := ctx.Err(); err != nil {
@@ -168,8 +168,8 @@ func loadBalancerDirs(ctx context.Context, n Node) []string {
 
 // stopNode asks the node's dockerd and sshd to stop (SIGTERM) and kills
 // its containers meanwhile, so dockerd's shutdown does not wait out each
-// container's stop timeout; it waits up to StopTimeout.
-func (l *Lab) stopNode(ctx context.Context, n Node, cgs []string) {
+// container's stop timeout; it waits up to timeout.
+func (l *Lab) stopNode(ctx context.Context, n Node, cgs []string, timeout time.Duration) {
 	var pids []int
 	if pid, ok := pidFromFile(filepath.Join(n.Dir, "dockerd.pid"), n.Dir+"/"); ok {
 		_ = signal(pid, syscall.SIGTERM)
@@ -185,7 +185,7 @@ func (l *Lab) stopNode(ctx context.Context, n Node, cgs []string) {
 			mine = append(mine, d)
 		}
 	}
-	deadline := time.Now().Add(l.cfg.StopTimeout)
+	deadline := time.Now().Add(timeout)
 	for len(pids) > 0 && ctx.Err() == nil && time.Now().Before(deadline) {
 		killCgroups(mine)
 		pids = waitGone(ctx, pids, 200*time.Millisecond)

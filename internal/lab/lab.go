@@ -259,6 +259,19 @@ func (l *Lab) lock(ctx context.Context) (unlock func(), err error) {
 
 // otherManifests reads the manifests of the other labs under the same
 // base directory: host resources shared by labs go with the last one.
+// lockedManifest takes the lab's lock and reads its manifest (nil when
+// the lab is not up); the caller runs unlock. Errors start with what.
+func (l *Lab) lockedManifest(ctx context.Context, what string) (m *Manifest, unlock func(), err error) {
+	if unlock, err = l.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	if m, err = loadManifest(l.manifestPath()); err != nil {
+		unlock()
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return m, unlock, nil
+}
+
 func (l *Lab) otherManifests() []*Manifest {
 	base := filepath.Dir(l.cfg.StateDir)
 	ents, _ := os.ReadDir(base)

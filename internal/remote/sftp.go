@@ -46,50 +46,35 @@ type UploadOptions struct {
 // the new, never a part. dir is created when missing.
 func (c *Client) Upload(ctx context.Context, dir string, files []File, opts UploadOptions) (UploadResult, error) {
 	var res UploadResult
-	fail := func(name string, err error) (UploadResult, error) {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	err := c.withSFTP(ctx, "upload", dir, func(sc *sftp.Client) (string, error) {
+		if err := sc.MkdirAll(dir); err != nil {
+			return "", fmt.Errorf("create directory: %w", err)
 		}
-		return res, fmt.Errorf("sftp %s: upload %s: %w", c.target, path.Join(dir, name), err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fail("", err)
-	}
-	sc, err := sftp.NewClient(c.conn)
-	if err != nil {
-		return fail("", fmt.Errorf("start the sftp subsystem: %w", err))
-	}
-	defer sc.Close()
-	// SFTP calls take no context: closing the client ends them.
-	stop := context.AfterFunc(ctx, func() { sc.Close() })
-	defer stop()
-
-	if err := sc.MkdirAll(dir); err != nil {
-		return fail("", fmt.Errorf("create directory: %w", err))
-	}
-	for _, f := range files {
-		if f.Name == "" || strings.ContainsAny(f.Name, "/\x00") || f.Name == "." || f.Name == ".." {
-			return fail(f.Name, errors.New("not a plain file name"))
+		for _, f := range files {
+			if err := plainName(f.Name); err != nil {
+				return f.Name, err
+			}
+			mode := f.Mode.Perm()
+			if mode == 0 {
+				mode = 0o600
+			}
+			final := path.Join(dir, f.Name)
+			same, err := sameFile(sc, final, f.Content, mode)
+			if err != nil {
+				return f.Name, err
+			}
+			if same {
+				res.Unchanged = append(res.Unchanged, f.Name)
+				continue
+			}
+			if err := replaceFile(sc, dir, final, f.Content, mode, opts.BeforeRename); err != nil {
+				return f.Name, err
+			}
+			res.Written = append(res.Written, f.Name)
 		}
-		mode := f.Mode.Perm()
-		if mode == 0 {
-			mode = 0o600
-		}
-		final := path.Join(dir, f.Name)
-		same, err := sameFile(sc, final, f.Content, mode)
-		if err != nil {
-			return fail(f.Name, err)
-		}
-		if same {
-			res.Unchanged = append(res.Unchanged, f.Name)
-			continue
-		}
-		if err := replaceFile(sc, dir, final, f.Content, mode, opts.BeforeRename); err != nil {
-			return fail(f.Name, err)
-		}
-		res.Written = append(res.Written, f.Name)
-	}
-	return res, nil
+		return "", nil
+	})
+	return res, err
 }
 
 // RemoveResult says what a Remove did, by file name.
@@ -103,11 +88,43 @@ type RemoveResult struct {
 // directory or a link fails.
 func (c *Client) Remove(ctx context.Context, dir string, names []string) (RemoveResult, error) {
 	var res RemoveResult
-	fail := func(name string, err error) (RemoveResult, error) {
+	err := c.withSFTP(ctx, "remove", dir, func(sc *sftp.Client) (string, error) {
+		for _, name := range names {
+			if err := plainName(name); err != nil {
+				return name, err
+			}
+			p := path.Join(dir, name)
+			fi, err := sc.Lstat(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				res.Absent = append(res.Absent, name)
+				continue
+			}
+			if err != nil {
+				return name, fmt.Errorf("stat: %w", err)
+			}
+			if !fi.Mode().IsRegular() {
+				return name, fmt.Errorf("not a regular file (%s): left alone", fi.Mode())
+			}
+			if err := sc.Remove(p); err != nil {
+				return name, err
+			}
+			res.Removed = append(res.Removed, name)
+		}
+		return "", nil
+	})
+	return res, err
+}
+
+// withSFTP runs fn with an SFTP client on this connection (the server's
+// sftp subsystem), closed when ctx ends: SFTP calls take no context. fn
+// returns the file it failed on; the error names the node, what was done
+// and that file.
+func (c *Client) withSFTP(ctx context.Context, what, dir string, fn func(sc *sftp.Client) (string, error)) error {
+	fail := func(name string, err error) error {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
-		return res, fmt.Errorf("sftp %s: remove %s: %w", c.target, path.Join(dir, name), err)
+		return fmt.Errorf("sftp %s: %s %s: %w", c.target, what, path.Join(dir, name), err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fail("", err)
@@ -119,28 +136,18 @@ func (c *Client) Remove(ctx context.Context, dir string, names []string) (Remove
 	defer sc.Close()
 	stop := context.AfterFunc(ctx, func() { sc.Close() })
 	defer stop()
-	for _, name := range names {
-		if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
-			return fail(name, errors.New("not a plain file name"))
-		}
-		p := path.Join(dir, name)
-		fi, err := sc.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			res.Absent = append(res.Absent, name)
-			continue
-		}
-		if err != nil {
-			return fail(name, fmt.Errorf("stat: %w", err))
-		}
-		if !fi.Mode().IsRegular() {
-			return fail(name, fmt.Errorf("not a regular file (%s): left alone", fi.Mode()))
-		}
-		if err := sc.Remove(p); err != nil {
-			return fail(name, err)
-		}
-		res.Removed = append(res.Removed, name)
+	if name, err := fn(sc); err != nil {
+		return fail(name, err)
 	}
-	return res, nil
+	return nil
+}
+
+// plainName refuses a file name that is not a plain name in its directory.
+func plainName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return errors.New("not a plain file name")
+	}
+	return nil
 }
 
 // sameFile reports whether path holds exactly content with mode.

@@ -28,6 +28,9 @@ type Deps struct {
 	// Engines counts the Engine API calls that change something, on every
 	// node (may be nil).
 	Engines *swarm.Counter
+	// AllAtOnce is apply's --all-at-once: VMs that are swarm nodes are
+	// restarted as terraform does it, not one failure domain at a time.
+	AllAtOnce bool
 }
 
 // Apply is the runbook `provision apply` follows, kept as data:
@@ -37,7 +40,7 @@ func Apply(d Deps) pipeline.Pipeline {
 	return pipeline.Pipeline{Stages: []pipeline.Stage{
 		Validate{},
 		Render{Renderer: d.Renderer},
-		VMs{Renderer: d.Renderer, TF: d.Terraform},
+		VMs{Renderer: d.Renderer, TF: d.Terraform, SSH: d.SSH, Counter: d.Engines, AllAtOnce: d.AllAtOnce},
 		PiImage{Renderer: d.Renderer},
 		PiBoot{Renderer: d.Renderer, Listen: d.Netboot.Listen, DHCP: d.Netboot.DHCP, DHCPIf: d.Netboot.DHCPIf, Image: d.Netboot.Image, UnitActive: d.Netboot.UnitActive},
 		Discover{SSH: d.SSH},

@@ -10,6 +10,7 @@ import (
 	"github.com/fhlab/provision/internal/pipeline"
 	"github.com/fhlab/provision/internal/remote"
 	"github.com/fhlab/provision/internal/render"
+	"github.com/fhlab/provision/internal/swarm"
 	"github.com/fhlab/provision/internal/terraform"
 	"github.com/fhlab/provision/internal/ui"
 	"github.com/fhlab/provision/internal/vms"
@@ -30,9 +31,17 @@ type Terraform struct {
 // VMs creates the Proxmox VMs through Terraform: the module is written into
 // <state-dir>/terraform, each VM's cloud-init goes to its host's snippets
 // directory over SFTP, and exactly the shown plan is applied.
+//
+// When the plan restarts or replaces VMs that are swarm nodes (the
+// provider reboots every running VM whose memory or cores changed, all at
+// once), they are changed one failure domain at a time (see rollSteps)
+// unless AllAtOnce, or without SSH to reach the swarm.
 type VMs struct {
-	Renderer *render.Renderer
-	TF       Terraform
+	Renderer  *render.Renderer
+	TF        Terraform
+	SSH       *Connector     // reaches the swarm for a rolling change (may be nil)
+	Counter   *swarm.Counter // counts a roll's changing Engine API calls (may be nil)
+	AllAtOnce bool           // apply the plan as terraform would, every VM at once
 }
 
 func (VMs) Name() string  { return "vms" }
@@ -142,6 +151,12 @@ func (s VMs) apply(ctx context.Context, env *pipeline.Env, destroy bool, names [
 		}
 		return nil
 	}
+	var steps []rollStep
+	if !destroy && !s.AllAtOnce && s.SSH != nil {
+		if steps = rollSteps(env, changes); len(steps) > 0 {
+			fmt.Fprintln(env.Out, describeRoll(steps))
+		}
+	}
 	question := fmt.Sprintf("Apply this plan to the Proxmox VMs of lab %s?", env.Inventory.Lab.Metadata.Name)
 	if destroy {
 		question = fmt.Sprintf("DESTROY these VMs of lab %s?", env.Inventory.Lab.Metadata.Name)
@@ -154,8 +169,13 @@ func (s VMs) apply(ctx context.Context, env *pipeline.Env, destroy bool, names [
 			return err
 		}
 	}
-	env.Status.Progress("applying the plan with terraform")
-	applyErr := sess.Runner.Apply(ctx, p)
+	var applyErr error
+	if len(steps) > 0 {
+		applyErr = s.applyRolling(ctx, env, sess, p, steps)
+	} else {
+		env.Status.Progress("applying the plan with terraform")
+		applyErr = sess.Runner.Apply(ctx, p)
+	}
 	// Record what exists even after a partial apply.
 	recErr := sess.Record(context.WithoutCancel(ctx), env.State)
 	if applyErr != nil {

@@ -86,7 +86,8 @@ func (m *Member) Open(ctx context.Context, c *Counter) error {
 }
 
 // Close closes the member's Docker client, if any, and the connections it
-// keeps open to the engine.
+// keeps open to the engine; the next Open connects again (through a new
+// way to the node: the old one may have ended with the node).
 func (m *Member) Close() {
 	if m.Engine != nil {
 		m.Engine.Close()
@@ -94,6 +95,7 @@ func (m *Member) Close() {
 	if m.transport != nil {
 		m.transport.CloseIdleConnections()
 	}
+	m.Engine, m.transport = nil, nil
 }
 
 // EngineError is an engine that could not be reached: it names the node,

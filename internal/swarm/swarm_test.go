@@ -119,3 +119,31 @@ func TestRemotes(t *testing.T) {
 		t.Errorf("after mgr-3 joined, remotes(w-5) = %s, want %s", got, want)
 	}
 }
+
+// TestMemberReopensAfterClose: Open after Close connects again (a node
+// that restarted is reached through a new way, not the dead one).
+func TestMemberReopensAfterClose(t *testing.T) {
+	connects := 0
+	m := &Member{Name: "n1", Connect: func(context.Context) (Endpoint, error) {
+		connects++
+		return Endpoint{Where: "nowhere", Dial: func(context.Context, string, string) (net.Conn, error) {
+			return nil, errors.New("not dialled in this test")
+		}}, nil
+	}}
+	for range 2 {
+		if err := m.Open(t.Context(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if connects != 1 {
+		t.Errorf("two Opens connected %d times, want 1", connects)
+	}
+	m.Close()
+	if m.Engine != nil {
+		t.Error("Close left the engine's client set")
+	}
+	if err := m.Open(t.Context(), nil); err != nil || connects != 2 {
+		t.Errorf("Open after Close: %v, %d connects, want a second one", err, connects)
+	}
+	m.Close()
+}
