@@ -1,7 +1,5 @@
 package pipeline
 
-
-
 // NodeError is one node's failure in a stage: what a run's report lists,
 // node by node. Its message is the cause's, which names the node already
 // ("join pi-r1-07: ...").
@@ -70,4 +68,3 @@ func Failed(err error) []*NodeError {
 	walk(err)
 	return out
 }
-

@@ -31,7 +31,7 @@ func TestRollSteps(t *testing.T) {
 		{VM: "vm-1", Host: "pve1", Action: "replace"},
 		{VM: "vm-2", Host: "pve3", Action: "update", Reboot: reboot},
 		{VM: "mgr-1", Host: "pve1", Action: "update", Reboot: reboot},
-		{VM: "vm-4", Host: "pve1", Action: "update"},                                                 // hot-plugged
+		{VM: "vm-4", Host: "pve1", Action: "update"},                                                // hot-plugged
 		{VM: "vm-5", Host: "pve2", Action: "update", Reboot: vms.Reboot{Attrs: []string{"memory"}}}, // automatic_reboot off
 		{VM: "vm-6", Host: "pve2", Action: "create"},
 		{VM: "vm-7", Host: "pve2", Action: "update", Reboot: reboot}, // not in the swarm
