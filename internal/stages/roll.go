@@ -76,6 +76,9 @@ func describeRoll(steps []rollStep) string {
 // Each part is planned again with -target and must be the shown plan's
 // changes for those VMs, or nothing more is applied.
 func (s VMs) applyRolling(ctx context.Context, env *pipeline.Env, sess *vms.Session, p *terraform.Plan, steps []rollStep) error {
+	if err := soleManager(env.Inventory, steps); err != nil {
+		return err
+	}
 	rolling := map[string]bool{}
 	for _, st := range steps {
 		for _, vm := range st.VMs {
@@ -120,6 +123,26 @@ func (s VMs) applyRolling(ctx context.Context, env *pipeline.Env, sess *vms.Sess
 	return nil
 }
 
+// soleManager refuses, before anything is changed, a roll that would take
+// down the lab's only manager: no other could drain and watch it.
+func soleManager(inv *inventory.Inventory, steps []rollStep) error {
+	var managers []string
+	for _, n := range inv.Nodes {
+		if n.Role == inventory.Manager {
+			managers = append(managers, n.Name)
+		}
+	}
+	if len(managers) != 1 {
+		return nil
+	}
+	for _, st := range steps {
+		if slices.Contains(st.VMs, managers[0]) {
+			return fmt.Errorf("the plan restarts %s, the swarm's only manager: no other manager can drain and watch it, so it cannot be rolled; nothing was applied (pass --all-at-once to apply the plan as terraform would, the swarm's control down while it restarts)", managers[0])
+		}
+	}
+	return nil
+}
+
 // control is a manager outside the step that can change the swarm.
 func (s VMs) control(ctx context.Context, ms []*swarm.Member, step []string) (*swarm.Member, error) {
 	var errs []string
@@ -138,7 +161,7 @@ func (s VMs) control(ctx context.Context, ms []*swarm.Member, step []string) (*s
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", swarm.ErrNoControl, strings.Join(errs, "; "))
 	}
-	return nil, fmt.Errorf("%w (a single manager cannot be changed without taking the swarm's control down: pass --all-at-once to do it anyway)", swarm.ErrNoControl)
+	return nil, swarm.ErrNoControl
 }
 
 // applyPart plans the VMs at addrs again (-target) and applies that plan

@@ -2,6 +2,7 @@ package stages
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/fhlab/provision/internal/inventory"
@@ -43,5 +44,23 @@ func TestRollSteps(t *testing.T) {
 	}
 	if s := rollSteps(env, changes[5:]); len(s) != 0 {
 		t.Errorf("nothing to roll: %v", s)
+	}
+}
+
+// TestSoleManager: a roll that would take down the only manager is refused
+// before anything is applied; with three managers, or without the
+// manager in the roll, it is not.
+func TestSoleManager(t *testing.T) {
+	one := &inventory.Inventory{Nodes: []inventory.Node{{Name: "mgr-1", Role: inventory.Manager}, {Name: "vm-1"}}}
+	three := &inventory.Inventory{Nodes: []inventory.Node{{Name: "mgr-1", Role: inventory.Manager}, {Name: "mgr-2", Role: inventory.Manager}, {Name: "mgr-3", Role: inventory.Manager}}}
+	withMgr := []rollStep{{Name: "pve1", VMs: []string{"vm-1"}}, {Name: "mgr-1", VMs: []string{"mgr-1"}}}
+	if err := soleManager(one, withMgr); err == nil || !strings.Contains(err.Error(), "the swarm's only manager") || !strings.Contains(err.Error(), "--all-at-once") {
+		t.Errorf("one manager rolled: %v", err)
+	}
+	if err := soleManager(one, withMgr[:1]); err != nil {
+		t.Errorf("only a worker rolled: %v", err)
+	}
+	if err := soleManager(three, withMgr); err != nil {
+		t.Errorf("three managers: %v", err)
 	}
 }
