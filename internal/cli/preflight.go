@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -107,7 +106,7 @@ func (a *app) proxmoxClient(inv *inventory.Inventory) (*proxmox.Client, error) {
 	}
 	c, err := proxmox.New(proxmox.Config{
 		BaseURL: p.APIURL, TokenID: id, TokenSecret: secret, CAFile: ca, Insecure: p.Insecure,
-		Timeout: 30 * time.Second, Log: a.log,
+		Timeout: a.settings.APITimeout, Log: a.log,
 	})
 	if err != nil {
 		return nil, exitError{2, fmt.Errorf("%s: %w", inv.File, err)}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/proxmox/pvetest"
@@ -159,3 +160,60 @@ func TestTemplateCommandTwice(t *testing.T) {
 
 // squash collapses runs of blanks, so table columns do not matter.
 func squash(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// TestPreflightAPIFaults: the simulator answers like a loaded or
+// unreachable PVE. Two 503s are ridden out (a GET is tried three times);
+// three 502s in a row, and three requests that outlast --api-timeout, fail
+// the run with a clear error naming the check, the status or the timeout
+// and the attempts; with the fault gone, a re-run passes.
+func TestPreflightAPIFaults(t *testing.T) {
+	sim, path, _ := pveCLI(t, "debian-12-cloudinit", true)
+	version := func(method, p string) bool { return method == "GET" && p == "/version" }
+	tests := []struct {
+		name  string
+		fault pvesim.Fault
+		code  int
+		want  string
+	}{
+		{"two 503s are ridden out", pvesim.Fault{Match: version, Code: 503, Msg: "Service Unavailable", Times: 2}, 0, "preflight: 17 passed, 0 failed"},
+		{"three 502s fail it", pvesim.Fault{Match: version, Code: 502, Msg: "proxy error", Times: 3}, 1, "the API answers with an error: GET /version: 502 proxy error (tried 3 times)"},
+		{"three timeouts fail it", pvesim.Fault{Match: version, Code: 500, Msg: "late", Hold: 3 * time.Second, Times: 3}, 1, "(tried 3 times)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim.AddFault(tt.fault)
+			before := len(sim.Calls())
+			code, out, errs := run(t, "preflight", "-i", path, "--api-timeout", "1s")
+			if code != tt.code || !strings.Contains(squash(out+errs), tt.want) {
+				t.Fatalf("preflight: exit %d, want %d with %q:\n%s\n%s", code, tt.code, tt.want, out, errs)
+			}
+			// A request the client gave up on is logged once its hold ends.
+			faulted := 0
+			for range 50 {
+				faulted = 0
+				for _, c := range sim.Calls()[before:] {
+					if c.Path == "/version" && c.Status != 200 {
+						faulted++
+					}
+				}
+				if faulted >= tt.fault.Times {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if faulted != tt.fault.Times {
+				t.Errorf("%d requests met the fault, want %d", faulted, tt.fault.Times)
+			}
+			if code != 0 {
+				if !strings.Contains(squash(out), "✗ api") || strings.Contains(out, "✗ token") || !strings.Contains(out, "pveproxy") {
+					t.Errorf("the failure does not name the api check and its fix (and only it):\n%s", out)
+				}
+				t.Logf("%s", out)
+				// The fault is spent: a re-run converges.
+				if code, out, errs := run(t, "preflight", "-i", path, "--api-timeout", "1s"); code != 0 {
+					t.Errorf("re-run after the fault: exit %d\n%s\n%s", code, out, errs)
+				}
+			}
+		})
+	}
+}

@@ -44,6 +44,7 @@ type Settings struct {
 	Concurrency  int           `mapstructure:"concurrency"`
 	SSHKey       string        `mapstructure:"ssh-key"`
 	SSHTimeout   time.Duration `mapstructure:"ssh-timeout"`
+	APITimeout   time.Duration `mapstructure:"api-timeout"`
 	Terraform    string        `mapstructure:"terraform"`
 	TFMirror     string        `mapstructure:"terraform-mirror"`
 	DockerSocket string        `mapstructure:"docker-socket"`
@@ -53,7 +54,7 @@ type Settings struct {
 }
 
 // settingKeys are the keys provision.yaml may hold; anything else is a typo.
-var settingKeys = []string{"inventory", "state-dir", "concurrency", "ssh-key", "ssh-timeout", "docker-socket", "terraform", "terraform-mirror", "log-level", "log-format", "verbose"}
+var settingKeys = []string{"inventory", "state-dir", "concurrency", "ssh-key", "ssh-timeout", "api-timeout", "docker-socket", "terraform", "terraform-mirror", "log-level", "log-format", "verbose"}
 
 // app is one invocation: its streams, settings and output (see package
 // ui): log records go to log (the log file, and the terminal as the
@@ -208,6 +209,7 @@ func (a *app) rootCommand() *cobra.Command {
 	f.Int("concurrency", 32, "how many nodes are worked on at once")
 	f.String("ssh-key", "", "private key to log in with (default: the inventory's ssh.privateKeyFile)")
 	f.Duration("ssh-timeout", 2*time.Minute, "how long to keep trying to reach each node over SSH, retries included (nodes still booting)")
+	f.Duration("api-timeout", 30*time.Second, "how long one Proxmox API request may take (GETs are tried 3 times)")
 	f.String("docker-socket", "/var/run/docker.sock", "Docker Engine socket on nodes whose SSH login sets no DOCKER_HOST=unix://... (a node's own, as the emulated lab's set, wins)")
 	f.String("terraform", "", "terraform binary (default: found on PATH)")
 	f.String("terraform-mirror", "", "provider mirror directory for terraform init, for labs without internet (PROVISION_TERRAFORM_MIRROR)")
@@ -284,6 +286,9 @@ func (a *app) loadSettings(flags *pflag.FlagSet, configFile string) error {
 	}
 	if a.settings.Concurrency < 1 {
 		return fmt.Errorf("settings: concurrency must be at least 1, not %d", a.settings.Concurrency)
+	}
+	if a.settings.APITimeout <= 0 {
+		return fmt.Errorf("settings: api-timeout must be more than 0, not %s", a.settings.APITimeout)
 	}
 	if a.settings.SSHTimeout <= 0 {
 		return fmt.Errorf("settings: ssh-timeout must be more than 0, not %s", a.settings.SSHTimeout)

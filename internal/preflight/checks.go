@@ -148,6 +148,9 @@ func (r *run) apiAndToken(v proxmox.Version, err error) bool {
 			fmt.Sprintf("check %s (names from proxmox.tokenIDEnv/tokenSecretEnv); on a node: pveum user token list %s; a new one: pveum user token add %s %s --privsep 0",
 				envs, userOf(tok), userOf(tok), tokenName(tok)))
 		return false
+	case errors.As(err, &apiErr) && apiErr.StatusCode >= 500:
+		r.fail(CheckAPI, host, fmt.Sprintf("the API answers with an error: %v", err), r.apiFailing())
+		return false
 	case errors.As(err, &apiErr):
 		r.pass(CheckAPI, host, "answers at %s", r.c.BaseURL())
 		r.fail(CheckToken, tok, fmt.Sprintf("GET /version with the token: %v", err),
@@ -155,7 +158,7 @@ func (r *run) apiAndToken(v proxmox.Version, err error) bool {
 		return false
 	default:
 		r.fail(CheckAPI, host, fmt.Sprintf("the API does not answer: %v", err),
-			fmt.Sprintf("check proxmox.apiURL in %s and that pveproxy runs on the node (systemctl status pveproxy); try: curl -k %s/version", r.file, r.c.BaseURL()))
+			fmt.Sprintf("check proxmox.apiURL in %s and that pveproxy runs on the node (systemctl status pveproxy); try: curl -k %s/version (a slow API: --api-timeout)", r.file, r.c.BaseURL()))
 		return false
 	}
 	msg := fmt.Sprintf("Proxmox VE %s at %s", v.Version, r.c.BaseURL())
@@ -168,6 +171,13 @@ func (r *run) apiAndToken(v proxmox.Version, err error) bool {
 	}
 	r.pass(CheckToken, tok, "authenticates")
 	return true
+}
+
+// apiFailing is the fix for an API that answered with a server error or
+// not in time, after its retries.
+func (r *run) apiFailing() string {
+	return "the API failed, not the token: check pveproxy and pvedaemon on the node (systemctl status pveproxy pvedaemon; journalctl -u pveproxy), the node's load and the network to " +
+		r.c.BaseURL() + ", then run preflight again (--api-timeout for a slow API)"
 }
 
 func userOf(tokenID string) string {
@@ -184,9 +194,12 @@ func tokenName(tokenID string) string {
 func (r *run) hosts(f *facts) map[string]bool {
 	online := map[string]bool{}
 	if f.nodesErr != nil {
+		fix := "grant the token Sys.Audit on / (see the privileges check)"
+		if !proxmox.IsForbidden(f.nodesErr) {
+			fix = r.apiFailing()
+		}
 		for _, n := range r.p.Nodes {
-			r.fail(CheckHost, n.Name, fmt.Sprintf("cannot list the cluster's nodes: %v", f.nodesErr),
-				"grant the token Sys.Audit on / (see the privileges check)")
+			r.fail(CheckHost, n.Name, fmt.Sprintf("cannot list the cluster's nodes: %v", f.nodesErr), fix)
 		}
 		return online
 	}

@@ -75,7 +75,17 @@ func (s *Sim) Handler() http.Handler {
 	routes := s.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, hr *http.Request) {
 		rel := strings.TrimPrefix(hr.URL.Path, apiBase)
-		data, err := s.serve(hr, rel, routes)
+		var data any
+		var err error
+		if f := s.fault(hr.Method, rel); f != nil {
+			select {
+			case <-time.After(f.Hold):
+			case <-hr.Context().Done():
+			}
+			err = errf(f.Code, "%s", f.Msg)
+		} else {
+			data, err = s.serve(hr, rel, routes)
+		}
 		status := http.StatusOK
 		var ae *apiError
 		if err != nil {

@@ -133,6 +133,7 @@ type Sim struct {
 	nextUpper  int
 	calls      []Call
 	failures   []taskFailure
+	faults     []*Fault
 	pidCounter int
 	macCounter int
 }
@@ -457,6 +458,38 @@ func (s *Sim) FailNextTask(match func(typ, id string) bool, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failures = append(s.failures, taskFailure{match: match, msg: msg})
+}
+
+// Fault is a failure of the API itself, as a loaded or unreachable PVE
+// gives one: the next Times requests that Match answer Code with Msg
+// (PVE's reason phrase) without being served, each first held for Hold
+// (longer than a client's timeout: the client times out instead).
+type Fault struct {
+	Match func(method, path string) bool // path relative to /api2/json
+	Code  int
+	Msg   string
+	Hold  time.Duration
+	Times int
+}
+
+// AddFault arms a fault; the requests it takes are in Calls with its code.
+func (s *Sim) AddFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+}
+
+// fault takes one request from the first armed fault that matches it.
+func (s *Sim) fault(method, path string) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.faults {
+		if f.Times > 0 && f.Match(method, path) {
+			f.Times--
+			return f
+		}
+	}
+	return nil
 }
 
 // VMs returns every VM, by VMID.

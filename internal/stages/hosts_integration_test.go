@@ -242,10 +242,23 @@ func TestIntegrationHosts(t *testing.T) {
 		t.Fatalf("the file changed by hand is written back: %d changes, %v\n%s", changed, err, out)
 	}
 
-	// A changed host key is refused.
+	// A changed host key is refused, and the message says how to accept
+	// the new one; done as it says, a re-run converges.
 	ssh("rm -f /etc/ssh/ssh_host_* && ssh-keygen -q -A && systemctl restart ssh")
 	_, out, err = apply(t, false, "")
 	if err == nil || !strings.Contains(err.Error(), "host key for "+host.IP+" changed") {
 		t.Fatalf("changed host key: %v\n%s", err, out)
+	}
+	known := filepath.Join(f.StateDir, "known_hosts")
+	fix := "ssh-keygen -R '" + host.IP + "' -f " + known
+	if !strings.Contains(err.Error(), fix) {
+		t.Fatalf("the refusal does not say %q:\n%v", fix, err)
+	}
+	if out, err := exec.Command("ssh-keygen", "-R", host.IP, "-f", known).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", fix, err, out)
+	}
+	changed, out, err = apply(t, false, "")
+	if err != nil || changed != 0 || !strings.Contains(out, "1 hosts: nothing changed") {
+		t.Fatalf("re-run after accepting the new key: %d changes, %v\n%s", changed, err, out)
 	}
 }
