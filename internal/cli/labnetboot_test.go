@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fhlab/provision/internal/inventory"
 	"github.com/fhlab/provision/internal/lab"
@@ -27,7 +29,8 @@ import (
 // them (pi-boot: proxy DHCP and TFTP from a golden image, an NBD root
 // each) while lab boot does what each Pi's bootloader does (DISCOVER, its
 // boot files, checked against the golden image and its inventory entry)
-// and starts them; apply goes on to discover, swarm and verify with the
+// and starts them (before that, a Pi whose files are refused: see
+// refusedBoot); apply goes on to discover, swarm and verify with the
 // Pis in the swarm, and the netboot events record both Pis' files. A
 // second apply makes no changing Engine API call (counted) outside
 // verify's own test service. rack add, lab up and apply then touch only
@@ -83,6 +86,7 @@ func TestEndToEndWithNetbootedPis(t *testing.T) {
 	if strings.Contains(out, "  nm-1 ") {
 		t.Errorf("the report names a node that answered:\n%s", out)
 	}
+	refusedBoot(t, f, inv, state, img)
 
 	applyArgs := []string{"apply", "-i", inv, "--state-dir", state, "--only", "validate,render,pi-boot,discover,swarm,verify",
 		"--netboot-image", img, "--netboot-listen", f.Addr(1)}
@@ -239,4 +243,57 @@ func changingCalls(out string) string {
 	}
 	line, _, _ := strings.Cut(out[i+len(head):], "\n")
 	return line
+}
+
+// refusedBoot: a Pi whose boot files are refused. pi-q1-02's own serial
+// is not the one its rack's CSV gives (a typo): netboot serve answers its
+// DHCP, then refuses its files, and says so; the Pi's boot fails with the
+// refusal and it stays off. With the serial the inventory has (as after
+// the CSV is fixed) it boots: the apply that follows shows it.
+func refusedBoot(t *testing.T, f *labtest.Fixture, inv, state, img string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan string, 1)
+	go func() {
+		var out, errb lockedBuffer
+		code := Run(serveCtx, []string{"netboot", "serve", "-i", inv, "--state-dir", state, "--image", img, "--listen", f.Addr(1), "--roots=false"},
+			Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+		served <- fmt.Sprintf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}()
+	loaded, err := inventory.Load(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boards, err := netboot.NewBoards(loaded, netboot.BySerial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pis, err := lab.PiBoots(loaded, boards)
+	if err != nil || len(pis) != 2 || pis[1].Name != "pi-q1-02" {
+		t.Fatalf("the rack's Pis: %v, %v", pis, err)
+	}
+	typo := pis[1]
+	typo.Dir = "0badc0de"
+	golden, err := netboot.OpenBootImage(ctx, img, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer golden.Close()
+	var steps lockedBuffer
+	bootErr := labOf(t, inv).Boot(ctx, []lab.PiBoot{typo}, lab.BootOptions{Golden: golden, Retry: 300 * time.Millisecond,
+		Progress: func(node, step string) { fmt.Fprintf(&steps, "%s %s\n", node, step) }})
+	stopServe()
+	res := <-served
+	if bootErr == nil || !strings.Contains(bootErr.Error(), "boot pi-q1-02: ") || !strings.Contains(bootErr.Error(), "unknown serial 0badc0de") {
+		t.Errorf("the refused Pi's boot: %v\n%s", bootErr, steps.String())
+	}
+	if !strings.Contains(res, "0badc0de") {
+		t.Errorf("netboot serve does not say it refused serial 0badc0de:\n%s", res)
+	}
+	out, _ := mustRun(t, "lab", "status", "-i", inv, "--state-dir", state)
+	if strings.Count(out, "(waiting for its network boot)") != 2 {
+		t.Errorf("lab status after the refused boot: pi-q1-02 started:\n%s", out)
+	}
 }
