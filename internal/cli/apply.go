@@ -49,8 +49,9 @@ go one failure domain at a time: the workers of one Proxmox host, then each
 manager alone (never below quorum): drained, changed (terraform -target),
 waited for until Ready, then active again; --all-at-once keeps terraform's
 way. The swarm stage leaves nodes of another swarm alone unless
---force-swarm; the hosts stage leaves a host in another swarm or with conflicting sysctls
-alone unless --force-hosts, and reboots none unless --allow-reboot.
+--force-swarm; the hosts stage leaves a host in another swarm or with
+conflicting sysctls alone unless --force-hosts, and reboots none unless
+--allow-reboot.
 
 A failed run says how to go on from the stage that failed (--from); where
 nodes failed one by one, it lists each with its cause first.`,
