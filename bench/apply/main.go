@@ -20,19 +20,24 @@
 //     netboot server by hand.
 //
 // The golden image is a synthetic Raspberry Pi OS image (the build is
-// bench/image's). No image is built and the VMs are the emulated lab's, so
-// Terraform and the Proxmox simulator are not part of the figure. Needs
-// root.
+// bench/image's); no image is built. Without -mirror the VMs are the
+// emulated lab's, made by lab up, and Terraform is not part of the figure.
+// With -mirror DIR (a provider mirror holding telmate/proxmox 3.0.2-rc07),
+// `provision pve-sim --lab --sftp` serves the Proxmox API and apply runs
+// its vms stage too: Terraform creates the 15 VMs, whose start brings up
+// their lab nodes. Needs root.
 //
-//	go run ./bench/apply [-racks 4] [-keep]
+//	go run ./bench/apply [-racks 4] [-mirror DIR] [-keep]
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -50,6 +55,7 @@ import (
 func main() {
 	racks := flag.Int("racks", 4, "racks of 36 netbooted Pis (beside 15 VMs)")
 	keep := flag.Bool("keep", false, "keep the work directory (inventory, provision's output)")
+	mirror := flag.String("mirror", "", "provider mirror with telmate/proxmox 3.0.2-rc07: the VMs through Terraform and pve-sim --lab")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -63,7 +69,7 @@ func main() {
 				err = tb.err // a Fatalf of labtest's
 			}
 		}()
-		return run(ctx, tb, *racks, *keep)
+		return run(ctx, tb, *racks, *keep, *mirror)
 	}()
 	tb.cleanup()
 	if err == nil {
@@ -75,7 +81,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, tb *benchTB, racks int, keep bool) error {
+func run(ctx context.Context, tb *benchTB, racks int, keep bool, mirror string) error {
 	if racks < 1 || racks > 4 {
 		return fmt.Errorf("-racks %d: from 1 to 4 (the lab's /24 holds 4 racks of 36)", racks)
 	}
@@ -113,6 +119,12 @@ func run(ctx context.Context, tb *benchTB, racks int, keep bool) error {
 	inv := f.Inventory(tb, invName, "    - {name: mgr-%d, count: 3, role: manager, ipStart: {{ADDR 11}}}\n    - {name: wrk-%02d, count: 12, ipStart: {{ADDR 21}}}", strings.Join(rackYAML, "\n"))
 	invPath := filepath.Join(dir, invName)
 	state := filepath.Join(dir, "state")
+	var ports []int
+	if mirror != "" {
+		if ports, err = simInventory(invPath); err != nil {
+			return err
+		}
+	}
 	img, err := imagetest.MakeBase(dir, imagetest.Flavours()["raspios-trixie"])
 	if err != nil {
 		return err
@@ -139,11 +151,32 @@ func run(ctx context.Context, tb *benchTB, racks int, keep bool) error {
 	pis := 36 * racks
 	fmt.Printf("bench/apply: %d nodes (3 manager VMs, 12 worker VMs, %d netbooted Pis) on %s, 2 cores\n", len(inv.Nodes), pis, f.Net)
 
-	up, _, err := p(ctx, "lab", "up", "--boot", "netboot")
+	upArgs := []string{"lab", "up", "--boot", "netboot"}
+	upSays := "lab up --boot netboot"
+	only := "validate,render,pi-boot,discover,swarm,verify"
+	if mirror != "" {
+		// The VMs' nodes come with their VMs, from Terraform through the
+		// simulator; lab up powers on the Pis only.
+		var pis []string
+		for _, n := range inv.Nodes {
+			if n.Kind == inventory.KindPi {
+				pis = append(pis, n.Name)
+			}
+		}
+		upArgs = append(upArgs, "--limit", strings.Join(pis, ","))
+		upSays += " of the Pis; the VMs come from Terraform"
+		only = "validate,render,vms,pi-boot,discover,swarm,verify"
+		stopSim, err := startSim(ctx, bin, invPath, dir, ports[0])
+		if err != nil {
+			return err
+		}
+		defer stopSim()
+	}
+	up, _, err := p(ctx, upArgs...)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("  power-on (lab up --boot netboot, not part of the figure): %s\n", up.Round(10*time.Millisecond))
+	fmt.Printf("  power-on (%s, not part of the figure): %s\n", upSays, up.Round(10*time.Millisecond))
 
 	// The Pis' own boot: the same server as apply's pi-boot stage
 	// (netboot serve), and lab boot to the end. On real hardware each Pi
@@ -169,7 +202,10 @@ func run(ctx context.Context, tb *benchTB, racks int, keep bool) error {
 	fmt.Printf("  the Pis' own boot (netboot serve + lab boot: DHCP, TFTP, then %d emulated systems started on 2 cores; not part of the figure): %s; %s",
 		pis, boot.Round(10*time.Millisecond), lastLine(bout))
 
-	applyArgs := []string{"apply", "--only", "validate,render,pi-boot,discover,swarm,verify", "--netboot-image", img, "--netboot-listen", f.Addr(1)}
+	applyArgs := []string{"apply", "--only", only, "--netboot-image", img, "--netboot-listen", f.Addr(1)}
+	if mirror != "" {
+		applyArgs = append(applyArgs, "--yes", "--terraform-mirror", mirror)
+	}
 	took, out, err := p(ctx, applyArgs...)
 	if err != nil {
 		return err
@@ -195,6 +231,79 @@ func run(ctx context.Context, tb *benchTB, racks int, keep bool) error {
 	fmt.Printf("ratio anchor/provision: measured loop %.2fx, estimated hand run %.2fx   goal: apply under 90 s (image builds excluded): %s\n",
 		loop.Seconds()/took.Seconds(), est.Seconds()/took.Seconds(), met(took < 90*time.Second))
 	return nil
+}
+
+// simToken is the simulator's API token, in the environment of every
+// provision the bench runs (the simulator's and apply's).
+const simToken, simSecret = "provision@pve!bench", "bench-sim-secret-0000"
+
+// simInventory points the inventory's proxmox section at a simulator on
+// loopback (its API port and one SFTP port per host) and returns the
+// ports.
+func simInventory(path string) ([]int, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	text := strings.Replace(string(data), "  apiURL: https://127.0.0.1:8006/api2/json\n",
+		fmt.Sprintf("  apiURL: https://127.0.0.1:%d/api2/json\n  insecure: true\n", ports[0]), 1)
+	text = strings.Replace(text, "nodes: [{name: pve1}, {name: pve2}, {name: pve3}]",
+		fmt.Sprintf("nodes: [{name: pve1, address: 127.0.0.1, sshPort: %d}, {name: pve2, address: 127.0.0.1, sshPort: %d}, {name: pve3, address: 127.0.0.1, sshPort: %d}]", ports[1], ports[2], ports[3]), 1)
+	if !strings.Contains(text, "insecure: true") || !strings.Contains(text, "sshPort") {
+		return nil, fmt.Errorf("could not point %s at the simulator", path)
+	}
+	os.Setenv("PM_API_TOKEN_ID", simToken)
+	os.Setenv("PM_API_TOKEN_SECRET", simSecret)
+	return ports, os.WriteFile(path, []byte(text), 0o600)
+}
+
+// startSim runs `provision pve-sim --lab --sftp` until stop, and waits
+// until it answers.
+func startSim(ctx context.Context, bin, inv, dir string, port int) (stop func(), err error) {
+	simCtx, cancel := context.WithCancel(ctx)
+	cmd := exec.CommandContext(simCtx, bin, "pve-sim", "-i", inv, "--state-dir", filepath.Join(dir, "sim-state"),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--lab", "--sftp", "--sftp-root", filepath.Join("/run", filepath.Base(dir)+"-sftp"))
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, err
+	}
+	stop = func() {
+		cancel()
+		cmd.Wait()
+		os.RemoveAll(filepath.Join("/run", filepath.Base(dir)+"-sftp"))
+	}
+	for range 300 {
+		d := &net.Dialer{Timeout: time.Second}
+		if c, err := tls.DialWithDialer(d, "tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{InsecureSkipVerify: true}); err == nil {
+			c.Close()
+			return stop, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	return nil, fmt.Errorf("pve-sim did not answer in 30 s:\n%s", out.String())
+}
+
+// freePorts are n loopback ports free now.
+func freePorts(n int) ([]int, error) {
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
 }
 
 var stageLine = regexp.MustCompile(`✓ (.+) \(([0-9.]+(?:ms|s|m[0-9.]*s?))\)`)
