@@ -14,7 +14,8 @@ import (
 )
 
 // DefaultDockerSocket is where a node's Docker Engine listens unless the
-// state file knows better (the emulated lab records one socket per node).
+// state file knows better (lab up records the emulated nodes' sockets) or
+// the node's SSH login names one in DOCKER_HOST (see DockerSocket).
 const DefaultDockerSocket = "/var/run/docker.sock"
 
 // SSH says how stages reach nodes.

@@ -107,8 +107,7 @@ func (s VMs) Run(ctx context.Context, env *pipeline.Env) error {
 	return s.Apply(ctx, env)
 }
 
-// Apply is Run; with destroy it shows and applies a destroy plan instead
-// (no snippets are uploaded).
+// Apply is Run, for the vms command.
 func (s VMs) Apply(ctx context.Context, env *pipeline.Env) error {
 	return s.apply(ctx, env, false, nil)
 }
