@@ -73,7 +73,7 @@ func TestIntegrationRollStep(t *testing.T) {
 	if err := swarm.RollStep(ctx, "mgr-1", control, []*swarm.Member{members["mgr-1"]}, powerCycle, opts); err != nil {
 		t.Fatalf("roll mgr-1: %v\n%s", err, strings.Join(steps, "\n"))
 	}
-	want := []string{"roll mgr-1: draining mgr-1", "roll mgr-1: changing mgr-1", "(power cycle)", "roll mgr-1: waiting until mgr-1 are Ready", "roll mgr-1: mgr-1 Ready; availability back to active"}
+	want := []string{"roll mgr-1: draining mgr-1", "roll mgr-1: changing mgr-1", "(power cycle)", "roll mgr-1: waiting until mgr-1 is Ready", "roll mgr-1: mgr-1 Ready; availability back to active"}
 	if strings.Join(steps, "\n") != strings.Join(want, "\n") {
 		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(steps, "\n"), strings.Join(want, "\n"))
 	}

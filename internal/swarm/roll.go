@@ -92,7 +92,11 @@ func RollStep(ctx context.Context, name string, control *Member, step []*Member,
 		return fmt.Errorf("roll %s: %w (the nodes stay drained: provision apply again, or docker node update --availability active)", name, err)
 	}
 
-	opts.Progress("roll %s: waiting until %s are Ready", name, who)
+	be := "are"
+	if len(step) == 1 {
+		be = "is"
+	}
+	opts.Progress("roll %s: waiting until %s %s Ready", name, who, be)
 	for i, m := range step {
 		var why string
 		back, err := waitFor(ctx, opts.RemoveOptions, opts.ReadyTimeout, func(ctx context.Context) (bool, error) {
