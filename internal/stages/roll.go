@@ -143,25 +143,17 @@ func soleManager(inv *inventory.Inventory, steps []rollStep) error {
 	return nil
 }
 
-// control is a manager outside the step that can change the swarm.
+// control is a manager outside the step that controls the swarm: the
+// first to answer of swarm.Inspect.
 func (s VMs) control(ctx context.Context, ms []*swarm.Member, step []string) (*swarm.Member, error) {
-	var errs []string
+	var others []*swarm.Member
 	for _, m := range ms {
-		if m.Role != swarm.Manager || slices.Contains(step, m.Name) {
-			continue
-		}
-		if err := m.Open(ctx, s.Counter); err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		if info, err := m.Engine.Info(ctx); err == nil && info.Swarm.ControlAvailable {
-			return m, nil
+		if m.Role == swarm.Manager && !slices.Contains(step, m.Name) {
+			others = append(others, m)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %s", swarm.ErrNoControl, strings.Join(errs, "; "))
-	}
-	return nil, swarm.ErrNoControl
+	_, control, err := swarm.Inspect(ctx, others, nil, s.Counter)
+	return control, err
 }
 
 // applyPart plans the VMs at addrs again (-target) and applies that plan

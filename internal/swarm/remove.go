@@ -188,19 +188,10 @@ func Remove(ctx context.Context, control *Member, p RemovalPlan, members map[str
 
 func removeOne(ctx context.Context, ctl *client.Client, r Row, m *Member, opts RemoveOptions) error {
 	opts.Progress("draining %s", r.Name)
-	if err := setNode(ctx, ctl, r.ID, func(s *swarm.NodeSpec) bool {
-		if s.Availability == swarm.NodeAvailabilityDrain {
-			return false
-		}
-		s.Availability = swarm.NodeAvailabilityDrain
-		return true
-	}); err != nil {
+	if err := setAvailability(ctx, ctl, r.ID, swarm.NodeAvailabilityDrain); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
-	if n, err := waitFor(ctx, opts, opts.DrainTimeout, func(ctx context.Context) (bool, error) {
-		ts, err := ctl.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("node", r.ID), filters.Arg("desired-state", "running"))})
-		return len(ts) == 0, err
-	}); err != nil {
+	if n, err := tasksGone(ctx, ctl, r.ID, opts); err != nil {
 		return fmt.Errorf("wait for its tasks to move: %w", err)
 	} else if !n {
 		opts.Log.Warn(fmt.Sprintf("%s still has tasks after %s of draining; it leaves anyway", r.Name, opts.DrainTimeout))
@@ -295,6 +286,26 @@ func setNode(ctx context.Context, ctl *client.Client, id string, change func(*sw
 		}
 	}
 	return err
+}
+
+// setAvailability sets a node's availability; no update when it has it.
+func setAvailability(ctx context.Context, ctl *client.Client, id string, a swarm.NodeAvailability) error {
+	return setNode(ctx, ctl, id, func(s *swarm.NodeSpec) bool {
+		if s.Availability == a {
+			return false
+		}
+		s.Availability = a
+		return true
+	})
+}
+
+// tasksGone waits, at most opts.DrainTimeout, until no task is meant to
+// run on a drained node; false when some still are.
+func tasksGone(ctx context.Context, ctl *client.Client, id string, opts RemoveOptions) (bool, error) {
+	return waitFor(ctx, opts, opts.DrainTimeout, func(ctx context.Context) (bool, error) {
+		ts, err := ctl.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("node", id), filters.Arg("desired-state", "running"))})
+		return len(ts) == 0, err
+	})
 }
 
 // waitFor polls cond until it holds (true), the timeout passes (false, no

@@ -2,12 +2,10 @@ package swarm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 )
@@ -46,9 +44,6 @@ func RollStep(ctx context.Context, name string, control *Member, step []*Member,
 	if err != nil {
 		return fmt.Errorf("roll %s: node ls on %s: %w", name, control.Name, control.engineErr(err))
 	}
-	if err := rollQuorum(nodes, step); err != nil {
-		return fmt.Errorf("roll %s: %w", name, err)
-	}
 	names := make([]string, len(step))
 	ids := make([]string, len(step))
 	was := make([]swarm.NodeAvailability, len(step))
@@ -61,24 +56,18 @@ func RollStep(ctx context.Context, name string, control *Member, step []*Member,
 		ids[i], was[i] = n.ID, n.Spec.Availability
 	}
 	who := strings.Join(names, ", ")
+	if err := rollQuorum(nodes, names); err != nil {
+		return fmt.Errorf("roll %s: %w", name, err)
+	}
 
 	opts.Progress("roll %s: draining %s", name, who)
 	for i := range step {
-		if err := setNode(ctx, ctl, ids[i], func(s *swarm.NodeSpec) bool {
-			if s.Availability == swarm.NodeAvailabilityDrain {
-				return false
-			}
-			s.Availability = swarm.NodeAvailabilityDrain
-			return true
-		}); err != nil {
+		if err := setAvailability(ctx, ctl, ids[i], swarm.NodeAvailabilityDrain); err != nil {
 			return fmt.Errorf("roll %s: drain %s: %w", name, names[i], err)
 		}
 	}
 	for i := range step {
-		moved, err := waitFor(ctx, opts.RemoveOptions, opts.DrainTimeout, func(ctx context.Context) (bool, error) {
-			ts, err := ctl.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("node", ids[i]), filters.Arg("desired-state", "running"))})
-			return len(ts) == 0, err
-		})
+		moved, err := tasksGone(ctx, ctl, ids[i], opts.RemoveOptions)
 		if err != nil {
 			return fmt.Errorf("roll %s: wait for %s's tasks to move: %w", name, names[i], err)
 		}
@@ -113,13 +102,7 @@ func RollStep(ctx context.Context, name string, control *Member, step []*Member,
 
 	opts.Progress("roll %s: %s Ready; availability back to %s", name, who, availabilities(was))
 	for i := range step {
-		if err := setNode(ctx, ctl, ids[i], func(s *swarm.NodeSpec) bool {
-			if s.Availability == was[i] {
-				return false
-			}
-			s.Availability = was[i]
-			return true
-		}); err != nil {
+		if err := setAvailability(ctx, ctl, ids[i], was[i]); err != nil {
 			return fmt.Errorf("roll %s: set %s %s: %w", name, names[i], was[i], err)
 		}
 	}
@@ -154,32 +137,16 @@ func notBack(ctx context.Context, ctl *client.Client, id string, m *Member, c *C
 }
 
 // rollQuorum refuses a step that takes down managers when those that stay
-// reachable (in Raft: a node's status reads "unknown" for a while after a
-// leader election) are no majority of all managers.
-func rollQuorum(nodes []swarm.Node, step []*Member) error {
-	leaving := map[string]bool{}
-	for _, m := range step {
-		leaving[m.Name] = true
-	}
-	var all, staying int
-	var down []string
-	for _, n := range nodes {
-		if n.Spec.Role != swarm.NodeRoleManager {
-			continue
-		}
-		all++
-		switch {
-		case leaving[n.Description.Hostname]:
-			down = append(down, n.Description.Hostname)
-		case n.ManagerStatus != nil && n.ManagerStatus.Reachability == swarm.ReachabilityReachable:
-			staying++
-		}
-	}
-	if len(down) == 0 || staying >= Quorum(all) {
+// reachable are no majority of all managers: the count of a removal plan
+// (PlanRemoval) of the step's nodes.
+func rollQuorum(nodes []swarm.Node, step []string) error {
+	p := PlanRemoval(RowsOf(nodes, nil), step)
+	down, staying := p.LeavingManagers(), len(p.ReachableRemaining())
+	if len(down) == 0 || staying >= Quorum(p.Managers) {
 		return nil
 	}
 	return fmt.Errorf("changing manager %s leaves %d of %d managers up and reachable: quorum needs %d; nothing was changed (bring the other managers back first)",
-		strings.Join(down, ", "), staying, all, Quorum(all))
+		strings.Join(down, ", "), staying, p.Managers, Quorum(p.Managers))
 }
 
 // current is the swarm's entry for hostname: the one not down when a
@@ -211,7 +178,3 @@ func availabilities(as []swarm.NodeAvailability) string {
 	}
 	return strings.Join(out, ", ")
 }
-
-// ErrNoControl is RollStep's caller's error when no manager outside the
-// step can be reached.
-var ErrNoControl = errors.New("no manager outside this step can be reached to drain and watch its nodes")
