@@ -10,7 +10,7 @@ import (
 )
 
 func (a *app) swarmCommand() *cobra.Command {
-	var force bool
+	var force, loginAll bool
 	var selfJoinWait time.Duration
 	cmd := &cobra.Command{
 		Use:   "swarm -i FILE",
@@ -43,7 +43,12 @@ while the others are formed. Then:
      it appears. When all are in the swarm, no endpoint is started.
 
 A re-run on a formed swarm makes no change at all and says so (and counts
-its changing Engine API calls: "none"); nodes added
+its changing Engine API calls: "none"). It logs in only to the managers and
+to the nodes that may need a change: a worker the managers list Ready under
+the node ID the state recorded, with its name, address, role and labels as
+the inventory says, whose gossip port (TCP 7946, open only while its dockerd
+runs in a swarm) answers, is checked without a login, and the summary says
+how many were (--login-all logs in to every node). Nodes added
 to the inventory are the only ones joined. Join tokens are never printed or
 logged. The summary says how many nodes were reached and names each node
 that failed with the cause; the others are still formed, and the exit
@@ -56,13 +61,14 @@ status is non-zero.`,
 				return err
 			}
 			defer d.SSH.Close()
-			s := stages.Swarm{SSH: d.SSH, Force: force, SelfJoinWait: selfJoinWait, Counter: d.Engines}
+			s := stages.Swarm{SSH: d.SSH, Force: force, SelfJoinWait: selfJoinWait, Counter: d.Engines, LoginAll: loginAll}
 			err = pipeline.Pipeline{Stages: []pipeline.Stage{s}}.Run(cmd.Context(), env)
 			writeCalls(env.Out, env.Calls)
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "make nodes that are in another swarm leave it and join this one")
+	cmd.Flags().BoolVar(&loginAll, "login-all", false, "log in to every node over SSH, also to the workers a re-run can check from the managers' node list and their gossip port")
 	cmd.Flags().DurationVar(&selfJoinWait, "self-join-wait", 10*time.Minute, "how long to wait for Pis of join: self racks that are not in the swarm yet")
 	return cmd
 }

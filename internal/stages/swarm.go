@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -23,6 +24,10 @@ type Swarm struct {
 	// SelfJoinWait bounds the wait for nodes that join by themselves
 	// (join: self) and are not in the swarm yet (default 10 minutes).
 	SelfJoinWait time.Duration
+	// LoginAll logs in to every node, also to the workers a re-run would
+	// check without a login (Ready in the managers' list as recorded, and
+	// answering on their gossip port).
+	LoginAll bool
 }
 
 func (Swarm) Name() string  { return "swarm" }
@@ -57,6 +62,11 @@ func (s Swarm) Run(ctx context.Context, env *pipeline.Env) error {
 	inv := env.Inventory
 	members := members(env, s.SSH)
 	defer closeMembers(members)
+	if s.LoginAll {
+		for _, m := range members {
+			m.Probe = nil
+		}
+	}
 	members, self := splitSelfJoin(inv, members)
 	res, formErr := swarm.Form(ctx, members, swarm.Options{
 		DefaultAddrPool: inv.Lab.Swarm.DefaultAddrPool,
@@ -105,9 +115,28 @@ func members(env *pipeline.Env, ssh *Connector) []*swarm.Member {
 				}
 				sock := ssh.DockerSocket(ctx, env, n.Name, cl)
 				return swarm.Endpoint{Dial: cl.UnixSocketDialer(sock), Where: "unix://" + sock + " over ssh " + cl.Target(), Lost: cl.Lost}, nil
-			}}
+			},
+			Probe: func(ctx context.Context) error { return probeGossip(ctx, n.IP) },
+		}
+		if f := env.State.Nodes[n.Name]; f != nil {
+			out[i].NodeID = f.SwarmNodeID
+		}
 	}
 	return out
+}
+
+// probeGossip connects to a node's swarm gossip port (TCP 7946), which
+// only a running dockerd that is in a swarm listens on, and hangs up: a
+// re-run's check that a worker the managers list Ready is really up,
+// without an SSH login. Nothing is sent; dockerd logs nothing for it.
+func probeGossip(ctx context.Context, ip string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(ip, "7946"))
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // open connects to every member at once; those that cannot be reached are

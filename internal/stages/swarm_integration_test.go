@@ -57,6 +57,11 @@ func runSwarm(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, status
 
 func runSwarmSSH(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, status io.Writer, ssh stages.SSH) (*swarm.Counter, string, error) {
 	t.Helper()
+	return runSwarmStage(t, f, inv, status, ssh, false)
+}
+
+func runSwarmStage(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, status io.Writer, ssh stages.SSH, loginAll bool) (*swarm.Counter, string, error) {
+	t.Helper()
 	var out bytes.Buffer
 	env := f.Env(t, inv, &out, status)
 	counter := &swarm.Counter{}
@@ -64,7 +69,7 @@ func runSwarmSSH(t *testing.T, f *labtest.Fixture, inv *inventory.Inventory, sta
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err := pipeline.Pipeline{Stages: []pipeline.Stage{stages.Swarm{SSH: conn, Counter: counter}}}.Run(ctx, env)
+	err := pipeline.Pipeline{Stages: []pipeline.Stage{stages.Swarm{SSH: conn, Counter: counter, LoginAll: loginAll}}}.Run(ctx, env)
 	return counter, out.String(), err
 }
 
@@ -125,8 +130,10 @@ func TestIntegrationSwarm(t *testing.T) {
 	if n := again.Mutations(); n != 0 {
 		t.Errorf("re-run made %d mutating API calls (%v), want 0", n, again.Calls())
 	}
-	if !strings.Contains(status.String(), "nothing changed") {
-		t.Errorf("re-run does not say it changed nothing:\n%s", status)
+	// The workers are checked without an SSH login: Ready in the
+	// managers' list as the state recorded, and their gossip port answers.
+	if !strings.Contains(status.String(), "nothing changed (12 workers checked without a login") {
+		t.Errorf("re-run does not say it changed nothing, with 12 workers checked without a login:\n%s", status)
 	}
 
 	// Four nodes more in the inventory: only they join.
@@ -193,6 +200,16 @@ func TestIntegrationSwarmFault(t *testing.T) {
 		t.Fatalf("re-run after restarting vm-2: %v\n%s", err, out)
 	}
 	checkNodes(t, inv, nodeList(t, f, "mgr-1"))
+
+	// A worker's dockerd stopped just now: the managers may still list it
+	// Ready, but its gossip port is closed, so the re-run logs in, finds
+	// the engine gone and says so instead of "nothing changed".
+	f.StopDockerd(t, "vm-3")
+	status2 := &lockedBuffer{}
+	_, out, err = runSwarm(t, f, inv, status2)
+	if err == nil || !strings.Contains(err.Error(), "reach vm-3: docker ping: engine on vm-3") || strings.Contains(status2.String(), "nothing changed") {
+		t.Errorf("re-run with vm-3's dockerd stopped: %v\n%s%s", err, status2, out)
+	}
 }
 
 // TestIntegrationSwarmSlowNode: a worker whose sshd is down when the run
@@ -243,10 +260,16 @@ func TestIntegrationSwarmSlowNode(t *testing.T) {
 	}
 	checkNodes(t, inv, nodeList(t, f, "mgr-1"))
 
-	// vm-2 unreachable on a re-run: never "nothing changed".
+	// vm-2's sshd down on a re-run: its engine is up and in the swarm, so
+	// it is checked without a login, and the summary says so.
 	f.StopSSHD(t, late.Name)
+	status1 := &lockedBuffer{}
+	if _, out, err := runSwarmSSH(t, f, inv, status1, stages.SSH{KeyPath: f.KeyPath, Timeout: 3 * time.Second}); err != nil || !strings.Contains(status1.String(), "nothing changed (4 workers checked without a login") {
+		t.Errorf("re-run with vm-2's sshd down, its engine up: %v\n%s%s", err, status1, out)
+	}
+	// Logging in to every node, vm-2 is unreachable: never "nothing changed".
 	status2 := &lockedBuffer{}
-	_, out, err := runSwarmSSH(t, f, inv, status2, stages.SSH{KeyPath: f.KeyPath, Timeout: 3 * time.Second})
+	_, out, err := runSwarmStage(t, f, inv, status2, stages.SSH{KeyPath: f.KeyPath, Timeout: 3 * time.Second}, true)
 	if err == nil || !strings.Contains(err.Error(), "reach vm-2:") {
 		t.Errorf("re-run with vm-2 unreachable: error %v, want it to name vm-2\n%s", err, out)
 	}

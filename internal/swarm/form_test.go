@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,11 @@ type fakeLab struct {
 	// connect, when set for a node, runs before its Connect answers (a
 	// node that is slow to come up, or never does).
 	connect map[string]func(ctx context.Context) error
+	// noRecord: members carry no recorded node ID and no probe, so every
+	// node is connected to (a run without a state file).
+	noRecord bool
+	recorded map[string]string // node IDs recorded other than the engine's own
+	connects atomic.Int64      // Connect calls
 }
 
 // newFakeLab makes managers mgr-1..mgr-M and workers wrk-1..wrk-W; every
@@ -66,15 +72,33 @@ func (l *fakeLab) members() []*swarm.Member {
 	for _, name := range l.order {
 		e := l.engines[name]
 		wait := l.connect[name]
-		out = append(out, &swarm.Member{Name: name, Addr: e.Addr, Role: l.roles[name], Labels: maps.Clone(l.labels[name]),
+		reach := func(ctx context.Context) error {
+			if wait != nil {
+				return wait(ctx)
+			}
+			return nil
+		}
+		m := &swarm.Member{Name: name, Addr: e.Addr, Role: l.roles[name], Labels: maps.Clone(l.labels[name]),
 			Connect: func(ctx context.Context) (swarm.Endpoint, error) {
-				if wait != nil {
-					if err := wait(ctx); err != nil {
-						return swarm.Endpoint{}, err
-					}
+				l.connects.Add(1)
+				if err := reach(ctx); err != nil {
+					return swarm.Endpoint{}, err
 				}
 				return swarm.Endpoint{Dial: e.Dial, Where: "unix:///var/run/docker.sock over ssh provision@" + e.Addr + ":22"}, nil
-			}})
+			}}
+		if !l.noRecord { // as the stage: the node ID the state recorded, and a probe
+			m.NodeID = e.NodeID()
+			if id, ok := l.recorded[name]; ok {
+				m.NodeID = id
+			}
+			m.Probe = func(ctx context.Context) error {
+				if err := reach(ctx); err != nil {
+					return err
+				}
+				return e.Probe(ctx)
+			}
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -94,6 +118,7 @@ func (l *fakeLab) form(t *testing.T, opts swarm.Options) formRun {
 			m.Close()
 		}
 	}()
+	l.connects.Store(0)
 	r := formRun{counter: &swarm.Counter{}}
 	var mu sync.Mutex
 	opts.Counter = r.counter
@@ -180,6 +205,46 @@ func TestFormAgainstFakeEngines(t *testing.T) {
 			check: func(t *testing.T, l *fakeLab, r formRun) {
 				if got := r.res.Summary(r.err); len(got) != 1 || !strings.Contains(got[0], "nothing changed") {
 					t.Errorf("summary %q, want nothing changed", got)
+				}
+			},
+		},
+		{
+			name:   "re-run checks the workers without a login",
+			before: formed,
+			calls:  map[string]int{},
+			check: func(t *testing.T, l *fakeLab, r formRun) {
+				if n := l.connects.Load(); n != 3 {
+					t.Errorf("%d nodes connected to, want the 3 managers only", n)
+				}
+				want := []string{"the swarm already matches the inventory: nothing changed (4 workers checked without a login: Ready in the managers' node list as recorded, engine answering its probe)"}
+				if got := r.res.Summary(r.err); !slices.Equal(got, want) {
+					t.Errorf("summary %q, want %q", got, want)
+				}
+			},
+		},
+		{
+			name: "without a recorded node ID every node is connected to",
+			before: func(t *testing.T, l *fakeLab) {
+				formed(t, l)
+				l.noRecord = true
+			},
+			calls: map[string]int{},
+			check: func(t *testing.T, l *fakeLab, r formRun) {
+				if n := l.connects.Load(); n != 7 || len(r.res.Vouched) != 0 {
+					t.Errorf("%d nodes connected to, %v vouched for; want all 7 connected to", n, r.res.Vouched)
+				}
+			},
+		},
+		{
+			name: "a worker re-created since the last run is connected to",
+			before: func(t *testing.T, l *fakeLab) {
+				formed(t, l)
+				l.recorded = map[string]string{"wrk-1": "an-old-node-id"}
+			},
+			calls: map[string]int{},
+			check: func(t *testing.T, l *fakeLab, r formRun) {
+				if n := l.connects.Load(); n != 4 || slices.Contains(r.res.Vouched, "wrk-1") {
+					t.Errorf("%d nodes connected to, %v vouched for; want wrk-1 connected to", n, r.res.Vouched)
 				}
 			},
 		},
@@ -286,6 +351,11 @@ func TestFormAgainstFakeEngines(t *testing.T) {
 			calls:   map[string]int{},
 			wantErr: []string{"reach wrk-2: docker ping: engine on wrk-2 (unix:///var/run/docker.sock over ssh provision@192.0.2.14:22): is dockerd running? dial unix /var/run/docker.sock on wrk-2: connect: connection refused"},
 			check: func(t *testing.T, l *fakeLab, r formRun) {
+				// The managers still list wrk-2 Ready (as swarmkit does for
+				// some seconds): its probe is what stops it being vouched for.
+				if n := l.nodes(t)["wrk-2"]; n.Status.State != dswarm.NodeStateReady || slices.Contains(r.res.Vouched, "wrk-2") {
+					t.Errorf("wrk-2 is %s, vouched for: %v; want listed Ready and not vouched for", n.Status.State, r.res.Vouched)
+				}
 				if strings.Contains(r.err.Error(), "http://docker.sock") {
 					t.Errorf("error names the client's placeholder host: %v", r.err)
 				}

@@ -33,6 +33,17 @@ type Member struct {
 	// Engine is the node's Docker client: set by Open, or by the caller.
 	Engine *client.Client
 
+	// NodeID is the swarm node ID a previous run recorded for the member
+	// ("" when none). With Probe it lets a re-run leave a worker alone
+	// without connecting to it: see Form.
+	NodeID string
+	// Probe, when set, checks cheaply that the node's engine is up now,
+	// without Connect's way in (the stage dials the swarm's gossip port,
+	// which only a running dockerd in a swarm listens on). The managers
+	// go on listing a node Ready for some seconds after its engine
+	// stopped; the probe is what tells.
+	Probe func(ctx context.Context) error
+
 	transport *http.Transport // below Engine, when Open made it
 	where     string          // the endpoint, for messages
 	lost      func() error    // the endpoint's Lost
@@ -155,6 +166,15 @@ type facts struct {
 	control   bool // a manager that can answer swarm queries
 	hostname  string
 	pinged    bool // state and control only, from the ping's Swarm header
+	// vouched: not connected to; the swarm lists it Ready as recorded, as
+	// the inventory wants it, and its Probe answered (see Form).
+	vouched bool
+}
+
+// usable reports whether the member's facts are known and good: it was
+// reached, or vouched for.
+func (m *Member) usable() bool {
+	return m.facts.err == nil && (m.Engine != nil || m.facts.vouched)
 }
 
 func (m *Member) gather(ctx context.Context) {

@@ -106,7 +106,7 @@ func (f *former) run(ctx context.Context) error {
 	var ok []*Member
 	failed := 0
 	for _, m := range f.members {
-		if m.facts.err == nil && m.Engine != nil {
+		if m.usable() {
 			ok = append(ok, m)
 		}
 		if f.failed[m] != nil {
@@ -145,7 +145,7 @@ func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool
 		if m.Role == Manager {
 			settledManagers++
 		}
-		if m.facts.err == nil && m.Engine != nil {
+		if m.usable() {
 			reached = append(reached, m)
 		}
 		if settledManagers == managers || majority(reached, managers) != "" {
@@ -162,7 +162,13 @@ func (f *former) awaitDecidable(ctx context.Context, p *phases) ([]*Member, bool
 // update, none when nothing differs), while the others are still joining.
 func (f *former) node(ctx context.Context, m *Member, p *phases) {
 	if m.Role != Manager {
-		f.awaitHeadStart(ctx, p)
+		if m.NodeID != "" && m.Probe != nil {
+			if f.vouch(ctx, m, p) {
+				return
+			}
+		} else {
+			f.awaitHeadStart(ctx, p)
+		}
 	}
 	ok := f.reach(ctx, m)
 	if m.Role == Manager {
@@ -245,6 +251,46 @@ func (f *former) settle(ctx context.Context, m *Member) bool {
 		f.unreached++
 		f.mu.Unlock()
 		return false
+	}
+	return true
+}
+
+// vouch leaves a worker alone without connecting to it, on a re-run: once
+// the swarm is chosen, when the swarm lists it Ready under the node ID the
+// last run recorded, with its name and address, as a worker with every
+// label the inventory gives it (so its update would change nothing), and
+// its Probe answers now. Otherwise the member is reached as any other.
+// Reconcile still waits for it to be Ready in the list read at the end.
+func (f *former) vouch(ctx context.Context, m *Member, p *phases) bool {
+	select {
+	case <-p.decided:
+	case <-ctx.Done():
+		return false
+	}
+	if p.decideErr != nil {
+		return false
+	}
+	n, ok := f.readyAs(m)
+	if !ok || n.ID != m.NodeID || n.Spec.Role != swarm.NodeRoleWorker || !hasLabels(n.Spec.Labels, m.Labels) {
+		return false
+	}
+	if err := m.Probe(ctx); err != nil {
+		f.opts.Log.Debug("probe failed; connecting", "node", m.Name, "err", err)
+		return false
+	}
+	m.facts = facts{state: swarm.LocalNodeStateActive, nodeID: n.ID, clusterID: f.cluster, hostname: m.Name, vouched: true}
+	f.mu.Lock()
+	f.res.Vouched = append(f.res.Vouched, m.Name)
+	f.mu.Unlock()
+	return true
+}
+
+// hasLabels reports whether have holds every label of want, with its value.
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if old, ok := have[k]; !ok || old != v {
+			return false
+		}
 	}
 	return true
 }

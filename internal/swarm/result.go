@@ -15,7 +15,10 @@ type Result struct {
 	Updated     []string
 	Removed     []string // stale Down entries of re-created nodes
 	LeftAlone   []string // members of another swarm, without --force
-	Rows        []Row
+	// Vouched are workers a re-run did not connect to: the swarm listed
+	// them as recorded and wanted, and their probe answered.
+	Vouched []string
+	Rows    []Row
 
 	Nodes   int         // members Form was given
 	Reached int         // members whose engine answered
@@ -33,15 +36,23 @@ func (r *Result) Changed() bool {
 func (r *Result) Summary(err error) []string {
 	if err == nil && len(r.Failed) == 0 && r.Reached == r.Nodes {
 		if !r.Changed() {
-			return []string{"the swarm already matches the inventory: nothing changed"}
+			return []string{"the swarm already matches the inventory: nothing changed" + r.vouched()}
 		}
-		return []string{fmt.Sprintf("all %d nodes reached; %s", r.Nodes, r.changes())}
+		return []string{fmt.Sprintf("all %d nodes reached%s; %s", r.Nodes, r.vouched(), r.changes())}
 	}
 	lines := []string{fmt.Sprintf("%d of %d nodes reached, %d failed; %s", r.Reached, r.Nodes, len(r.Failed), r.changes())}
 	for _, f := range r.Failed {
 		lines = append(lines, fmt.Sprintf("  %s: %s", f.Node, oneLine(f.Err.Error())))
 	}
 	return lines
+}
+
+// vouched says how many workers were checked without a login, if any.
+func (r *Result) vouched() string {
+	if len(r.Vouched) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d workers checked without a login: Ready in the managers' node list as recorded, engine answering its probe)", len(r.Vouched))
 }
 
 func (r *Result) changes() string {

@@ -129,6 +129,17 @@ func (e *Engine) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	return (&net.Dialer{}).DialContext(ctx, "tcp", e.srv.Listener.Addr().String())
 }
 
+// Probe checks that the engine is up, as a connection to a node's gossip
+// port does: a stopped engine refuses it, though the managers go on listing
+// its node Ready (the fake, as swarmkit for some seconds, does not notice).
+func (e *Engine) Probe(ctx context.Context) error {
+	conn, err := e.Dial(ctx, "tcp", "")
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
 // Address is the host:port the engine's API listens on (TCP, loopback),
 // for a caller in another process; Dial is the way in this one.
 func (e *Engine) Address() string { return e.srv.Listener.Addr().String() }
