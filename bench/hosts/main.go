@@ -96,6 +96,9 @@ func main() {
 	if err == nil {
 		err = tb.err
 	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("interrupted; the lab, the hosts and the work directory are removed (%w)", err)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench/hosts: %v\n", err)
 		os.Exit(1)
