@@ -37,7 +37,9 @@ demo: build
 # engines; bench/preflight runs the Proxmox simulator on loopback;
 # bench/tftp runs provision's TFTP server and dnsmasq's on loopback (root:
 # dnsmasq binds port 69); bench/discover sweeps 127.20.0.0/16 against nmap;
-# bench/apply runs apply on a 159-node emulated lab, the Pis netbooted (root).
+# bench/apply runs apply on a 159-node emulated lab, the Pis netbooted (root);
+# bench/hosts prepares an emulated BYO host by `hosts apply` and by an Ansible
+# play (root, ansible).
 bench: build
 	$(GO) run ./bench/render
 	$(GO) run ./bench/preflight
@@ -48,6 +50,7 @@ bench: build
 	$(GO) run ./bench/tftp
 	$(GO) run ./bench/discover
 	$(GO) run ./bench/apply
+	$(GO) run ./bench/hosts
 
 # The Raspberry Pi golden image (root; Debian packages from `make deps`).
 # `make golden` is `provision image build --image debian-pi4`: the Debian

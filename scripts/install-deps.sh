@@ -51,6 +51,11 @@ packages=(
   # systemd-nspawn; the test mirror repacks installed packages.
   systemd-container
   dpkg-repack
+  # bench/hosts' anchor: an Ansible play (ansible.posix's profile_tasks
+  # times it) against a second emulated host, whose python3 comes from the
+  # bench's mirror: python3-apt is repacked into it from this machine.
+  ansible
+  python3-apt
 )
 if [ "${PROVISION_SKIP_APT_UPDATE:-}" != 1 ]; then
   apt-get update
