@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,7 @@ type result struct {
 	ready     int
 	rerun     time.Duration // provision only
 	rerunOwn  float64
+	byProcess string // who spent the machine's CPU: "dockerd 10.2 s, ..."
 }
 
 func run(ctx context.Context, sizes string, rounds int, contenders []string, settle time.Duration, keep bool) error {
@@ -130,6 +132,7 @@ func print1(r result) {
 		fmt.Printf(", provision's own %.2f CPU-s; re-run %.2f s (%.2f CPU-s)", r.own, r.rerun.Seconds(), r.rerunOwn)
 	}
 	fmt.Println()
+	fmt.Printf("            by process: %s\n", r.byProcess)
 }
 
 // table prints one row per size, each cell with every round's figure in
@@ -306,12 +309,16 @@ func (b *bench) one(ctx context.Context, contender string, settle time.Duration)
 		return res, err
 	}
 	fmt.Fprintf(os.Stderr, "  (lab up for %s: %.1f s; load average before it starts: %s)\n", contender, upTime.Seconds(), loadAverage())
-	cpu := machineCPU()
+	cpu, procs := machineCPU(), processCPU()
+	spent := func() { // the machine's CPU and by whom, since the start
+		res.machine = machineCPU() - cpu
+		res.byProcess = topCPU(procs, processCPU(), 6)
+	}
 	switch contender {
 	case "provision":
 		var out string
 		res.wall, res.own, out, err = b.provision(ctx, "swarm")
-		res.machine = machineCPU() - cpu
+		spent()
 		b.runs++
 		os.WriteFile(filepath.Join(b.dir, fmt.Sprintf("provision-swarm-%d.log", b.runs)), []byte(out), 0o644)
 		if err == nil {
@@ -327,10 +334,10 @@ func (b *bench) one(ctx context.Context, contender string, settle time.Duration)
 		}
 	case "loop":
 		res.wall, err = b.loop(ctx)
-		res.machine = machineCPU() - cpu
+		spent()
 	case "floor":
 		res.wall, err = b.floor(ctx, sockets)
-		res.machine = machineCPU() - cpu
+		spent()
 	default:
 		return res, fmt.Errorf("no contender %q (provision, loop, floor)", contender)
 	}
@@ -559,6 +566,71 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// processCPU is the CPU time each kind of process has spent so far, in
+// seconds, by command name (user and system time with its reaped
+// children's, so runc and iptables count under the daemon that ran them;
+// kernel threads under "kernel"). Processes that exited unreaped by a
+// process alive at both ends are not counted.
+func processCPU() map[string]float64 {
+	out := map[string]float64{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || end < open || end+2 > len(b) {
+			continue
+		}
+		comm := string(b[open+1 : end])
+		f := strings.Fields(string(b[end+2:]))
+		if len(f) < 15 {
+			continue
+		}
+		if ppid := f[1]; ppid == "2" || e.Name() == "2" { // children of kthreadd
+			comm = "kernel"
+		}
+		if comm == "dockerd" || comm == "sshd" { // the managers' apart from the workers'
+			if cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && bytes.Contains(cmd, []byte("/nodes/mgr-")) {
+				comm += " (managers)"
+			}
+		}
+		for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+			v, _ := strconv.ParseFloat(f[i], 64)
+			out[comm] += v / 100 // USER_HZ
+		}
+	}
+	return out
+}
+
+// topCPU names the n kinds of process that spent the most CPU between two
+// processCPU readings: "dockerd 10.2 s, sshd 3.1 s, ...".
+func topCPU(before, after map[string]float64, n int) string {
+	type spent struct {
+		comm string
+		secs float64
+	}
+	var all []spent
+	for comm, v := range after {
+		if d := v - before[comm]; d >= 0.05 {
+			all = append(all, spent{comm, d})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].secs > all[j].secs })
+	var parts []string
+	for _, s := range all[:min(n, len(all))] {
+		parts = append(parts, fmt.Sprintf("%s %.1f s", s.comm, s.secs))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // loadAverage is the machine's 1-minute load average.

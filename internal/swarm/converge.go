@@ -10,7 +10,6 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 )
 
@@ -38,45 +37,61 @@ func (f *former) converge(ctx context.Context, m *Member) {
 // once it is Ready: the leader may learn of the node a moment after the
 // member says it is active, and until it is Ready the node reports its
 // status, each report a new version that an update made meanwhile would
-// collide with. After JoinTimeout it returns the node as it is.
+// collide with. After JoinTimeout it returns the node as it is. The node
+// lists it reads are shared with the other members that have just joined
+// (recentNodes): one list a poll for all of them.
 func (f *former) inspectJoined(ctx context.Context, m *Member) (swarm.Node, error) {
-	deadline := time.Now().Add(f.opts.JoinTimeout)
+	poll := min(f.opts.PollInterval, 100*time.Millisecond)
+	joined := time.Now()
+	deadline := joined.Add(f.opts.JoinTimeout)
 	for {
-		var n swarm.Node
-		var err error
-		if m.facts.nodeID == "" {
-			if n, err = f.newNodeOf(ctx, m); err == nil {
-				m.facts.nodeID = n.ID
-			}
-		} else {
-			n, _, err = f.leader.Engine.NodeInspectWithRaw(ctx, m.facts.nodeID)
+		// A list asked for after the join, and at most a poll old.
+		nodes, err := f.recentNodes(ctx, later(joined, time.Now().Add(-poll)))
+		if err != nil {
+			return swarm.Node{}, fmt.Errorf("inspect the node of %s: %w", m.Name, err)
 		}
+		n, err := f.newNodeOf(nodes, m)
 		if err == nil && (ready(n) || time.Now().After(deadline)) {
+			m.facts.nodeID = n.ID
 			return n, nil
 		}
-		if err != nil && (!cerrdefs.IsNotFound(err) || time.Now().After(deadline)) {
-			return swarm.Node{}, fmt.Errorf("inspect the node of %s on %s: %w", m.Name, f.leader.Name, f.leader.engineErr(err))
+		if err != nil && time.Now().After(deadline) {
+			return swarm.Node{}, fmt.Errorf("inspect the node of %s on %s: %w", m.Name, f.leader.Name, err)
 		}
-		if err := sleep(ctx, min(f.opts.PollInterval, 100*time.Millisecond)); err != nil {
+		if err := sleep(ctx, poll); err != nil {
 			return swarm.Node{}, err
 		}
 	}
 }
 
-// newNodeOf finds the node a member has just joined as, by its hostname,
-// among the nodes the swarm did not have when it was chosen (the ping that
-// said it joined does not say its node ID; /info would, at the cost of two
-// programs run on the node).
-func (f *former) newNodeOf(ctx context.Context, m *Member) (swarm.Node, error) {
-	nodes, err := f.leader.Engine.NodeList(ctx, swarm.NodeListOptions{Filters: filters.NewArgs(filters.Arg("name", m.Name))})
-	if err != nil {
-		return swarm.Node{}, err
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
+	return b
+}
+
+// newNodeOf finds the node a member has just joined as in a node list: by
+// its node ID when known, else by its hostname among the nodes the swarm
+// did not have when it was chosen (the ping that said it joined does not
+// say its node ID; /info would, at the cost of two programs run on the
+// node).
+func (f *former) newNodeOf(nodes []swarm.Node, m *Member) (swarm.Node, error) {
 	var found []swarm.Node
 	for _, n := range nodes {
-		if _, old := f.known[n.ID]; !old && n.Description.Hostname == m.Name {
-			found = append(found, n)
+		switch {
+		case m.facts.nodeID != "":
+			if n.ID == m.facts.nodeID {
+				return n, nil
+			}
+		case n.Description.Hostname == m.Name:
+			if _, old := f.known[n.ID]; !old {
+				found = append(found, n)
+			}
 		}
+	}
+	if m.facts.nodeID != "" {
+		return swarm.Node{}, cerrdefs.ErrNotFound.WithMessage("no node " + short(m.facts.nodeID))
 	}
 	if len(found) > 1 { // prefer the one at the member's address
 		found = slices.DeleteFunc(found, func(n swarm.Node) bool { return n.Status.Addr != m.Addr })

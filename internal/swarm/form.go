@@ -126,6 +126,7 @@ type former struct {
 	joinedMgr []*Member // managers that joined this run, in order
 
 	managerTurn sync.Mutex // managers join one at a time
+	lists       nodeLists  // the leader's node list, shared by the members waiting for theirs
 }
 
 // NodeError is a node that failed and why.
@@ -223,11 +224,14 @@ func (f *former) pickSwarm(ctx context.Context, ok []*Member, allManagers bool) 
 			return fmt.Errorf("init %s: %w", f.leader.Name, err)
 		}
 	}
-	f.res.ClusterID, f.res.Leader = f.cluster, f.leader.Name
 	s, err := f.leader.Engine.SwarmInspect(ctx)
 	if err != nil {
 		return fmt.Errorf("inspect swarm on %s: %w", f.leader.Name, f.leader.engineErr(err))
 	}
+	if f.res.Initialized { // the new swarm's ID, without another /info
+		f.cluster, f.leader.facts.clusterID = s.ID, s.ID
+	}
+	f.res.ClusterID, f.res.Leader = f.cluster, f.leader.Name
 	f.mu.Lock() // a node failing to connect meanwhile redacts with them
 	f.tokens = s.JoinTokens
 	f.mu.Unlock()
@@ -237,7 +241,7 @@ func (f *former) pickSwarm(ctx context.Context, ok []*Member, allManagers bool) 
 func (f *former) init(ctx context.Context) error {
 	m := f.leader
 	f.opts.Progress("initialising the swarm on %s (%s), address pool %s /%d", m.Name, m.Addr, strings.Join(f.opts.DefaultAddrPool, ","), f.opts.SubnetSize)
-	_, err := m.Engine.SwarmInit(ctx, swarm.InitRequest{
+	nodeID, err := m.Engine.SwarmInit(ctx, swarm.InitRequest{
 		ListenAddr:      m.swarmAddr(),
 		AdvertiseAddr:   m.swarmAddr(),
 		DefaultAddrPool: f.opts.DefaultAddrPool,
@@ -248,11 +252,9 @@ func (f *former) init(ctx context.Context) error {
 		return m.engineErr(err)
 	}
 	f.res.Initialized = true
-	m.gather(ctx)
-	if m.facts.err != nil {
-		return m.facts.err
-	}
-	f.cluster = m.facts.clusterID
+	// The leader's facts as /info would now give them; the swarm's ID
+	// comes with the join tokens (pickSwarm).
+	m.facts = facts{state: swarm.LocalNodeStateActive, nodeID: nodeID, control: true, hostname: m.facts.hostname}
 	return nil
 }
 
@@ -311,12 +313,10 @@ func (f *former) join(ctx context.Context, m *Member) error {
 	}
 	deadline := time.Now().Add(f.opts.JoinTimeout)
 	for {
-		// A worker's ping says it is active; the leader knows its node.
-		if m.Role == Manager {
-			m.gather(ctx)
-		} else {
-			m.ping(ctx)
-		}
+		// The ping says whether it is active, and for a manager whether
+		// it can answer swarm queries (/info would run two programs on the
+		// node each time); the leader knows its node.
+		m.ping(ctx)
 		if m.facts.err == nil && m.facts.state == swarm.LocalNodeStateActive && (m.Role != Manager || m.facts.control) {
 			f.joined(m)
 			return nil
