@@ -57,11 +57,12 @@ func main() {
 	rounds := flag.Int("rounds", 1, "rounds per size; the contenders' order rotates every round")
 	only := flag.String("contenders", "provision,loop,floor", "contenders to run, comma-separated")
 	settle := flag.Duration("settle", 5*time.Second, "pause after lab up before a contender starts")
+	window := flag.Duration("window", 0, "also count the machine's CPU over this fixed time from each contender's start (each node's work right after its join falls partly after a fast contender's end)")
 	keep := flag.Bool("keep", false, "keep the work directory (inventories, provision's output)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *sizes, *rounds, strings.Split(*only, ","), *settle, *keep); err != nil {
+	if err := run(ctx, *sizes, *rounds, strings.Split(*only, ","), *settle, *window, *keep); err != nil {
 		fmt.Fprintf(os.Stderr, "bench/swarm: %v\n", err)
 		os.Exit(1)
 	}
@@ -78,9 +79,10 @@ type result struct {
 	rerun     time.Duration // provision only
 	rerunOwn  float64
 	byProcess string // who spent the machine's CPU: "dockerd 10.2 s, ..."
+	windowed  string // the same over -window from the start
 }
 
-func run(ctx context.Context, sizes string, rounds int, contenders []string, settle time.Duration, keep bool) error {
+func run(ctx context.Context, sizes string, rounds int, contenders []string, settle, window time.Duration, keep bool) error {
 	if err := lab.Preflight(); err != nil {
 		return err
 	}
@@ -109,6 +111,7 @@ func run(ctx context.Context, sizes string, rounds int, contenders []string, set
 		if err != nil {
 			return err
 		}
+		b.window = window
 		fmt.Printf("%d nodes (3 managers), lab %s on %s\n", n, lab.PrefixFor(b.name), b.net)
 		for r := range rounds {
 			for i := range contenders {
@@ -133,6 +136,9 @@ func print1(r result) {
 	}
 	fmt.Println()
 	fmt.Printf("            by process: %s\n", r.byProcess)
+	if r.windowed != "" {
+		fmt.Printf("            machine %s\n", r.windowed)
+	}
 }
 
 // table prints one row per size, each cell with every round's figure in
@@ -193,6 +199,7 @@ type bench struct {
 	net                           netip.Prefix
 	nodes                         []inventory.Node
 	runs                          int
+	window                        time.Duration // -window
 }
 
 func newBench(base, bin string, n int) (*bench, error) {
@@ -309,10 +316,13 @@ func (b *bench) one(ctx context.Context, contender string, settle time.Duration)
 		return res, err
 	}
 	fmt.Fprintf(os.Stderr, "  (lab up for %s: %.1f s; load average before it starts: %s)\n", contender, upTime.Seconds(), loadAverage())
-	cpu, procs := machineCPU(), processCPU()
+	cpu, procs, began := machineCPU(), processCPU(), time.Now()
 	spent := func() { // the machine's CPU and by whom, since the start
 		res.machine = machineCPU() - cpu
 		res.byProcess = topCPU(procs, processCPU(), 6)
+		if b.window > 0 && sleep(ctx, time.Until(began.Add(b.window))) == nil {
+			res.windowed = fmt.Sprintf("%.1f CPU-s in the first %s: %s", machineCPU()-cpu, b.window, topCPU(procs, processCPU(), 6))
+		}
 	}
 	switch contender {
 	case "provision":
