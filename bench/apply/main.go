@@ -59,29 +59,15 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	tb := &benchTB{}
-	err := func() (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				if r != tb {
-					panic(r)
-				}
-				err = tb.err // a Fatalf of labtest's
-			}
-		}()
-		return run(ctx, tb, *racks, *keep, *mirror)
-	}()
-	tb.cleanup()
-	if err == nil {
-		err = tb.err
-	}
+	tb := &labtest.Outside{}
+	err := tb.Run(func() error { return run(ctx, tb, *racks, *keep, *mirror) })
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench/apply: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, tb *benchTB, racks int, keep bool, mirror string) error {
+func run(ctx context.Context, tb *labtest.Outside, racks int, keep bool, mirror string) error {
 	if racks < 1 || racks > 4 {
 		return fmt.Errorf("-racks %d: from 1 to 4 (the lab's /24 holds 4 racks of 36)", racks)
 	}
@@ -145,7 +131,7 @@ func run(ctx context.Context, tb *benchTB, racks int, keep bool, mirror string) 
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 		defer cancel()
 		if _, _, err := p(dctx, "lab", "down"); err != nil {
-			tb.err = err
+			tb.Fail(err)
 		}
 	})
 	pis := 36 * racks
@@ -352,26 +338,4 @@ func sshLoop(ctx context.Context, f *labtest.Fixture, inv *inventory.Inventory, 
 		}
 	}
 	return time.Since(start), nil
-}
-
-// benchTB is the part of testing.TB labtest needs, outside `go test`:
-// Fatalf ends run (main recovers it), Cleanup runs at the end.
-type benchTB struct {
-	cleanups []func()
-	err      error
-}
-
-func (b *benchTB) Helper() {}
-func (b *benchTB) Fatalf(format string, args ...any) {
-	b.err = fmt.Errorf(format, args...)
-	panic(b)
-}
-func (b *benchTB) Skipf(format string, args ...any) { b.Fatalf("cannot run here: "+format, args...) }
-func (b *benchTB) Cleanup(fn func())                { b.cleanups = append(b.cleanups, fn) }
-func (b *benchTB) Logf(format string, args ...any)  { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-
-func (b *benchTB) cleanup() {
-	for i := len(b.cleanups) - 1; i >= 0; i-- {
-		b.cleanups[i]()
-	}
 }

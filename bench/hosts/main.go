@@ -80,22 +80,8 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	tb := &benchTB{}
-	err := func() (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				if r != tb {
-					panic(r)
-				}
-				err = tb.err // a Fatalf of labtest's
-			}
-		}()
-		return run(ctx, tb, *keep)
-	}()
-	tb.cleanup()
-	if err == nil {
-		err = tb.err
-	}
+	tb := &labtest.Outside{}
+	err := tb.Run(func() error { return run(ctx, tb, *keep) })
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("interrupted; the lab, the hosts and the work directory are removed (%w)", err)
 	}
@@ -141,7 +127,7 @@ type contender struct {
 	note              string
 }
 
-func run(ctx context.Context, tb *benchTB, keep bool) error {
+func run(ctx context.Context, tb *labtest.Outside, keep bool) error {
 	if why := missing(ctx); why != "" {
 		return fmt.Errorf("cannot run here, missing: %s", why)
 	}
@@ -394,7 +380,7 @@ type ansible struct {
 	host      string
 }
 
-func newAnsible(ctx context.Context, tb *benchTB, dir, playDir string, n inventory.Node, key string) (*ansible, error) {
+func newAnsible(ctx context.Context, tb *labtest.Outside, dir, playDir string, n inventory.Node, key string) (*ansible, error) {
 	a := &ansible{dir: filepath.Join(dir, "ansible"), play: filepath.Join(playDir, "play.yml"), host: n.Name}
 	cp := filepath.Join(a.dir, "cp")
 	for _, d := range []string{a.dir, cp, filepath.Join(a.dir, "tmp")} {
@@ -527,26 +513,4 @@ func met(ok bool) string {
 		return "met"
 	}
 	return "not met"
-}
-
-// benchTB is the part of testing.TB labtest needs, outside `go test`:
-// Fatalf ends run (main recovers it), Cleanup runs at the end.
-type benchTB struct {
-	cleanups []func()
-	err      error
-}
-
-func (b *benchTB) Helper() {}
-func (b *benchTB) Fatalf(format string, args ...any) {
-	b.err = fmt.Errorf(format, args...)
-	panic(b)
-}
-func (b *benchTB) Skipf(format string, args ...any) { b.Fatalf("cannot run here: "+format, args...) }
-func (b *benchTB) Cleanup(fn func())                { b.cleanups = append(b.cleanups, fn) }
-func (b *benchTB) Logf(format string, args ...any)  { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-
-func (b *benchTB) cleanup() {
-	for i := len(b.cleanups) - 1; i >= 0; i-- {
-		b.cleanups[i]()
-	}
 }

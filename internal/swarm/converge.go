@@ -42,6 +42,7 @@ func (f *former) converge(ctx context.Context, m *Member) {
 // (recentNodes): one list a poll for all of them.
 func (f *former) inspectJoined(ctx context.Context, m *Member) (swarm.Node, error) {
 	poll := min(f.opts.PollInterval, 100*time.Millisecond)
+	defer f.lists.wait(m.Name)()
 	joined := time.Now()
 	deadline := joined.Add(f.opts.JoinTimeout)
 	for {
