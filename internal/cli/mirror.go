@@ -55,7 +55,7 @@ lab key. A package no source has is an error naming who needs it.`,
 			}
 			archs := map[string]bool{}
 			for _, n := range env.Inventory.Nodes {
-				if n.Kind == inventory.KindHost || len(archFlag) > 0 {
+				if n.Kind == inventory.KindHost || env.Inventory.Lab.Mirror != nil && env.Inventory.Lab.Mirror.Nodes {
 					archs[n.Arch] = true
 				}
 			}
@@ -99,7 +99,7 @@ lab key. A package no source has is an error naming who needs it.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&debDirs, "debs", nil, "directories of .deb files to take packages from")
-	cmd.Flags().StringSliceVar(&archFlag, "arch", nil, "Debian architectures (default: those of the inventory's hosts, which install from the mirror)")
+	cmd.Flags().StringSliceVar(&archFlag, "arch", nil, "Debian architectures (default: those of the inventory's hosts, which install from the mirror, and with mirror.nodes those of every node)")
 	cmd.Flags().BoolVar(&fromInstalled, "from-installed", false, "also take packages installed on this machine (dpkg-repack)")
 	return cmd
 }

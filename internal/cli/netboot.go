@@ -114,6 +114,7 @@ func (a *app) runNetbootServe(ctx context.Context, f netbootServeFlags) error {
 	if err != nil {
 		return err
 	}
+	r = stages.NodesMirror(r, inv, a.stateDir(inv))
 	imgPath, err := a.netbootImage("netboot serve", inv, f.image, pis)
 	if err != nil {
 		return err

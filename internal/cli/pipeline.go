@@ -48,8 +48,12 @@ func (a *app) session(outDir string) (*pipeline.Env, stages.Deps, error) {
 		return nil, stages.Deps{}, err
 	}
 	d, err := a.deps()
+	if err != nil {
+		return nil, stages.Deps{}, err
+	}
 	env.Meter = d.Engines
-	return env, d, err
+	d.Renderer = stages.NodesMirror(d.Renderer, inv, env.StateDir)
+	return env, d, nil
 }
 
 // writeCalls prints, after a run, the Engine API calls that changed

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/fhlab/provision/internal/inventory"
@@ -31,18 +32,14 @@ const (
 	SysctlFile   = "/etc/sysctl.d/90-provision-swarm.conf"
 	LinkFile     = "/etc/systemd/network/10-provision-docker.link"
 	DaemonJSON   = "/etc/docker/daemon.json"
-	AptSource    = "/etc/apt/sources.list.d/provision-mirror.sources"
-	AptKeyring   = "/etc/apt/keyrings/provision-mirror.asc"
+	AptSource    = render.AptSourcePath
+	AptKeyring   = render.AptKeyringPath
 	dockerDropIn = "/etc/systemd/system/docker.service.d/"
 )
 
 // Source is the lab's apt repository (see internal/mirror): hosts install
 // their packages from it.
-type Source struct {
-	URL   string // http://198.51.100.1:8081/
-	Suite string // the repository's suite
-	Key   []byte // its public signing key (ASCII armoured)
-}
+type Source = render.AptMirror
 
 // Desired computes what every host of inv should have: the tuning files
 // (the same bytes VMs get from user-data's write_files, through
@@ -61,11 +58,13 @@ func Desired(r *render.Renderer, inv *inventory.Inventory, src *Source) (Want, e
 		}
 	}
 	if src != nil {
-		w.Files = append(w.Files,
-			File{Path: AptKeyring, Mode: 0o644, Content: src.Key},
-			File{Path: AptSource, Mode: 0o644, Content: []byte(fmt.Sprintf(
-				"# Written by provision: the lab's package mirror.\nTypes: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n",
-				src.URL, src.Suite, AptKeyring))})
+		for _, f := range src.Files() {
+			mode, err := strconv.ParseUint(f.Mode, 8, 32)
+			if err != nil {
+				return Want{}, fmt.Errorf("mode of %s: %w", f.Path, err)
+			}
+			w.Files = append(w.Files, File{Path: f.Path, Mode: fs.FileMode(mode), Content: []byte(f.Content)})
+		}
 	}
 	sort.Slice(w.Files, func(i, j int) bool { return w.Files[i].Path < w.Files[j].Path })
 	w.Services = []string{"docker.service", "chrony.service", "provision-netns-tuning.timer"}

@@ -38,6 +38,10 @@ type Mirror struct {
 	// Dir holds the repository and its signing key (relative to the
 	// inventory; default <state-dir>/mirror).
 	Dir string `yaml:"dir"`
+	// Nodes: VMs and Pis use the mirror too: their seeds write its apt
+	// source and key (the golden image stays the same for every lab), and
+	// `mirror build` includes their architectures.
+	Nodes bool `yaml:"nodes"`
 }
 
 // Host is one existing machine provision reaches over SSH.

@@ -36,6 +36,10 @@ type Data struct {
 	Join      *JoinSeed
 	JoinFiles []SeedFile
 
+	// AptFiles are the lab mirror's apt source and key (mirror.nodes),
+	// set by Render when its renderer has the mirror (WithAptMirror).
+	AptFiles []SeedFile
+
 	// InstanceID is only set for meta-data: "<lab>-<node>", stable across
 	// re-renders (see instanceID).
 	InstanceID string

@@ -53,6 +53,7 @@ func (f Files) ByName() map[string][]byte {
 type Renderer struct {
 	tmpl *template.Template
 	bufs sync.Pool // *bytes.Buffer, reused between nodes
+	apt  func() (*AptMirror, error) // see WithAptMirror; nil: none
 }
 
 // New parses every *.tmpl file under cloud-init/ in fsys. A template is named
@@ -122,6 +123,13 @@ func (r *Renderer) Render(d *Data) (Files, error) {
 	var err error
 	if d.JoinFiles, err = r.JoinFiles(d); err != nil {
 		return Files{}, err
+	}
+	if r.apt != nil && d.Node.Kind != inventory.KindHost {
+		m, err := r.apt()
+		if err != nil {
+			return Files{}, err
+		}
+		d.AptFiles = m.Files()
 	}
 	if f.UserData, err = r.execute(UserData, d); err != nil {
 		return Files{}, err

@@ -39,26 +39,51 @@ func (Hosts) Skip(env *pipeline.Env) (bool, string) {
 // MirrorDir is where the lab's mirror is kept: mirror.dir (relative to the
 // inventory) or <state-dir>/mirror.
 func MirrorDir(env *pipeline.Env) string {
-	if m := env.Inventory.Lab.Mirror; m != nil && m.Dir != "" {
-		return inventory.ResolvePath(filepath.Dir(env.Inventory.File), m.Dir)
+	return mirrorDir(env.Inventory, env.StateDir)
+}
+
+func mirrorDir(inv *inventory.Inventory, stateDir string) string {
+	if m := inv.Lab.Mirror; m != nil && m.Dir != "" {
+		return inventory.ResolvePath(filepath.Dir(inv.File), m.Dir)
 	}
-	return filepath.Join(env.StateDir, "mirror")
+	return filepath.Join(stateDir, "mirror")
 }
 
 // source is the lab mirror as hosts see it, when the inventory has one.
 func source(env *pipeline.Env) (*hosts.Source, error) {
-	m := env.Inventory.Lab.Mirror
-	if m == nil {
+	if env.Inventory.Lab.Mirror == nil {
 		return nil, nil
 	}
-	key, err := os.ReadFile(filepath.Join(MirrorDir(env), mirror.RepoDir, mirror.PublicKey))
+	return labMirror(env.Inventory, env.StateDir)
+}
+
+// labMirror reads the lab mirror's public key, which `provision mirror
+// build` made.
+func labMirror(inv *inventory.Inventory, stateDir string) (*render.AptMirror, error) {
+	key, err := os.ReadFile(filepath.Join(mirrorDir(inv, stateDir), mirror.RepoDir, mirror.PublicKey))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("the lab mirror has no key yet: run provision mirror build -i %s", env.Inventory.File)
+		return nil, fmt.Errorf("the lab mirror has no key yet: run provision mirror build -i %s", inv.File)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lab mirror key: %w", err)
 	}
-	return &hosts.Source{URL: m.URL, Suite: mirror.Suite, Key: key}, nil
+	return &render.AptMirror{URL: inv.Lab.Mirror.URL, Suite: mirror.Suite, Key: key}, nil
+}
+
+// NodesMirror is r, or, when the inventory says mirror.nodes, r with the
+// lab mirror's apt source and key in every VM's and Pi's seed (read when
+// the first seed is rendered).
+func NodesMirror(r *render.Renderer, inv *inventory.Inventory, stateDir string) *render.Renderer {
+	if m := inv.Lab.Mirror; m == nil || !m.Nodes {
+		return r
+	}
+	return r.WithAptMirror(func() (*render.AptMirror, error) {
+		m, err := labMirror(inv, stateDir)
+		if err != nil {
+			return nil, fmt.Errorf("mirror.nodes: %w", err)
+		}
+		return m, nil
+	})
 }
 
 // Runner is the hosts run for env: what every host should have and how to
