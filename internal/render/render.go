@@ -52,7 +52,7 @@ func (f Files) ByName() map[string][]byte {
 // Renderer holds the parsed templates. It is safe for concurrent use.
 type Renderer struct {
 	tmpl *template.Template
-	bufs sync.Pool // *bytes.Buffer, reused between nodes
+	bufs sync.Pool                  // *bytes.Buffer, reused between nodes
 	apt  func() (*AptMirror, error) // see WithAptMirror; nil: none
 }
 
