@@ -90,7 +90,9 @@ func (c *Client) Alive() bool {
 	case <-c.done:
 		return false
 	default:
-		return true
+		// The keepalive closed it: conn.Wait (and so done) may follow a
+		// moment after the sessions on it have already failed.
+		return c.Lost() == nil
 	}
 }
 
